@@ -1,0 +1,225 @@
+//! Building bundles: chunk, compress in parallel, hash, sign, lay out.
+//!
+//! The payload is spooled to a caller-provided file while the manifest is built, because the
+//! manifest (with every chunk's hash and size) must precede the payload in the bundle.
+
+use super::manifest::{is_valid_image_name, is_valid_product, Chunk, ImageManifest, Manifest, PayloadKind};
+use super::{BundleError, Header, FORMAT_VERSION, MAX_CHUNK_SIZE, MAX_SIGNATURES, MIN_CHUNK_SIZE};
+use crate::digest::Sha256Digest;
+use crate::keys::SigningKey;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+
+/// Options that shape a bundle. Same options, inputs and keys give the same bytes.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Product (compatible) string.
+    pub product: String,
+    /// Release version.
+    pub version: semver::Version,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// Uncompressed chunk size.
+    pub chunk_size: u32,
+    /// zstd compression level (1..=22).
+    pub zstd_level: i32,
+}
+
+/// One image to put in the bundle.
+pub struct ImageInput {
+    /// Image name (`rootfs`, `kernel`, ...).
+    pub name: String,
+    /// Where its bytes come from, read once to the end.
+    pub reader: Box<dyn Read + Send>,
+}
+
+/// Builds a signed bundle into `out`, spooling the payload through `spool` (an empty, readable
+/// and writable file, such as an anonymous temporary file). `progress` is called with the number
+/// of image bytes processed since its last call. Returns the manifest written.
+pub fn build_bundle<S, W>(
+    options: &BuildOptions,
+    images: Vec<ImageInput>,
+    keys: &[SigningKey],
+    spool: &mut S,
+    out: &mut W,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Manifest, BundleError>
+where
+    S: Read + Write + Seek,
+    W: Write,
+{
+    check_options(options, &images, keys)?;
+    let mut payload_offset = 0u64;
+    let mut manifests = Vec::with_capacity(images.len());
+    for mut image in images {
+        let manifest = compress_image(options, &mut image, &mut payload_offset, spool, progress)?;
+        manifests.push(manifest);
+    }
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        product: options.product.clone(),
+        version: options.version.clone(),
+        created: options.created,
+        compression: "zstd".into(),
+        chunk_size: options.chunk_size,
+        payload_size: payload_offset,
+        images: manifests,
+    };
+    let manifest_bytes = manifest.to_bytes();
+    manifest.validate()?;
+    let signature_block = sign_manifest(&manifest_bytes, keys);
+    let header = Header {
+        manifest_len: len_u32(manifest_bytes.len(), "manifest")?,
+        signature_block_len: len_u32(signature_block.len(), "signature block")?,
+    };
+    out.write_all(&header.encode())?;
+    out.write_all(&manifest_bytes)?;
+    out.write_all(&signature_block)?;
+    spool.seek(SeekFrom::Start(0))?;
+    let copied = io::copy(&mut Read::by_ref(spool).take(payload_offset), out)?;
+    if copied != payload_offset {
+        return Err(BundleError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "payload spool file shrank while building",
+        )));
+    }
+    out.flush()?;
+    Ok(manifest)
+}
+
+fn check_options(options: &BuildOptions, images: &[ImageInput], keys: &[SigningKey]) -> Result<(), BundleError> {
+    let invalid = |m: String| Err(BundleError::InvalidInput(m));
+    if !is_valid_product(&options.product) {
+        return invalid(format!(
+            "invalid product {:?}: use 1 to 128 printable ASCII characters without spaces",
+            options.product
+        ));
+    }
+    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&options.chunk_size) {
+        return invalid(format!(
+            "chunk size {} is outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE} bytes",
+            options.chunk_size
+        ));
+    }
+    if !(1..=22).contains(&options.zstd_level) {
+        return invalid(format!("zstd level {} is outside 1..=22", options.zstd_level));
+    }
+    if images.is_empty() {
+        return invalid("no image given: add at least one --image NAME=PATH".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for image in images {
+        if !is_valid_image_name(&image.name) {
+            return invalid(format!(
+                "invalid image name {:?}: use lowercase letters, digits, '.', '_' or '-' (at most 64)",
+                image.name
+            ));
+        }
+        if !seen.insert(image.name.as_str()) {
+            return invalid(format!("image '{}' given twice", image.name));
+        }
+    }
+    if keys.is_empty() {
+        return invalid("no signing key given: pass --key KEY or set OTA_SIGNING_KEY".into());
+    }
+    if keys.len() > MAX_SIGNATURES as usize {
+        return invalid(format!("at most {MAX_SIGNATURES} signing keys"));
+    }
+    Ok(())
+}
+
+fn len_u32(len: usize, what: &str) -> Result<u32, BundleError> {
+    u32::try_from(len).map_err(|_| BundleError::InvalidInput(format!("{what} too large ({len} bytes)")))
+}
+
+/// Reads one image to its end in batches of chunks, compressing each batch on all cores while
+/// hashing the batch on this thread, and appends the compressed chunks to the spool.
+fn compress_image<S: Write>(
+    options: &BuildOptions,
+    image: &mut ImageInput,
+    payload_offset: &mut u64,
+    spool: &mut S,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ImageManifest, BundleError> {
+    let chunk_size = options.chunk_size as usize;
+    // Enough chunks in flight to keep every core busy, few enough to bound memory.
+    let batch_len = (rayon::current_num_threads() * 4).max(4);
+    let mut hasher = Sha256::new();
+    let mut chunks = Vec::new();
+    let mut image_offset = 0u64;
+    loop {
+        let mut batch = Vec::with_capacity(batch_len);
+        let mut at_end = false;
+        while batch.len() < batch_len {
+            let buf = read_up_to(&mut image.reader, chunk_size)?;
+            at_end = buf.len() < chunk_size;
+            if !buf.is_empty() {
+                batch.push(buf);
+            }
+            if at_end {
+                break;
+            }
+        }
+        let level = options.zstd_level;
+        let (compressed, ()) = rayon::join(
+            || {
+                batch
+                    .par_iter()
+                    .map(|data| zstd::bulk::compress(data, level))
+                    .collect::<Result<Vec<_>, _>>()
+            },
+            || batch.iter().for_each(|data| hasher.update(data)),
+        );
+        let compressed = compressed?;
+        for (data, stored) in batch.iter().zip(&compressed) {
+            spool.write_all(stored)?;
+            let stored_size = u32::try_from(stored.len())
+                .map_err(|_| BundleError::InvalidInput("compressed chunk over 4 GiB".into()))?;
+            chunks.push(Chunk {
+                offset: image_offset,
+                size: data.len() as u32,
+                payload_offset: *payload_offset,
+                stored_size,
+                sha256: Sha256Digest::of(stored),
+            });
+            image_offset += data.len() as u64;
+            *payload_offset += stored.len() as u64;
+            progress(data.len() as u64);
+        }
+        if at_end {
+            break;
+        }
+    }
+    Ok(ImageManifest {
+        name: image.name.clone(),
+        size: image_offset,
+        sha256: Sha256Digest::from_hasher(hasher),
+        payload: PayloadKind::Full,
+        chunks,
+    })
+}
+
+/// Reads until `limit` bytes or end of input.
+fn read_up_to(reader: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(limit);
+    reader.take(limit as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// The signature block: count, then (key id, signature) sorted by key id, one per distinct key.
+fn sign_manifest(manifest_bytes: &[u8], keys: &[SigningKey]) -> Vec<u8> {
+    let mut entries: Vec<_> = keys
+        .iter()
+        .map(|k| (k.verifying_key().key_id(), k.sign(manifest_bytes)))
+        .collect();
+    entries.sort_by_key(|(id, _)| *id);
+    entries.dedup_by_key(|(id, _)| *id);
+    let mut block = Vec::with_capacity(4 + entries.len() * super::SIGNATURE_ENTRY_LEN);
+    block.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for (id, signature) in entries {
+        block.extend_from_slice(&id.0 .0);
+        block.extend_from_slice(&signature.to_bytes());
+    }
+    block
+}

@@ -1,0 +1,271 @@
+//! The signed manifest: what a bundle contains and the hash of every byte of it.
+//!
+//! Serialized as compact JSON with fields in declaration order (serde_json keeps struct order),
+//! which makes the bytes reproducible. Readers only parse a manifest after its signatures have
+//! verified over the exact bytes, then [`Manifest::validate`] checks every structural promise
+//! the payload reader relies on.
+
+use super::{zstd_compress_bound, BundleError, FORMAT_VERSION, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use crate::digest::Sha256Digest;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// Most images one bundle may update.
+pub const MAX_IMAGES: usize = 64;
+
+/// The manifest of one bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Bundle format version; equals the header's.
+    pub format: u16,
+    /// Product (compatible) string; a device installs only bundles for its own product.
+    pub product: String,
+    /// Release version (semver).
+    pub version: semver::Version,
+    /// Creation time, seconds since the Unix epoch (`SOURCE_DATE_EPOCH` when set).
+    pub created: u64,
+    /// Compression of every chunk: always `zstd` in version 1.
+    pub compression: String,
+    /// Uncompressed size of every chunk but each image's last.
+    pub chunk_size: u32,
+    /// Total length of the payload that follows the signature block.
+    pub payload_size: u64,
+    /// The images, in payload order.
+    pub images: Vec<ImageManifest>,
+}
+
+/// One image (for instance `rootfs`) carried by a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageManifest {
+    /// Image name, `[a-z0-9][a-z0-9._-]{0,63}`.
+    pub name: String,
+    /// Size of the image once written.
+    pub size: u64,
+    /// SHA-256 of the whole image once written.
+    pub sha256: Sha256Digest,
+    /// How the payload encodes the image.
+    pub payload: PayloadKind,
+    /// Payload chunks covering the image in order.
+    pub chunks: Vec<Chunk>,
+}
+
+/// How an image's payload is encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PayloadKind {
+    /// The whole image, chunked and compressed.
+    Full,
+    /// Reserved for delta payloads against an exact base image (not yet produced or applied).
+    Delta {
+        /// SHA-256 of the base image the delta applies to.
+        base_sha256: Sha256Digest,
+    },
+}
+
+/// One compressed chunk of the payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chunk {
+    /// Where the chunk's bytes go in the image.
+    pub offset: u64,
+    /// Uncompressed length.
+    pub size: u32,
+    /// Where the compressed bytes start in the payload.
+    pub payload_offset: u64,
+    /// Compressed length.
+    pub stored_size: u32,
+    /// SHA-256 of the compressed bytes, checked before decompression.
+    pub sha256: Sha256Digest,
+}
+
+/// True for names the format allows for images.
+pub fn is_valid_image_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(b))
+}
+
+/// True for product strings the format allows: 1 to 128 printable ASCII characters, no spaces.
+pub fn is_valid_product(product: &str) -> bool {
+    !product.is_empty() && product.len() <= 128 && product.bytes().all(|b| b.is_ascii_graphic())
+}
+
+impl Manifest {
+    /// The exact bytes that are signed and stored.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain structs of strings and integers into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and validates manifest bytes. Call only on bytes whose signatures verified, or
+    /// for display clearly marked unverified.
+    pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
+        let manifest: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| BundleError::Corrupt(format!("manifest is not valid: {e}")))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every structural promise: sizes add up, chunks are contiguous, names are unique.
+    pub fn validate(&self) -> Result<(), BundleError> {
+        let bad = |msg: String| Err(BundleError::Corrupt(format!("manifest: {msg}")));
+        if self.format != FORMAT_VERSION {
+            return bad(format!("format {} does not match the header's {FORMAT_VERSION}", self.format));
+        }
+        if !is_valid_product(&self.product) {
+            return bad(format!("invalid product string {:?}", self.product));
+        }
+        if self.compression != "zstd" {
+            return Err(BundleError::UnsupportedPayload {
+                image: "*".into(),
+                kind: format!("compression {}", self.compression),
+            });
+        }
+        if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return bad(format!("chunk size {} outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}", self.chunk_size));
+        }
+        if self.images.is_empty() || self.images.len() > MAX_IMAGES {
+            return bad(format!("{} images (1..={MAX_IMAGES} allowed)", self.images.len()));
+        }
+        let mut names = HashSet::new();
+        let mut payload_offset = 0u64;
+        for image in &self.images {
+            if !is_valid_image_name(&image.name) {
+                return bad(format!("invalid image name {:?}", image.name));
+            }
+            if !names.insert(image.name.as_str()) {
+                return bad(format!("image '{}' appears twice", image.name));
+            }
+            if let PayloadKind::Delta { .. } = image.payload {
+                return Err(BundleError::UnsupportedPayload {
+                    image: image.name.clone(),
+                    kind: "delta".into(),
+                });
+            }
+            let mut offset = 0u64;
+            for (index, chunk) in image.chunks.iter().enumerate() {
+                let at = format!("image '{}' chunk {index}", image.name);
+                if chunk.offset != offset {
+                    return bad(format!("{at} starts at {} instead of {offset}", chunk.offset));
+                }
+                if chunk.payload_offset != payload_offset {
+                    return bad(format!(
+                        "{at} is at payload offset {} instead of {payload_offset}",
+                        chunk.payload_offset
+                    ));
+                }
+                if chunk.size == 0 || chunk.size > self.chunk_size {
+                    return bad(format!("{at} has size {} (1..={} allowed)", chunk.size, self.chunk_size));
+                }
+                if chunk.stored_size == 0
+                    || u64::from(chunk.stored_size) > zstd_compress_bound(u64::from(chunk.size))
+                {
+                    return bad(format!("{at} has impossible compressed size {}", chunk.stored_size));
+                }
+                offset += u64::from(chunk.size);
+                payload_offset += u64::from(chunk.stored_size);
+            }
+            if offset != image.size {
+                return bad(format!(
+                    "chunks of image '{}' cover {offset} bytes, the image has {}",
+                    image.name, image.size
+                ));
+            }
+        }
+        if payload_offset != self.payload_size {
+            return bad(format!(
+                "chunks cover {payload_offset} payload bytes, the manifest says {}",
+                self.payload_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT_VERSION,
+            product: "acme-router".into(),
+            version: semver::Version::new(1, 2, 3),
+            created: 0,
+            compression: "zstd".into(),
+            chunk_size: 4096,
+            payload_size: 30,
+            images: vec![ImageManifest {
+                name: "rootfs".into(),
+                size: 5000,
+                sha256: Sha256Digest::of(b"x"),
+                payload: PayloadKind::Full,
+                chunks: vec![
+                    Chunk {
+                        offset: 0,
+                        size: 4096,
+                        payload_offset: 0,
+                        stored_size: 20,
+                        sha256: Sha256Digest::of(b"a"),
+                    },
+                    Chunk {
+                        offset: 4096,
+                        size: 904,
+                        payload_offset: 20,
+                        stored_size: 10,
+                        sha256: Sha256Digest::of(b"b"),
+                    },
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn bytes_round_trip() {
+        let m = sample();
+        assert_eq!(Manifest::parse(&m.to_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn gaps_and_overlaps_are_refused() {
+        let mut m = sample();
+        m.images[0].chunks[1].offset = 4095;
+        assert!(Manifest::parse(&m.to_bytes()).is_err());
+        let mut m = sample();
+        m.payload_size = 31;
+        assert!(Manifest::parse(&m.to_bytes()).is_err());
+        let mut m = sample();
+        m.images[0].size = 5001;
+        assert!(Manifest::parse(&m.to_bytes()).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_and_delta_are_refused() {
+        let text = String::from_utf8(sample().to_bytes()).unwrap();
+        let extra = text.replacen("{\"format\"", "{\"surprise\":1,\"format\"", 1);
+        assert!(Manifest::parse(extra.as_bytes()).is_err());
+        let mut m = sample();
+        m.images[0].payload = PayloadKind::Delta {
+            base_sha256: Sha256Digest::of(b"base"),
+        };
+        assert!(matches!(
+            Manifest::parse(&m.to_bytes()),
+            Err(BundleError::UnsupportedPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn image_names() {
+        assert!(is_valid_image_name("rootfs"));
+        assert!(is_valid_image_name("boot.vfat"));
+        assert!(!is_valid_image_name("Rootfs"));
+        assert!(!is_valid_image_name("../x"));
+        assert!(!is_valid_image_name(""));
+    }
+}

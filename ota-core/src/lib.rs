@@ -1,0 +1,14 @@
+//! Formats shared by the OTA signer, server and updater.
+//!
+//! - [`digest`]: SHA-256 digests as a type ([`Sha256Digest`]), hex on the wire.
+//! - [`keys`]: ed25519 signing and verifying keys in PEM (PKCS#8 / SPKI), key ids, key generation.
+//! - [`bundle`]: the signed, chunk-verified bundle format: manifest, signature block, payload;
+//!   a builder for the signer and a streaming verifier for the updater.
+//!
+//! Nothing here prints or reads configuration: the binaries own I/O policy, progress and errors.
+
+pub mod bundle;
+pub mod digest;
+pub mod keys;
+
+pub use digest::Sha256Digest;
