@@ -48,7 +48,11 @@ impl FromStr for Sha256Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Only lowercase: one spelling per digest keeps signed manifests canonical.
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(ParseDigestError(s.chars().take(80).collect()));
         }
         let mut out = [0u8; 32];

@@ -181,8 +181,12 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_refused_with_origin() {
-        let err = SigningKey::from_pem("hello", "OTA_SIGNING_KEY").err().unwrap();
-        assert!(err.to_string().starts_with("OTA_SIGNING_KEY: not an ed25519 private key"));
+        let err = SigningKey::from_pem("hello", "OTA_SIGNING_KEY")
+            .err()
+            .unwrap();
+        assert!(err
+            .to_string()
+            .starts_with("OTA_SIGNING_KEY: not an ed25519 private key"));
         assert!(VerifyingKey::from_pem("hello", "x").is_err());
     }
 }

@@ -3,7 +3,9 @@
 //! The payload is spooled to a caller-provided file while the manifest is built, because the
 //! manifest (with every chunk's hash and size) must precede the payload in the bundle.
 
-use super::manifest::{is_valid_image_name, is_valid_product, Chunk, ImageManifest, Manifest, PayloadKind};
+use super::manifest::{
+    is_valid_image_name, is_valid_product, Chunk, ImageManifest, Manifest, PayloadKind,
+};
 use super::{BundleError, Header, FORMAT_VERSION, MAX_CHUNK_SIZE, MAX_SIGNATURES, MIN_CHUNK_SIZE};
 use crate::digest::Sha256Digest;
 use crate::keys::SigningKey;
@@ -88,7 +90,11 @@ where
     Ok(manifest)
 }
 
-fn check_options(options: &BuildOptions, images: &[ImageInput], keys: &[SigningKey]) -> Result<(), BundleError> {
+fn check_options(
+    options: &BuildOptions,
+    images: &[ImageInput],
+    keys: &[SigningKey],
+) -> Result<(), BundleError> {
     let invalid = |m: String| Err(BundleError::InvalidInput(m));
     if !is_valid_product(&options.product) {
         return invalid(format!(
@@ -103,7 +109,10 @@ fn check_options(options: &BuildOptions, images: &[ImageInput], keys: &[SigningK
         ));
     }
     if !(1..=22).contains(&options.zstd_level) {
-        return invalid(format!("zstd level {} is outside 1..=22", options.zstd_level));
+        return invalid(format!(
+            "zstd level {} is outside 1..=22",
+            options.zstd_level
+        ));
     }
     if images.is_empty() {
         return invalid("no image given: add at least one --image NAME=PATH".into());
@@ -130,7 +139,8 @@ fn check_options(options: &BuildOptions, images: &[ImageInput], keys: &[SigningK
 }
 
 fn len_u32(len: usize, what: &str) -> Result<u32, BundleError> {
-    u32::try_from(len).map_err(|_| BundleError::InvalidInput(format!("{what} too large ({len} bytes)")))
+    u32::try_from(len)
+        .map_err(|_| BundleError::InvalidInput(format!("{what} too large ({len} bytes)")))
 }
 
 /// Reads one image to its end in batches of chunks, compressing each batch on all cores while

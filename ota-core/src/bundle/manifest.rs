@@ -116,7 +116,10 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), BundleError> {
         let bad = |msg: String| Err(BundleError::Corrupt(format!("manifest: {msg}")));
         if self.format != FORMAT_VERSION {
-            return bad(format!("format {} does not match the header's {FORMAT_VERSION}", self.format));
+            return bad(format!(
+                "format {} does not match the header's {FORMAT_VERSION}",
+                self.format
+            ));
         }
         if !is_valid_product(&self.product) {
             return bad(format!("invalid product string {:?}", self.product));
@@ -128,10 +131,16 @@ impl Manifest {
             });
         }
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
-            return bad(format!("chunk size {} outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}", self.chunk_size));
+            return bad(format!(
+                "chunk size {} outside {MIN_CHUNK_SIZE}..={MAX_CHUNK_SIZE}",
+                self.chunk_size
+            ));
         }
         if self.images.is_empty() || self.images.len() > MAX_IMAGES {
-            return bad(format!("{} images (1..={MAX_IMAGES} allowed)", self.images.len()));
+            return bad(format!(
+                "{} images (1..={MAX_IMAGES} allowed)",
+                self.images.len()
+            ));
         }
         let mut names = HashSet::new();
         let mut payload_offset = 0u64;
@@ -152,7 +161,10 @@ impl Manifest {
             for (index, chunk) in image.chunks.iter().enumerate() {
                 let at = format!("image '{}' chunk {index}", image.name);
                 if chunk.offset != offset {
-                    return bad(format!("{at} starts at {} instead of {offset}", chunk.offset));
+                    return bad(format!(
+                        "{at} starts at {} instead of {offset}",
+                        chunk.offset
+                    ));
                 }
                 if chunk.payload_offset != payload_offset {
                     return bad(format!(
@@ -161,12 +173,18 @@ impl Manifest {
                     ));
                 }
                 if chunk.size == 0 || chunk.size > self.chunk_size {
-                    return bad(format!("{at} has size {} (1..={} allowed)", chunk.size, self.chunk_size));
+                    return bad(format!(
+                        "{at} has size {} (1..={} allowed)",
+                        chunk.size, self.chunk_size
+                    ));
                 }
                 if chunk.stored_size == 0
                     || u64::from(chunk.stored_size) > zstd_compress_bound(u64::from(chunk.size))
                 {
-                    return bad(format!("{at} has impossible compressed size {}", chunk.stored_size));
+                    return bad(format!(
+                        "{at} has impossible compressed size {}",
+                        chunk.stored_size
+                    ));
                 }
                 offset += u64::from(chunk.size);
                 payload_offset += u64::from(chunk.stored_size);

@@ -73,7 +73,9 @@ impl Header {
         if version != FORMAT_VERSION {
             return Err(BundleError::UnsupportedVersion { found: version });
         }
-        let field = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let field = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let flags = u16::from_le_bytes([bytes[10], bytes[11]]);
         if flags != 0 || field(20) != 0 {
             return Err(BundleError::Corrupt(

@@ -38,14 +38,18 @@ pub struct FileImageSink {
 impl FileImageSink {
     /// Creates `.NAME.partial` beside `target`.
     pub fn create(target: &Path) -> io::Result<Self> {
-        let name = target
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name"))?;
+        let name = target.file_name().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "output path has no file name")
+        })?;
         let mut partial_name = std::ffi::OsString::from(".");
         partial_name.push(name);
         partial_name.push(".partial");
         let partial = target.with_file_name(partial_name);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&partial)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&partial)?;
         Ok(Self {
             file: Some(file),
             partial,

@@ -44,7 +44,11 @@ impl TrustPolicy {
     }
 
     /// Returns the distinct trusted keys whose signature over `message` verifies.
-    fn check(&self, message: &[u8], signatures: &[(KeyId, Signature)]) -> Result<Vec<KeyId>, BundleError> {
+    fn check(
+        &self,
+        message: &[u8],
+        signatures: &[(KeyId, Signature)],
+    ) -> Result<Vec<KeyId>, BundleError> {
         let mut valid = BTreeSet::new();
         for (id, signature) in signatures {
             if let Some(key) = self.keys.iter().find(|k| k.key_id() == *id) {
@@ -70,7 +74,11 @@ struct SignedHead {
     signatures: Vec<(KeyId, Signature)>,
 }
 
-fn read_exact_or_truncated<R: Read>(reader: &mut R, buf: &mut [u8], what: &'static str) -> Result<(), BundleError> {
+fn read_exact_or_truncated<R: Read>(
+    reader: &mut R,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<(), BundleError> {
     reader.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => BundleError::Truncated { what },
         _ => BundleError::Io(e),
@@ -114,7 +122,10 @@ fn read_head<R: Read>(reader: &mut R) -> Result<SignedHead, BundleError> {
 pub fn read_unverified<R: Read>(mut reader: R) -> Result<(Manifest, Vec<KeyId>), BundleError> {
     let head = read_head(&mut reader)?;
     let manifest = Manifest::parse(&head.manifest_bytes)?;
-    Ok((manifest, head.signatures.into_iter().map(|(id, _)| id).collect()))
+    Ok((
+        manifest,
+        head.signatures.into_iter().map(|(id, _)| id).collect(),
+    ))
 }
 
 /// A bundle whose manifest signatures verified; its payload is read by
@@ -153,7 +164,11 @@ impl<R: Read> BundleReader<R> {
     /// image's hash before calling its sink's `finish`. `sink_for` gives the sink of each image
     /// as it starts; `progress` gets the payload bytes consumed since its last call. Fails on
     /// trailing bytes after the payload.
-    pub fn stream_payload<F>(mut self, mut sink_for: F, progress: &dyn Fn(u64)) -> Result<(), BundleError>
+    pub fn stream_payload<F>(
+        mut self,
+        mut sink_for: F,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), BundleError>
     where
         F: FnMut(&ImageManifest) -> io::Result<Box<dyn ImageSink + Send>>,
     {
@@ -163,9 +178,11 @@ impl<R: Read> BundleReader<R> {
             let writer = scope.spawn(move || write_images(rx));
             let read_result = self.read_chunks(&tx, &mut sink_for, progress);
             drop(tx);
-            let write_result = writer
-                .join()
-                .unwrap_or_else(|_| Err(BundleError::Io(io::Error::other("image writer thread panicked"))));
+            let write_result = writer.join().unwrap_or_else(|_| {
+                Err(BundleError::Io(io::Error::other(
+                    "image writer thread panicked",
+                )))
+            });
             // The writer's error explains a failed send, so it wins when both failed.
             write_result.and(read_result)
         })
@@ -206,7 +223,12 @@ impl<R: Read> BundleReader<R> {
                 }
                 let data = decompressor
                     .decompress(&stored, chunk.size as usize)
-                    .map_err(|e| BundleError::Corrupt(format!("chunk {index} of image '{}' does not decompress: {e}", image.name)))?;
+                    .map_err(|e| {
+                        BundleError::Corrupt(format!(
+                            "chunk {index} of image '{}' does not decompress: {e}",
+                            image.name
+                        ))
+                    })?;
                 if data.len() != chunk.size as usize {
                     return Err(BundleError::Corrupt(format!(
                         "chunk {index} of image '{}' decompresses to {} bytes, the manifest says {}",
@@ -223,7 +245,9 @@ impl<R: Read> BundleReader<R> {
         let mut probe = [0u8; 1];
         match self.reader.read(&mut probe) {
             Ok(0) => Ok(()),
-            Ok(_) => Err(BundleError::Corrupt("unexpected bytes after the payload".into())),
+            Ok(_) => Err(BundleError::Corrupt(
+                "unexpected bytes after the payload".into(),
+            )),
             Err(e) => Err(BundleError::Io(e)),
         }
     }
@@ -244,21 +268,26 @@ fn write_images(rx: mpsc::Receiver<Piece>) -> Result<(), BundleError> {
     let mut current: Option<(String, Sha256Digest, Box<dyn ImageSink + Send>, Sha256)> = None;
     for piece in rx {
         match piece {
-            Piece::Begin { name, expected, sink } => current = Some((name, expected, sink, Sha256::new())),
+            Piece::Begin {
+                name,
+                expected,
+                sink,
+            } => current = Some((name, expected, sink, Sha256::new())),
             Piece::Data(data) => {
-                let (name, _, sink, hasher) = current
-                    .as_mut()
-                    .ok_or_else(|| BundleError::Io(io::Error::other("image data before image start")))?;
-                hasher.update(&data);
-                sink.write_piece(&data).map_err(|source| BundleError::Sink {
-                    image: name.clone(),
-                    source,
+                let (name, _, sink, hasher) = current.as_mut().ok_or_else(|| {
+                    BundleError::Io(io::Error::other("image data before image start"))
                 })?;
+                hasher.update(&data);
+                sink.write_piece(&data)
+                    .map_err(|source| BundleError::Sink {
+                        image: name.clone(),
+                        source,
+                    })?;
             }
             Piece::End => {
-                let (name, expected, sink, hasher) = current
-                    .take()
-                    .ok_or_else(|| BundleError::Io(io::Error::other("image end before image start")))?;
+                let (name, expected, sink, hasher) = current.take().ok_or_else(|| {
+                    BundleError::Io(io::Error::other("image end before image start"))
+                })?;
                 let actual = Sha256Digest::from_hasher(hasher);
                 if actual != expected {
                     return Err(BundleError::ImageHashMismatch {
@@ -267,7 +296,10 @@ fn write_images(rx: mpsc::Receiver<Piece>) -> Result<(), BundleError> {
                         actual: actual.to_hex(),
                     });
                 }
-                sink.finish().map_err(|source| BundleError::Sink { image: name, source })?;
+                sink.finish().map_err(|source| BundleError::Sink {
+                    image: name,
+                    source,
+                })?;
             }
         }
     }

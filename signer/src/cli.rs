@@ -1,0 +1,104 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Signs firmware bundles for over-the-air updates, and checks them.
+///
+/// Exit codes: 0 ok, 1 other failure, 2 usage, 3 I/O, 4 bad signature or threshold not met,
+/// 5 corrupt or truncated bundle, 6 unsupported format version.
+#[derive(Parser, Debug)]
+#[command(name = "ota-sign", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Make an ed25519 key pair: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (PEM public key).
+    Keygen(KeygenArgs),
+    /// Build a signed bundle from one or more images.
+    Bundle(BundleArgs),
+    /// Check a bundle's signatures, every chunk hash and every image hash; optionally extract.
+    Verify(VerifyArgs),
+    /// Show a bundle's manifest (unverified unless --trusted is given).
+    Inspect(InspectArgs),
+}
+
+/// `ota-sign keygen`.
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the private key; the public key goes to the same path plus `.pub`.
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `ota-sign bundle`.
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    /// Product (compatible) string the bundle is for; devices refuse other products.
+    #[arg(long)]
+    pub product: String,
+    /// Release version (semver, e.g. 1.4.0).
+    #[arg(long = "version")]
+    pub release_version: String,
+    /// An image to include, as NAME=PATH (repeatable), e.g. rootfs=build/rootfs.ext4.
+    #[arg(long = "image", required = true, value_name = "NAME=PATH")]
+    pub images: Vec<String>,
+    /// A private key to sign with (repeatable). Without it, the PEM text in $OTA_SIGNING_KEY.
+    #[arg(long = "key", value_name = "KEY")]
+    pub keys: Vec<PathBuf>,
+    /// Output bundle file (written atomically).
+    #[arg(long, short = 'o', value_name = "OUT.bundle")]
+    pub out: PathBuf,
+    /// Uncompressed chunk size, bytes or with a K/M suffix (4K..16M).
+    #[arg(long, default_value = "1M")]
+    pub chunk_size: String,
+    /// zstd compression level (1..=22).
+    #[arg(long, default_value_t = ota_core::bundle::DEFAULT_ZSTD_LEVEL)]
+    pub level: i32,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A trusted public key (repeatable).
+    #[arg(long = "trusted", required = true, value_name = "PUB")]
+    pub trusted: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// Write a verified image out, as NAME=PATH (repeatable).
+    #[arg(long = "extract", value_name = "NAME=PATH")]
+    pub extract: Vec<String>,
+    /// Print a JSON result on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The bundle, or - for standard input.
+    pub bundle: PathBuf,
+}
+
+/// `ota-sign inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Check the manifest's signatures against these public keys (payload not checked).
+    #[arg(long = "trusted", value_name = "PUB")]
+    pub trusted: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed (with --trusted).
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// Print the manifest as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The bundle, or - for standard input.
+    pub bundle: PathBuf,
+}
