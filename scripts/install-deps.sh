@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh -- installs the Debian packages the demo and the tests use, when missing.
+# Idempotent and quiet when everything is there. Needs root (or sudo) only to install.
+set -euo pipefail
+# command -> Debian package
+declare -A NEED=(
+  [openssl]=openssl            # openssl-made keys must work everywhere
+  [zstd]=zstd                  # reference tool in benchmarks
+  [grub-editenv]=grub-common   # GRUB environment interop tests
+  [fw_printenv]=libubootenv-tool  # U-Boot environment interop tests
+  [mkenvimage]=u-boot-tools    # creates the first U-Boot environment for those tests
+  [mkfs.ext4]=e2fsprogs        # testdata/make-images.sh
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- the whole test suite: installs what the tests need, runs the end-to-end demo
+# as a smoke test, then every unit and integration test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+mkdir -p target
+bash scripts/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; echo "demo failed" >&2; exit 1; }
+echo "demo: ok (log in target/demo.log)"
+cargo test --workspace --all-targets
