@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/demo.sh -- the end-to-end demo on this machine, with embedded defaults:
 # vendor keygen -> sign a bundle of the images in testdata/ -> verify and extract ->
-# a tampered copy and a wrong key are refused.
+# a tampered copy and a wrong key are refused; then a simulated A/B device (slot files, the
+# `file` bootloader) installs, trial-boots, commits, rolls back automatically and by hand.
 # Everything it makes goes to demo-out/ (or $DEMO_OUT), replaced on each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,5 +59,65 @@ expect_refusal 4 "$SIGN" verify --trusted "$OUT/vendor.key.pub" "$OUT/evil.bundl
 step "attacker: truncate the bundle -> refused"
 head -c $((size / 2)) "$OUT/acme-router-2.0.0.bundle" > "$OUT/truncated.bundle"
 expect_refusal 5 "$SIGN" verify --trusted "$OUT/vendor.key.pub" "$OUT/truncated.bundle"
+
+# ---------------------------------------------------------------- the device
+DEV=$OUT/device
+UPD="$BIN/ota-update --config $DEV/updater.toml"
+mkdir -p "$DEV"
+cp testdata/device/updater.toml testdata/device/health-check.sh "$DEV/"
+cp "$OUT/vendor.key.pub" "$DEV/vendor.pub"
+status() { echo "--- ota-update status"; $UPD status; }
+reboot_device() { echo "--- power on: the bootloader picks a slot"; $UPD simulate-boot; echo "--- ota-update boot (runs early at every boot)"; "$@"; }
+
+step "factory: flash release 1.0.0 into slot A (8 MiB slot files, as partitions), first boot"
+for s in a b; do truncate -s 8M "$DEV/slot-$s.rootfs"; truncate -s 1M "$DEV/slot-$s.kernel"; done
+dd if=testdata/v1/rootfs.img of="$DEV/slot-a.rootfs" conv=notrunc status=none
+dd if=testdata/v1/kernel.img of="$DEV/slot-a.kernel" conv=notrunc status=none
+reboot_device $UPD boot
+status
+
+step "vendor CI: sign releases 2.0.0 and 3.0.0 (3.0.0 has a bug its health check catches)"
+for v in 2 3; do
+  SOURCE_DATE_EPOCH=1795132800 "$SIGN" bundle --product acme-router --version $v.0.0 \
+    --image rootfs=testdata/v$v/rootfs.img --image kernel=testdata/v$v/kernel.img \
+    --key "$OUT/vendor.key" -o "$OUT/acme-router-$v.0.0.bundle"
+done
+
+step "device: refuse what must be refused (each leaves slot A and the bootloader untouched)"
+expect_refusal 4 $UPD install "$OUT/evil.bundle"
+expect_refusal 5 $UPD install "$OUT/tampered.bundle"
+
+step "device: install 2.0.0 into the inactive slot B (streamed, verified, read back)"
+$UPD install "$OUT/acme-router-2.0.0.bundle"
+status
+
+step "reboot: B boots on trial, its health check passes, B is committed"
+reboot_device $UPD boot
+status
+
+step "admin: roll back to slot A (1.0.0 is verified against its recorded hash first)"
+$UPD rollback --reboot
+reboot_device $UPD boot
+status
+
+step "admin: roll forward again to slot B (2.0.0)"
+$UPD rollback --reboot
+reboot_device $UPD boot
+
+step "device: a downgrade to 2.0.0 is refused now that 2.0.0 runs"
+expect_refusal 8 $UPD install "$OUT/acme-router-2.0.0.bundle"
+
+step "device: install 3.0.0 into slot A"
+$UPD install "$OUT/acme-router-3.0.0.bundle"
+
+step "reboot: A boots on trial, its health check FAILS -> marked bad, back to B"
+reboot_device expect_refusal 11 $UPD boot --no-reboot
+echo "--- the device reboots (as ota-update boot would without --no-reboot)"
+reboot_device $UPD boot
+status
+
+step "admin: roll back to slot A -> refused, it holds the failed 3.0.0"
+expect_refusal 10 $UPD rollback
+status
 
 step "demo complete: every step behaved as expected"

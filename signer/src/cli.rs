@@ -58,7 +58,7 @@ pub struct BundleArgs {
     #[arg(long, short = 'o', value_name = "OUT.bundle")]
     pub out: PathBuf,
     /// Uncompressed chunk size, bytes or with a K/M suffix (4K..16M).
-    #[arg(long, default_value = "1M")]
+    #[arg(long, default_value = "4M")]
     pub chunk_size: String,
     /// zstd compression level (1..=22).
     #[arg(long, default_value_t = ota_core::bundle::DEFAULT_ZSTD_LEVEL)]

@@ -1,4 +1,22 @@
 //! The device-side updater: configuration, A/B slots, bootloader backends, install, and the
-//! boot-time state machine (trial boot, commit, rollback). `main.rs` only parses arguments.
+//! boot-time state machine (trial boot, commit, rollback). `main.rs` only parses arguments
+//! and prints.
+//!
+//! Where things happen:
+//! - signature and hash checks of bundles: `ota_core::bundle::verify`, called from [`install`];
+//! - the slot switch: the last step of [`install::install`], one atomic bootloader write;
+//! - commit / fall back / rollback detection: [`lifecycle`].
 
 pub mod bootloader;
+pub mod config;
+pub mod error;
+pub mod fault;
+pub mod fsutil;
+pub mod health;
+pub mod install;
+pub mod lifecycle;
+pub mod slot;
+pub mod state;
+
+pub use config::Config;
+pub use error::{Result, UpdateError};

@@ -1,4 +1,270 @@
-//! `ota-update`: the device-side updater CLI (argument parsing and output only; the logic lives
-//! in the `ota_updater` library).
+//! `ota-update`: the device-side updater CLI. Parses arguments, prints progress and reports,
+//! maps errors to exit codes; the logic lives in the `ota_updater` library.
 
-fn main() {}
+use clap::{Parser, Subcommand};
+use ota_updater::config::{Config, DEFAULT_CONFIG_PATH};
+use ota_updater::install::{InstallEvent, InstallOptions};
+use ota_updater::lifecycle::{self, BootOutcome, Status};
+use ota_updater::UpdateError;
+use std::io::{BufReader, IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Installs signed updates into the inactive A/B slot, commits them after a healthy trial
+/// boot, and falls back automatically when they fail.
+///
+/// Exit codes: 0 ok, 1 failure, 2 usage or configuration, 3 I/O, 4 bad signature, 5 corrupt
+/// bundle, 6 unsupported format, 7 incompatible bundle, 8 downgrade refused, 9 another
+/// instance running, 10 refused in the current state, 11 health check failed.
+#[derive(Parser, Debug)]
+#[command(name = "ota-update", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Install a bundle (a file path, or - for standard input) into the inactive slot.
+    Install {
+        /// The bundle.
+        source: PathBuf,
+        /// Install even if the version is not newer than the booted one.
+        #[arg(long)]
+        allow_downgrade: bool,
+        /// Reboot into the new slot when the install succeeded.
+        #[arg(long)]
+        reboot: bool,
+        /// Print progress as JSON lines instead of a progress bar.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the booted slot, each slot's version and health, what boots next, the last result.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run at every boot: commit a healthy trial slot, fall back from an unhealthy one, record
+    /// rollbacks.
+    Boot {
+        /// Do not reboot after a failed health check (tests).
+        #[arg(long)]
+        no_reboot: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark the booted slot good by hand.
+    Commit,
+    /// Make the other slot boot next, if it holds a verified good image.
+    Rollback {
+        /// Reboot into it now.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Simulate the bootloader at power-on (file backend, tests and the demo).
+    #[command(hide = true)]
+    SimulateBoot,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ota-update: error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), UpdateError> {
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Install {
+            source,
+            allow_downgrade,
+            reboot,
+            json,
+        } => {
+            let input: Box<dyn Read + Send> = if source.as_os_str() == "-" {
+                Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+            } else {
+                let file = std::fs::File::open(&source).map_err(UpdateError::io(format!(
+                    "cannot open bundle {}",
+                    source.display()
+                )))?;
+                Box::new(BufReader::with_capacity(1 << 20, file))
+            };
+            let bar = if !json && std::io::stderr().is_terminal() {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "installing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            let events = |event: InstallEvent| {
+                if json {
+                    println!("{}", serde_json::to_string(&event).unwrap_or_default());
+                    return;
+                }
+                match event {
+                    InstallEvent::Accepted { payload_size, .. } => bar.set_length(payload_size),
+                    InstallEvent::Progress { bytes } => bar.inc(bytes),
+                    InstallEvent::Switched { .. } => bar.finish_and_clear(),
+                }
+            };
+            let report = ota_updater::install::install(
+                &config,
+                input,
+                &InstallOptions { allow_downgrade },
+                &events,
+            )?;
+            if !json {
+                println!(
+                    "installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot",
+                    report.version, report.slot
+                );
+            }
+            if reboot {
+                lifecycle_reboot(&config)?;
+            }
+            Ok(())
+        }
+        Command::Status { json } => {
+            let status = lifecycle::status(&config)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).unwrap_or_default()
+                );
+            } else {
+                print_status(&status);
+            }
+            Ok(())
+        }
+        Command::Boot { no_reboot, json } => {
+            let outcome = lifecycle::boot(&config, !no_reboot)?;
+            if json {
+                println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+            } else {
+                match outcome {
+                    BootOutcome::Steady { slot } => println!("booted slot {slot}: good, nothing to do"),
+                    BootOutcome::Committed { slot } => println!("booted slot {slot} on trial: health check passed, committed"),
+                    BootOutcome::RollbackDetected { failed, running } => println!(
+                        "rollback detected: slot {failed} failed its trial boot, running slot {running}"
+                    ),
+                }
+            }
+            Ok(())
+        }
+        Command::Commit => {
+            let slot = lifecycle::commit(&config)?;
+            println!("slot {slot} committed: marked good");
+            Ok(())
+        }
+        Command::Rollback { reboot } => {
+            let slot = lifecycle::rollback(&config, reboot)?;
+            println!("slot {slot} verified and set to boot next");
+            Ok(())
+        }
+        Command::SimulateBoot => {
+            let slot = lifecycle::simulate_boot(&config)?;
+            println!("simulated bootloader booted slot {slot}");
+            Ok(())
+        }
+    }
+}
+
+fn lifecycle_reboot(config: &Config) -> Result<(), UpdateError> {
+    let status = std::process::Command::new(&config.reboot_command[0])
+        .args(&config.reboot_command[1..])
+        .status()
+        .map_err(UpdateError::io("cannot run the reboot command"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(UpdateError::Refused(format!(
+            "reboot command failed with {status}"
+        )))
+    }
+}
+
+fn print_status(s: &Status) {
+    match (&s.booted, &s.booted_error) {
+        (Some(slot), _) => println!("booted slot:  {slot}"),
+        (None, Some(e)) => println!("booted slot:  unknown ({e})"),
+        (None, None) => println!("booted slot:  unknown"),
+    }
+    println!(
+        "next boot:    {} (bootloader {}, order {})",
+        s.next_boot.as_ref().map(|x| x.as_str()).unwrap_or("none"),
+        s.bootloader,
+        s.order
+            .iter()
+            .map(|x| x.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for slot in &s.slots {
+        let (content, version, hashes) = match &slot.record {
+            Some(r) => (
+                serde_json::to_value(r.content)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                r.version
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                r.images
+                    .iter()
+                    .map(|(n, i)| format!("{n}={}…", &i.sha256.to_hex()[..16]))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            None => (
+                "never written by the updater".into(),
+                "unknown".into(),
+                String::new(),
+            ),
+        };
+        println!(
+            "slot {}{}: version {version}, {content}, bootloader good={} tries={} {hashes}",
+            slot.name,
+            if slot.booted { " (booted)" } else { "" },
+            u8::from(slot.boot.good),
+            slot.boot.tries
+        );
+    }
+    match &s.pending {
+        Some(p) => println!(
+            "pending:      {} in slot {}, waiting for its trial boot",
+            p.version, p.slot
+        ),
+        None => println!("pending:      none"),
+    }
+    match &s.last_result {
+        Some(o) => println!(
+            "last result:  {} (slot {}{}): {}",
+            serde_json::to_value(o.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            o.slot,
+            o.version
+                .as_ref()
+                .map(|v| format!(", {v}"))
+                .unwrap_or_default(),
+            o.reason
+        ),
+        None => println!("last result:  none"),
+    }
+}

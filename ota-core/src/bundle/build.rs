@@ -176,7 +176,7 @@ fn compress_image<S: Write>(
             || {
                 batch
                     .par_iter()
-                    .map(|data| zstd::bulk::compress(data, level))
+                    .map(|data| compress_chunk(data, level))
                     .collect::<Result<Vec<_>, _>>()
             },
             || batch.iter().for_each(|data| hasher.update(data)),
@@ -207,6 +207,24 @@ fn compress_image<S: Write>(
         sha256: Sha256Digest::from_hasher(hasher),
         payload: PayloadKind::Full,
         chunks,
+    })
+}
+
+thread_local! {
+    /// One zstd context per worker thread, reused across chunks: setting a context up costs
+    /// more than compressing a small or incompressible chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress_chunk(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match &mut *slot {
+            Some((l, c)) if *l == level => c,
+            _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(data)
     })
 }
 

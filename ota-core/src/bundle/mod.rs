@@ -38,7 +38,7 @@ pub const MIN_CHUNK_SIZE: u32 = 4 << 10;
 /// See [`MIN_CHUNK_SIZE`].
 pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
 /// Default chunk size, chosen by measurement (see `docs/bundle-format.md`).
-pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
+pub const DEFAULT_CHUNK_SIZE: u32 = 4 << 20;
 /// Default zstd level, chosen by measurement (see `docs/bundle-format.md`).
 pub const DEFAULT_ZSTD_LEVEL: i32 = 19;
 

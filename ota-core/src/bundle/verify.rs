@@ -172,8 +172,9 @@ impl<R: Read> BundleReader<R> {
     where
         F: FnMut(&ImageManifest) -> io::Result<Box<dyn ImageSink + Send>>,
     {
-        // Two chunks queued: enough to overlap decompression with hashing and writing.
-        let (tx, rx) = mpsc::sync_channel::<Piece>(2);
+        // One chunk queued is enough to overlap decompression with hashing and writing; each
+        // more would cost a chunk of memory.
+        let (tx, rx) = mpsc::sync_channel::<Piece>(1);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || write_images(rx));
             let read_result = self.read_chunks(&tx, &mut sink_for, progress);

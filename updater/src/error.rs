@@ -1,0 +1,120 @@
+//! Errors of the updater, each with a class that maps to a documented exit code.
+
+use ota_core::bundle::{BundleError, ErrorClass};
+use std::io;
+
+/// Everything the updater can refuse or fail at. Messages are one line, say what was wrong
+/// and, where it helps, what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The configuration file is missing, unreadable or invalid.
+    #[error("configuration {path}: {reason}")]
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong, with line and column where known.
+        reason: String,
+    },
+    /// The bundle failed verification.
+    #[error("{0}")]
+    Bundle(#[from] BundleError),
+    /// The bundle is valid but not for this device.
+    #[error("incompatible bundle: {0}")]
+    Incompatible(String),
+    /// The bundle's version is not newer than the booted one.
+    #[error("downgrade refused: bundle version {bundle} is not newer than the booted version {booted} (use --allow-downgrade to install it anyway; its signature is still required)")]
+    Downgrade {
+        /// The bundle's version.
+        bundle: String,
+        /// The booted slot's version.
+        booted: String,
+    },
+    /// Another updater process holds the lock.
+    #[error(
+        "another ota-update process is running (lock {0} is held); try again when it has finished"
+    )]
+    Busy(String),
+    /// The request is not possible in the device's current state.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The health check failed; the device falls back to the other slot.
+    #[error("health check failed: {0}")]
+    HealthCheck(String),
+    /// The bootloader environment could not be read or written.
+    #[error("bootloader: {0}")]
+    Bootloader(String),
+    /// A slot could not be read or written.
+    #[error("slot {slot}: {reason}")]
+    Slot {
+        /// The slot.
+        slot: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// Exit codes of `ota-update`, documented in docs/updater.md. Never renumber, only add.
+pub mod exit {
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// Bad arguments or configuration.
+    pub const USAGE: u8 = 2;
+    /// A file, slot or device could not be read or written.
+    pub const IO: u8 = 3;
+    /// Bundle signatures invalid, missing or below the threshold.
+    pub const SIGNATURE: u8 = 4;
+    /// Bundle corrupt or truncated, or a written image failed its read-back check.
+    pub const CORRUPT: u8 = 5;
+    /// Bundle format version or payload kind not supported.
+    pub const UNSUPPORTED: u8 = 6;
+    /// Bundle for another product, or its images do not fit this device's slots.
+    pub const INCOMPATIBLE: u8 = 7;
+    /// Bundle version not newer than the booted one.
+    pub const DOWNGRADE: u8 = 8;
+    /// Another updater process is running.
+    pub const BUSY: u8 = 9;
+    /// Not possible in the current state (e.g. rollback to a slot without a verified image).
+    pub const REFUSED: u8 = 10;
+    /// The health check failed (`boot`).
+    pub const HEALTH_CHECK: u8 = 11;
+}
+
+impl UpdateError {
+    /// The exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            UpdateError::Config { .. } => exit::USAGE,
+            UpdateError::Bundle(e) => match e.class() {
+                ErrorClass::Io => exit::IO,
+                ErrorClass::Signature => exit::SIGNATURE,
+                ErrorClass::Corrupt => exit::CORRUPT,
+                ErrorClass::Unsupported => exit::UNSUPPORTED,
+                ErrorClass::Usage => exit::USAGE,
+            },
+            UpdateError::Incompatible(_) => exit::INCOMPATIBLE,
+            UpdateError::Downgrade { .. } => exit::DOWNGRADE,
+            UpdateError::Busy(_) => exit::BUSY,
+            UpdateError::Refused(_) => exit::REFUSED,
+            UpdateError::HealthCheck(_) => exit::HEALTH_CHECK,
+            UpdateError::Bootloader(_) | UpdateError::Io { .. } => exit::IO,
+            UpdateError::Slot { .. } => exit::IO,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> UpdateError {
+        let context = context.into();
+        move |source| UpdateError::Io { context, source }
+    }
+}
+
+/// Result with [`UpdateError`].
+pub type Result<T> = std::result::Result<T, UpdateError>;
