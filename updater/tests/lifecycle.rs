@@ -1,0 +1,633 @@
+//! The device story through the real `ota-update` CLI, with each bootloader backend:
+//! install → trial boot → commit; failed health check → fall back; crash during trial →
+//! rollback detected; admin rollback; and every refusal leaving the running slot and the
+//! bootloader environment byte-identical. GRUB and U-Boot environments are cross-checked with
+//! grub-editenv and fw_printenv.
+
+use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
+use ota_core::keys::SigningKey;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+const SLOT_SIZE: u64 = 512 * 1024;
+const EXIT_SIGNATURE: i32 = 4;
+const EXIT_CORRUPT: i32 = 5;
+const EXIT_INCOMPATIBLE: i32 = 7;
+const EXIT_DOWNGRADE: i32 = 8;
+const EXIT_BUSY: i32 = 9;
+const EXIT_REFUSED: i32 = 10;
+const EXIT_HEALTH: i32 = 11;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    File,
+    Grub,
+    Uboot,
+}
+
+const UBOOT_ENV_SIZE: u64 = 0x4000;
+
+struct Device {
+    dir: tempfile::TempDir,
+    key: SigningKey,
+    backend: Backend,
+}
+
+/// A firmware-like image: `marker` first (the health check reads it), then varied bytes.
+fn image(marker: &str, len: usize, seed: u8) -> Vec<u8> {
+    let mut out = marker.as_bytes().to_vec();
+    let mut x = u32::from(seed).wrapping_mul(2654435761) | 1;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push(if x % 4 == 0 {
+            (x >> 8) as u8
+        } else {
+            b'a' + (x % 7) as u8
+        });
+    }
+    out.truncate(len);
+    out
+}
+
+impl Device {
+    /// A device whose slot A holds `factory` (release 1.0.0) and has booted once.
+    fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::generate();
+        let d = Device { dir, key, backend };
+        fs::write(d.path("vendor.pub"), d.key.verifying_key().to_pem()).unwrap();
+        for slot in ["a", "b"] {
+            let f = fs::File::create(d.path(&format!("slot-{slot}.rootfs"))).unwrap();
+            f.set_len(SLOT_SIZE).unwrap();
+        }
+        let factory = image("GOOD v1", 300_000, 1);
+        let mut slot_a = fs::read(d.path("slot-a.rootfs")).unwrap();
+        slot_a[..factory.len()].copy_from_slice(&factory);
+        fs::write(d.path("slot-a.rootfs"), slot_a).unwrap();
+        let bootloader = match backend {
+            Backend::File => "backend = \"file\"\npath = \"bootloader.json\"".to_owned(),
+            Backend::Grub => {
+                run_tool(
+                    "grub-editenv",
+                    "grub-common",
+                    &[d.path("grubenv").to_str().unwrap(), "create"],
+                );
+                "backend = \"grub\"\ngrubenv = \"grubenv\"\ncmdline = \"cmdline\"".to_owned()
+            }
+            Backend::Uboot => {
+                // A redundant environment at two offsets of one "flash" file, made by mkenvimage.
+                fs::write(d.path("vars.txt"), "bootdelay=2\nbootcmd=run ota_boot\n").unwrap();
+                let size = format!("{UBOOT_ENV_SIZE}");
+                let img = d.path("env.img");
+                run_tool(
+                    "mkenvimage",
+                    "u-boot-tools",
+                    &[
+                        "-s",
+                        &size,
+                        "-r",
+                        "-p",
+                        "0",
+                        "-o",
+                        img.to_str().unwrap(),
+                        d.path("vars.txt").to_str().unwrap(),
+                    ],
+                );
+                let env = fs::read(&img).unwrap();
+                let mut flash = vec![0xffu8; 0x10000];
+                flash[0x2000..0x2000 + env.len()].copy_from_slice(&env);
+                fs::write(d.path("flash.img"), flash).unwrap();
+                fs::write(
+                    d.path("fw_env.config"),
+                    format!(
+                        "{0} 0x2000 0x{1:x}\n{0} 0x{2:x} 0x{1:x}\n",
+                        d.path("flash.img").display(),
+                        UBOOT_ENV_SIZE,
+                        0x2000 + UBOOT_ENV_SIZE
+                    ),
+                )
+                .unwrap();
+                format!(
+                    "backend = \"uboot\"\nenv_size = {UBOOT_ENV_SIZE}\ncmdline = \"cmdline\"\nenv = [{{ device = \"flash.img\", offset = 0x2000 }}, {{ device = \"flash.img\", offset = {} }}]",
+                    0x2000 + UBOOT_ENV_SIZE
+                )
+            }
+        };
+        fs::write(
+            d.path("updater.toml"),
+            format!(
+                r#"product = "acme-router"
+state_dir = "state"
+factory_version = "1.0.0"
+reboot_command = ["true"]
+
+[slots.A]
+rootfs = "slot-a.rootfs"
+
+[slots.B]
+rootfs = "slot-b.rootfs"
+
+[bootloader]
+{bootloader}
+
+[trust]
+keys = ["vendor.pub"]
+
+[health_check]
+command = ["sh", "-c", "head -c 4 \"$OTA_SLOT_ROOTFS\" | grep -q GOOD"]
+timeout_secs = 10
+"#
+            ),
+        )
+        .unwrap();
+        d.ok(&["simulate-boot"]);
+        d.ok(&["boot", "--no-reboot"]);
+        d
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ota-update"));
+        cmd.arg("--config")
+            .arg(self.path("updater.toml"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ota-update {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and expects exit code `code` with a one-line error.
+    fn refused(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "ota-update {args:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr}"
+        );
+        stderr
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Signs a bundle with this device's key (or `key`) for `product`.
+    fn bundle(
+        &self,
+        name: &str,
+        product: &str,
+        version: &str,
+        rootfs: &[u8],
+        key: Option<&SigningKey>,
+    ) -> PathBuf {
+        let out_path = self.path(name);
+        let mut out = fs::File::create(&out_path).unwrap();
+        let options = BuildOptions {
+            product: product.into(),
+            version: semver::Version::parse(version).unwrap(),
+            created: 0,
+            chunk_size: 64 * 1024,
+            zstd_level: 3,
+        };
+        let images = vec![ImageInput {
+            name: "rootfs".into(),
+            reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
+        }];
+        let signer = key.unwrap_or(&self.key);
+        build_bundle(
+            &options,
+            images,
+            std::slice::from_ref(signer),
+            &mut tempfile::tempfile().unwrap(),
+            &mut out,
+            &|_| {},
+        )
+        .unwrap();
+        out_path
+    }
+
+    /// The bytes the bootloader decides with.
+    fn bootloader_bytes(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::File => fs::read(self.path("bootloader.json")).unwrap(),
+            Backend::Grub => fs::read(self.path("grubenv")).unwrap(),
+            Backend::Uboot => fs::read(self.path("flash.img")).unwrap(),
+        }
+    }
+
+    /// The boot variables as the real tools see them (file backend: our JSON).
+    fn tool_view(&self) -> String {
+        match self.backend {
+            Backend::File => String::new(),
+            Backend::Grub => run_tool(
+                "grub-editenv",
+                "grub-common",
+                &[self.path("grubenv").to_str().unwrap(), "list"],
+            ),
+            Backend::Uboot => run_tool(
+                "fw_printenv",
+                "libubootenv-tool",
+                &["-c", self.path("fw_env.config").to_str().unwrap()],
+            ),
+        }
+    }
+
+    fn slot(&self, name: &str) -> Vec<u8> {
+        fs::read(self.path(&format!("slot-{}.rootfs", name.to_lowercase()))).unwrap()
+    }
+}
+
+fn run_tool(tool: &str, package: &str, args: &[&str]) -> String {
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
+        panic!("`{tool}` is not available ({e}): install the Debian package {package}")
+    });
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn slot_of(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+fn full_lifecycle(backend: Backend) {
+    let d = Device::new(backend);
+    let s = d.status();
+    assert_eq!(s["booted"], "A");
+    assert_eq!(slot_of(&s, "A")["record"]["content"], "good");
+    assert_eq!(slot_of(&s, "A")["record"]["version"], "1.0.0");
+
+    // Install v2 into B: pending, B first with one try, A still good.
+    let v2 = image("GOOD v2", 400_000, 2);
+    let bundle = d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    let s = d.status();
+    assert_eq!(s["pending"]["slot"], "B");
+    assert_eq!(s["next_boot"], "B");
+    assert_eq!(
+        slot_of(&s, "B")["boot"],
+        serde_json::json!({"good": false, "tries": 1})
+    );
+    assert_eq!(slot_of(&s, "A")["boot"]["good"], true);
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+    if backend != Backend::File {
+        let view = d.tool_view();
+        assert!(view.contains("OTA_ORDER=B A"), "{view}");
+        assert!(view.contains("OTA_B_TRIES=1"), "{view}");
+    }
+
+    // Reboot: B on trial, healthy, committed.
+    assert!(d.ok(&["simulate-boot"]).contains("slot B"));
+    assert!(d.ok(&["boot", "--no-reboot"]).contains("committed"));
+    let s = d.status();
+    assert_eq!(s["booted"], "B");
+    assert_eq!(s["pending"], serde_json::Value::Null);
+    assert_eq!(
+        slot_of(&s, "B")["boot"],
+        serde_json::json!({"good": true, "tries": 0})
+    );
+    assert_eq!(s["last_result"]["kind"], "committed");
+    assert_eq!(slot_of(&s, "B")["record"]["version"], "2.0.0");
+
+    // v3 fails its health check: the trial slot is marked bad, the other boots next.
+    let v3 = image("BAD! v3", 200_000, 3);
+    let bundle = d.bundle("v3.bundle", "acme-router", "3.0.0", &v3, None);
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    assert!(d.ok(&["simulate-boot"]).contains("slot A"));
+    d.refused(&["boot", "--no-reboot"], EXIT_HEALTH);
+    let s = d.status();
+    assert_eq!(s["next_boot"], "B");
+    assert_eq!(slot_of(&s, "A")["record"]["content"], "bad");
+    assert_eq!(s["last_result"]["kind"], "rolled_back");
+    assert!(s["last_result"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("health check failed"));
+    assert!(d.ok(&["simulate-boot"]).contains("slot B"));
+    assert!(d.ok(&["boot", "--no-reboot"]).contains("nothing to do"));
+
+    // v4 crashes during its trial (no `boot` runs): the bootloader falls back by itself and
+    // the next `boot` on the old slot reports the rollback.
+    let v4 = image("GOOD v4", 250_000, 4);
+    let bundle = d.bundle("v4.bundle", "acme-router", "4.0.0", &v4, None);
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    assert!(d.ok(&["simulate-boot"]).contains("slot A"));
+    assert!(
+        d.ok(&["simulate-boot"]).contains("slot B"),
+        "no try left: must fall back"
+    );
+    assert!(d.ok(&["boot", "--no-reboot"]).contains("rollback detected"));
+    let s = d.status();
+    assert_eq!(s["last_result"]["kind"], "rolled_back");
+    assert!(s["last_result"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("never committed"));
+    assert_eq!(slot_of(&s, "A")["record"]["content"], "bad");
+
+    // Admin rollback to A is refused: it holds the failed v4.
+    let stderr = d.refused(&["rollback"], EXIT_REFUSED);
+    assert!(stderr.contains("failed its trial"), "{stderr}");
+
+    // A good v5 into A, committed; then the admin rolls back to B (v2), verified by hash.
+    let v5 = image("GOOD v5", 100_000, 5);
+    let bundle = d.bundle("v5.bundle", "acme-router", "5.0.0", &v5, None);
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    d.ok(&["simulate-boot"]);
+    d.ok(&["boot", "--no-reboot"]);
+    assert_eq!(d.status()["booted"], "A");
+    d.ok(&["rollback"]);
+    assert_eq!(d.status()["next_boot"], "B");
+    assert!(d.ok(&["simulate-boot"]).contains("slot B"));
+    d.ok(&["boot", "--no-reboot"]);
+    let s = d.status();
+    assert_eq!(s["booted"], "B");
+    assert_eq!(slot_of(&s, "B")["record"]["version"], "2.0.0");
+    if backend != Backend::File {
+        let view = d.tool_view();
+        assert!(view.contains("OTA_ORDER=B A"), "{view}");
+        assert!(view.contains("OTA_B_GOOD=1"), "{view}");
+    }
+    if backend == Backend::Uboot {
+        // Variables that were there before the updater are kept.
+        assert!(d.tool_view().contains("bootcmd=run ota_boot"));
+    }
+}
+
+#[test]
+fn full_lifecycle_with_file_backend() {
+    full_lifecycle(Backend::File);
+}
+
+#[test]
+fn full_lifecycle_with_grub_backend() {
+    full_lifecycle(Backend::Grub);
+}
+
+#[test]
+fn full_lifecycle_with_uboot_backend() {
+    full_lifecycle(Backend::Uboot);
+}
+
+/// Runs `args`, expecting `code`, and checks nothing the device boots from changed.
+fn assert_refusal_changes_nothing(d: &Device, args: &[&str], code: i32) {
+    let slot_a = d.slot("A");
+    let slot_b = d.slot("B");
+    let boot = d.bootloader_bytes();
+    d.refused(args, code);
+    assert!(d.slot("A") == slot_a, "active slot changed by {args:?}");
+    assert!(d.slot("B") == slot_b, "inactive slot changed by {args:?}");
+    assert!(
+        d.bootloader_bytes() == boot,
+        "bootloader environment changed by {args:?}"
+    );
+}
+
+fn refusals_leave_everything_untouched(backend: Backend) {
+    let d = Device::new(backend);
+    let good = image("GOOD v2", 100_000, 7);
+    let wrong_product = d.bundle("p.bundle", "other-router", "2.0.0", &good, None);
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", wrong_product.to_str().unwrap()],
+        EXIT_INCOMPATIBLE,
+    );
+    let downgrade = d.bundle("d.bundle", "acme-router", "1.0.0", &good, None);
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", downgrade.to_str().unwrap()],
+        EXIT_DOWNGRADE,
+    );
+    let too_big = d.bundle(
+        "big.bundle",
+        "acme-router",
+        "2.0.0",
+        &image("GOOD", SLOT_SIZE as usize + 1, 8),
+        None,
+    );
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", too_big.to_str().unwrap()],
+        EXIT_INCOMPATIBLE,
+    );
+    let stranger = SigningKey::generate();
+    let unsigned = d.bundle("u.bundle", "acme-router", "2.0.0", &good, Some(&stranger));
+    assert_refusal_changes_nothing(&d, &["install", unsigned.to_str().unwrap()], EXIT_SIGNATURE);
+    let valid = d.bundle("v.bundle", "acme-router", "2.0.0", &good, None);
+    let mut header_broken = fs::read(&valid).unwrap();
+    header_broken[30] ^= 0x20; // inside the signed manifest
+    fs::write(d.path("m.bundle"), header_broken).unwrap();
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", d.path("m.bundle").to_str().unwrap()],
+        EXIT_SIGNATURE,
+    );
+    // Another updater holds the lock.
+    let lock = fs::File::create(d.path("state/lock")).unwrap();
+    lock.try_lock().unwrap();
+    assert_refusal_changes_nothing(&d, &["install", valid.to_str().unwrap()], EXIT_BUSY);
+    drop(lock);
+    // A trial boot in progress: installing would destroy the only fallback.
+    d.ok(&["install", valid.to_str().unwrap()]);
+    d.ok(&["simulate-boot"]);
+    let v3 = d.bundle("v3.bundle", "acme-router", "3.0.0", &good, None);
+    assert_refusal_changes_nothing(&d, &["install", v3.to_str().unwrap()], EXIT_REFUSED);
+}
+
+#[test]
+fn refusals_leave_slots_and_file_bootloader_byte_identical() {
+    refusals_leave_everything_untouched(Backend::File);
+}
+
+#[test]
+fn refusals_leave_slots_and_grubenv_byte_identical() {
+    refusals_leave_everything_untouched(Backend::Grub);
+}
+
+#[test]
+fn refusals_leave_slots_and_uboot_env_byte_identical() {
+    refusals_leave_everything_untouched(Backend::Uboot);
+}
+
+#[test]
+fn corrupt_payload_never_reaches_the_boot_order() {
+    let d = Device::new(Backend::Grub);
+    let bundle = d.bundle(
+        "v2.bundle",
+        "acme-router",
+        "2.0.0",
+        &image("GOOD v2", 300_000, 9),
+        None,
+    );
+    let mut bytes = fs::read(&bundle).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 1;
+    fs::write(&bundle, bytes).unwrap();
+    let slot_a = d.slot("A");
+    d.refused(&["install", bundle.to_str().unwrap()], EXIT_CORRUPT);
+    assert!(d.slot("A") == slot_a);
+    let s = d.status();
+    assert_eq!(s["next_boot"], "A");
+    assert_eq!(
+        slot_of(&s, "B")["boot"],
+        serde_json::json!({"good": false, "tries": 0})
+    );
+    assert_eq!(slot_of(&s, "B")["record"]["content"], "writing");
+    assert_eq!(s["last_result"]["kind"], "install_failed");
+    assert!(s["last_result"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("does not match its signed SHA-256"));
+    // Slot B never boots: the bootloader keeps choosing A.
+    assert!(d.ok(&["simulate-boot"]).contains("slot A"));
+}
+
+#[test]
+fn install_from_standard_input_with_json_progress() {
+    let d = Device::new(Backend::File);
+    let v2 = image("GOOD v2", 200_000, 10);
+    let bundle = d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
+    let out = d
+        .cmd(&["install", "-", "--json"])
+        .stdin(fs::File::open(&bundle).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "accepted");
+    assert_eq!(events.last().unwrap()["event"], "switched");
+    let progressed: u64 = events
+        .iter()
+        .filter(|e| e["event"] == "progress")
+        .map(|e| e["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(progressed, events[0]["payload_size"].as_u64().unwrap());
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+}
+
+#[test]
+fn rollback_refuses_a_slot_whose_bytes_changed() {
+    let d = Device::new(Backend::File);
+    let bundle = d.bundle(
+        "v2.bundle",
+        "acme-router",
+        "2.0.0",
+        &image("GOOD v2", 200_000, 11),
+        None,
+    );
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    d.ok(&["simulate-boot"]);
+    d.ok(&["boot", "--no-reboot"]);
+    // Someone scribbles on slot A (the factory image) behind the updater's back.
+    let mut a = d.slot("A");
+    a[1000] ^= 0xff;
+    fs::write(d.path("slot-a.rootfs"), a).unwrap();
+    let stderr = d.refused(&["rollback"], EXIT_REFUSED);
+    assert!(
+        stderr.contains("no longer matches its recorded hash"),
+        "{stderr}"
+    );
+    assert_eq!(d.status()["next_boot"], "B");
+}
+
+#[test]
+fn commit_by_hand_marks_the_trial_slot_good() {
+    let d = Device::new(Backend::Uboot);
+    let bundle = d.bundle(
+        "v2.bundle",
+        "acme-router",
+        "2.0.0",
+        &image("GOOD v2", 200_000, 12),
+        None,
+    );
+    d.ok(&["install", bundle.to_str().unwrap()]);
+    d.ok(&["simulate-boot"]);
+    d.ok(&["commit"]);
+    let s = d.status();
+    assert_eq!(
+        slot_of(&s, "B")["boot"],
+        serde_json::json!({"good": true, "tries": 0})
+    );
+    assert_eq!(s["pending"], serde_json::Value::Null);
+    // The next boot is steady on B.
+    assert!(d.ok(&["simulate-boot"]).contains("slot B"));
+    assert!(d.ok(&["boot", "--no-reboot"]).contains("nothing to do"));
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_line_and_usage_code() {
+    let d = Device::new(Backend::File);
+    let text = fs::read_to_string(d.path("updater.toml")).unwrap();
+    fs::write(
+        d.path("updater.toml"),
+        text.replace("timeout_secs = 10", "timeout_secs = 10\ntimout = 3"),
+    )
+    .unwrap();
+    let stderr = d.refused(&["status"], 2);
+    assert!(
+        stderr.contains("line ") && stderr.contains("timout"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_explains_a_fresh_device() {
+    let d = Device::new(Backend::Grub);
+    let text = d.ok(&["status"]);
+    assert!(text.contains("booted slot:  A"), "{text}");
+    assert!(
+        text.contains("slot A (booted): version 1.0.0, good"),
+        "{text}"
+    );
+    assert!(text.contains("next boot:    A"), "{text}");
+}
+
+#[test]
+fn fresh_grubenv_without_ota_variables_boots_slot_a() {
+    let d = Device::new(Backend::Grub);
+    // Device::new ran simulate-boot on a fresh `grub-editenv create` file.
+    assert!(fs::read_to_string(d.path("cmdline"))
+        .unwrap()
+        .contains("ota.slot=A"));
+}
