@@ -8,6 +8,7 @@
 //! Nothing here prints or reads configuration: the binaries own I/O policy, progress and errors.
 
 pub mod bundle;
+pub mod delta;
 pub mod digest;
 pub mod keys;
 

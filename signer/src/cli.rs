@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Signs firmware bundles for over-the-air updates, and checks them.
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage, 3 I/O, 4 bad signature or threshold not met,
-/// 5 corrupt or truncated bundle, 6 unsupported format version.
+/// 5 corrupt or truncated bundle, 6 unsupported format version, 7 wrong delta base.
 #[derive(Parser, Debug)]
 #[command(name = "ota-sign", version, about, long_about = None)]
 pub struct Cli {
@@ -51,6 +51,13 @@ pub struct BundleArgs {
     /// An image to include, as NAME=PATH (repeatable), e.g. rootfs=build/rootfs.ext4.
     #[arg(long = "image", required = true, value_name = "NAME=PATH")]
     pub images: Vec<String>,
+    /// Make a delta for image NAME against the exact base image OLD, as NAME=OLD (repeatable:
+    /// one delta per base; devices pick the one matching their current slot).
+    #[arg(long = "base", value_name = "NAME=OLD")]
+    pub bases: Vec<String>,
+    /// With --base: also include the full image, for devices holding none of the bases.
+    #[arg(long)]
+    pub with_full: bool,
     /// A private key to sign with (repeatable). Without it, the PEM text in $OTA_SIGNING_KEY.
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<PathBuf>,
@@ -80,6 +87,10 @@ pub struct VerifyArgs {
     /// Write a verified image out, as NAME=PATH (repeatable).
     #[arg(long = "extract", value_name = "NAME=PATH")]
     pub extract: Vec<String>,
+    /// The base image for a delta image, as NAME=OLD (needed to extract a delta image, and to
+    /// check its image hash).
+    #[arg(long = "base", value_name = "NAME=OLD")]
+    pub bases: Vec<String>,
     /// Print a JSON result on stdout.
     #[arg(long)]
     pub json: bool,

@@ -16,6 +16,8 @@ pub const SIGNATURE: u8 = 4;
 pub const CORRUPT: u8 = 5;
 /// The bundle uses a format version or payload kind this build does not support.
 pub const UNSUPPORTED: u8 = 6;
+/// A delta's base image is not the one it was made from.
+pub const WRONG_BASE: u8 = 7;
 
 /// Picks the exit code for an error by the most specific typed cause in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {
@@ -27,6 +29,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
                 ErrorClass::Corrupt => CORRUPT,
                 ErrorClass::Unsupported => UNSUPPORTED,
                 ErrorClass::Usage => USAGE,
+                ErrorClass::Incompatible => WRONG_BASE,
             };
         }
         if let Some(e) = cause.downcast_ref::<KeyError>() {

@@ -98,6 +98,7 @@ impl UpdateError {
                 ErrorClass::Corrupt => exit::CORRUPT,
                 ErrorClass::Unsupported => exit::UNSUPPORTED,
                 ErrorClass::Usage => exit::USAGE,
+                ErrorClass::Incompatible => exit::INCOMPATIBLE,
             },
             UpdateError::Incompatible(_) => exit::INCOMPATIBLE,
             UpdateError::Downgrade { .. } => exit::DOWNGRADE,

@@ -21,7 +21,8 @@ use crate::slot::{device_size, SlotImageSink, SlotName};
 use crate::state::{
     now, ImageRecord, Outcome, OutcomeKind, Pending, SlotContent, SlotRecord, StateStore,
 };
-use ota_core::bundle::{BundleError, BundleReader, ImageSink, Manifest};
+use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind};
+use ota_core::delta::apply::BaseRead;
 use serde::Serialize;
 use std::io::Read;
 
@@ -98,7 +99,14 @@ pub fn install(
         .get(&booted)
         .and_then(|r| r.version.clone())
         .or_else(|| config.factory_version.clone());
-    check_compatible(config, &manifest, &target, booted_version.as_ref(), options)?;
+    let chosen = check_compatible(
+        config,
+        &manifest,
+        &booted,
+        &target,
+        booted_version.as_ref(),
+        options,
+    )?;
     events(InstallEvent::Accepted {
         product: manifest.product.clone(),
         version: manifest.version.to_string(),
@@ -128,16 +136,28 @@ pub fn install(
     store.save(&state)?;
 
     let devices = &config.slots[&target];
+    let active_devices = &config.slots[&booted];
     let streamed = reader.stream_payload(
-        |image| -> std::io::Result<Box<dyn ImageSink + Send>> {
+        |index, image| -> std::io::Result<ImageAction> {
+            if !chosen.contains(&index) {
+                return Ok(ImageAction::Skip);
+            }
             let device = devices
                 .get(&image.name)
                 .ok_or_else(|| std::io::Error::other("image has no device"))?;
-            Ok(Box::new(SlotImageSink::open(
-                device,
-                image.sha256,
-                image.size,
-            )?))
+            let base = match image.payload {
+                PayloadKind::Delta { .. } => {
+                    let active = active_devices
+                        .get(&image.name)
+                        .ok_or_else(|| std::io::Error::other("image has no active device"))?;
+                    Some(Box::new(std::fs::File::open(active)?) as Box<dyn BaseRead>)
+                }
+                PayloadKind::Full => None,
+            };
+            Ok(ImageAction::Write {
+                sink: Box::new(SlotImageSink::open(device, image.sha256, image.size)?),
+                base,
+            })
         },
         &|bytes| events(InstallEvent::Progress { bytes }),
     );
@@ -166,9 +186,9 @@ pub fn install(
         SlotRecord {
             content: SlotContent::Installed,
             version: Some(manifest.version.clone()),
-            images: manifest
-                .images
+            images: chosen
                 .iter()
+                .map(|&index| &manifest.images[index])
                 .map(|i| {
                     (
                         i.name.clone(),
@@ -210,14 +230,17 @@ pub fn install(
     })
 }
 
-/// Product, version and image layout checks, all before any write.
+/// Product, version and image layout checks, all before any write. Returns the manifest
+/// entries to install: per image, the delta whose base is exactly what the active slot holds,
+/// else the full image.
 fn check_compatible(
     config: &Config,
     manifest: &Manifest,
+    booted: &SlotName,
     target: &SlotName,
     booted_version: Option<&semver::Version>,
     options: &InstallOptions,
-) -> Result<()> {
+) -> Result<Vec<usize>> {
     if manifest.product != config.product {
         return Err(UpdateError::Incompatible(format!(
             "the bundle is for product '{}', this device is '{}'",
@@ -233,18 +256,19 @@ fn check_compatible(
         }
     }
     let devices = &config.slots[target];
-    let bundle_names: Vec<&str> = manifest.images.iter().map(|i| i.name.as_str()).collect();
+    let mut bundle_names: Vec<&str> = manifest.images.iter().map(|i| i.name.as_str()).collect();
+    bundle_names.sort_unstable();
+    bundle_names.dedup();
     let slot_names: Vec<&str> = devices.keys().map(String::as_str).collect();
-    let mut sorted = bundle_names.clone();
-    sorted.sort_unstable();
-    if sorted != slot_names {
+    if bundle_names != slot_names {
         return Err(UpdateError::Incompatible(format!(
             "the bundle carries images [{}], slot {target} holds [{}]: a bundle must update every image of a slot",
             bundle_names.join(", "),
             slot_names.join(", ")
         )));
     }
-    for image in &manifest.images {
+    let chosen = choose_entries(config, manifest, booted)?;
+    for image in chosen.iter().map(|&i| &manifest.images[i]) {
         let device = &devices[&image.name];
         let capacity = device_size(device).map_err(|e| UpdateError::Slot {
             slot: target.to_string(),
@@ -263,5 +287,51 @@ fn check_compatible(
             )));
         }
     }
-    Ok(())
+    Ok(chosen)
+}
+
+/// Per image name: the delta whose base hash equals the active slot's first `base_size` bytes,
+/// else the full image.
+fn choose_entries(config: &Config, manifest: &Manifest, booted: &SlotName) -> Result<Vec<usize>> {
+    let mut chosen = Vec::new();
+    for (name, active) in &config.slots[booted] {
+        let mut delta_pick = None;
+        let mut full = None;
+        let mut bases_offered = Vec::new();
+        let mut hashes: std::collections::BTreeMap<u64, Option<ota_core::Sha256Digest>> =
+            Default::default();
+        for (index, image) in manifest
+            .images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| &i.name == name)
+        {
+            match &image.payload {
+                PayloadKind::Full => full = Some(index),
+                PayloadKind::Delta {
+                    base_sha256,
+                    base_size,
+                    ..
+                } => {
+                    bases_offered.push(base_sha256.to_hex()[..16].to_owned());
+                    let hash = *hashes
+                        .entry(*base_size)
+                        .or_insert_with(|| crate::slot::hash_prefix(active, *base_size).ok());
+                    if delta_pick.is_none() && hash == Some(*base_sha256) {
+                        delta_pick = Some(index);
+                    }
+                }
+            }
+        }
+        match delta_pick.or(full) {
+            Some(index) => chosen.push(index),
+            None => {
+                return Err(UpdateError::Incompatible(format!(
+                    "the bundle has only deltas for image {name} (from bases {}…), none made from what slot {booted} holds, and no full image",
+                    bases_offered.join("…, ")
+                )))
+            }
+        }
+    }
+    Ok(chosen)
 }

@@ -69,16 +69,19 @@ pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
                 Ok(BootOutcome::Committed { slot: booted })
             }
             Err(reason) => {
-                // Fall back: the failed slot gets no tries and goes last.
-                boot.set(&booted, false, 0);
-                boot.put_first(&other);
-                bl.write_state(&boot)?;
+                // Record first, then fall back: the failed slot gets no tries and goes last.
+                // In this order a power cut in between leaves a slot without tries, which the
+                // bootloader skips, and records that explain it; the other order would leave
+                // the failure unrecorded and look like an interrupted install.
                 mark_failed(
                     &mut state,
                     &booted,
                     format!("health check failed on slot {booted}: {reason}"),
                 );
                 store.save(&state)?;
+                boot.set(&booted, false, 0);
+                boot.put_first(&other);
+                bl.write_state(&boot)?;
                 if reboot {
                     request_reboot(config)?;
                 }
@@ -98,7 +101,22 @@ pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
             commit_slot(&mut boot, &mut state, &booted, "committed before this boot");
         } else {
             let flags = boot.flags(&pending.slot);
-            if !flags.good && flags.tries == 0 {
+            let switched = boot.order.first() == Some(&pending.slot);
+            if !switched {
+                // The install recorded the slot but was cut before its bootloader switch: the
+                // slot never booted, so this is an interrupted install, not a failed trial.
+                state.pending = None;
+                state.last_result = Some(Outcome {
+                    kind: OutcomeKind::InstallFailed,
+                    slot: pending.slot.clone(),
+                    version: Some(pending.version.clone()),
+                    reason: format!(
+                        "the install of {} into slot {} was interrupted before the bootloader switch; run the install again",
+                        pending.version, pending.slot
+                    ),
+                    at: now(),
+                });
+            } else if !flags.good && flags.tries == 0 {
                 // The bootloader consumed the new slot's try and came back here: the new
                 // system crashed, hung, or lost power before it could commit.
                 mark_failed(
@@ -117,10 +135,14 @@ pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
             }
         }
     }
+    // A good slot that booted without being first (the bootloader skipped a slot with no
+    // tries) is made first, so the order says what actually boots.
+    boot.put_first(&booted);
+    // Records before the order: a cut in between must not hide a detected rollback.
+    store.save(&state)?;
     if bl.read_state()? != boot {
         bl.write_state(&boot)?;
     }
-    store.save(&state)?;
     Ok(outcome)
 }
 

@@ -4,6 +4,9 @@
 //! bootloader environment byte-identical. GRUB and U-Boot environments are cross-checked with
 //! grub-editenv and fw_printenv.
 
+// Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
+#![allow(clippy::unwrap_used)]
+
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::keys::SigningKey;
 use std::fs;
@@ -213,10 +216,12 @@ timeout_secs = 10
             created: 0,
             chunk_size: 64 * 1024,
             zstd_level: 3,
+            temp_dir: self.dir.path().to_owned(),
         };
         let images = vec![ImageInput {
             name: "rootfs".into(),
             reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
+            base: None,
         }];
         let signer = key.unwrap_or(&self.key);
         build_bundle(

@@ -4,7 +4,7 @@
 //! manifest (with every chunk's hash and size) must precede the payload in the bundle.
 
 use super::manifest::{
-    is_valid_image_name, is_valid_product, Chunk, ImageManifest, Manifest, PayloadKind,
+    is_valid_image_name, is_valid_product, Chunk, DeltaOps, ImageManifest, Manifest, PayloadKind,
 };
 use super::{BundleError, Header, FORMAT_VERSION, MAX_CHUNK_SIZE, MAX_SIGNATURES, MIN_CHUNK_SIZE};
 use crate::digest::Sha256Digest;
@@ -26,14 +26,24 @@ pub struct BuildOptions {
     pub chunk_size: u32,
     /// zstd compression level (1..=22).
     pub zstd_level: i32,
+    /// Where delta generation may put temporary files (the output's directory is a good
+    /// choice: it has room for the bundle).
+    pub temp_dir: std::path::PathBuf,
 }
+
+/// Anything an image can be read from: read to the end, and rewound when a delta is compared
+/// with the full image.
+pub trait ImageSource: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ImageSource for T {}
 
 /// One image to put in the bundle.
 pub struct ImageInput {
     /// Image name (`rootfs`, `kernel`, ...).
     pub name: String,
-    /// Where its bytes come from, read once to the end.
-    pub reader: Box<dyn Read + Send>,
+    /// Where its bytes come from.
+    pub reader: Box<dyn ImageSource>,
+    /// For a delta payload: the exact base image the device will have (read with `pread`).
+    pub base: Option<std::fs::File>,
 }
 
 /// Builds a signed bundle into `out`, spooling the payload through `spool` (an empty, readable
@@ -55,7 +65,17 @@ where
     let mut payload_offset = 0u64;
     let mut manifests = Vec::with_capacity(images.len());
     for mut image in images {
-        let manifest = compress_image(options, &mut image, &mut payload_offset, spool, progress)?;
+        let manifest = match image.base.take() {
+            Some(base) => delta_image(
+                options,
+                &mut image,
+                &base,
+                &mut payload_offset,
+                spool,
+                progress,
+            )?,
+            None => compress_image(options, &mut image, &mut payload_offset, spool, progress)?,
+        };
         manifests.push(manifest);
     }
     let manifest = Manifest {
@@ -117,16 +137,12 @@ fn check_options(
     if images.is_empty() {
         return invalid("no image given: add at least one --image NAME=PATH".into());
     }
-    let mut seen = std::collections::HashSet::new();
     for image in images {
         if !is_valid_image_name(&image.name) {
             return invalid(format!(
                 "invalid image name {:?}: use lowercase letters, digits, '.', '_' or '-' (at most 64)",
                 image.name
             ));
-        }
-        if !seen.insert(image.name.as_str()) {
-            return invalid(format!("image '{}' given twice", image.name));
         }
     }
     if keys.is_empty() {
@@ -225,6 +241,72 @@ fn compress_chunk(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
             _ => &mut slot.insert((level, zstd::bulk::Compressor::new(level)?)).1,
         };
         compressor.compress(data)
+    })
+}
+
+/// A delta payload for one image, or the full image when that is smaller (per-image fallback;
+/// per-extent fallback happens inside the generator).
+fn delta_image<S: Read + Write + Seek>(
+    options: &BuildOptions,
+    image: &mut ImageInput,
+    base: &std::fs::File,
+    payload_offset: &mut u64,
+    spool: &mut S,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ImageManifest, BundleError> {
+    let mut data = tempfile::tempfile_in(&options.temp_dir)?;
+    let delta = {
+        let mut writer = io::BufWriter::with_capacity(1 << 20, &mut data);
+        let delta = crate::delta::generate::generate(
+            base,
+            &mut image.reader,
+            options.zstd_level,
+            &mut writer,
+            progress,
+        )?;
+        writer.flush()?;
+        delta
+    };
+    let delta_len = delta.ops_blob.len() as u64 + delta.data_size;
+    // Compressed or encrypted images share nothing with their base; when the delta saves
+    // little, compare with the full payload and keep the smaller.
+    if delta_len > delta.target_size / 2 {
+        let start = *payload_offset;
+        image.reader.seek(SeekFrom::Start(0))?;
+        let full = compress_image(options, image, payload_offset, spool, progress)?;
+        if *payload_offset - start <= delta_len {
+            return Ok(full);
+        }
+        spool.seek(SeekFrom::Start(start))?;
+        *payload_offset = start;
+    }
+    let ops = DeltaOps {
+        count: delta.ops.len() as u64,
+        payload_offset: *payload_offset,
+        stored_size: u32::try_from(delta.ops_blob.len())
+            .map_err(|_| BundleError::InvalidInput("op list over 4 GiB".into()))?,
+        sha256: Sha256Digest::of(&delta.ops_blob),
+        data_size: delta.data_size,
+    };
+    spool.write_all(&delta.ops_blob)?;
+    data.seek(SeekFrom::Start(0))?;
+    let copied = io::copy(&mut Read::by_ref(&mut data).take(delta.data_size), spool)?;
+    if copied != delta.data_size {
+        return Err(BundleError::Io(io::Error::other(
+            "delta data spool shrank while building",
+        )));
+    }
+    *payload_offset += delta_len;
+    Ok(ImageManifest {
+        name: image.name.clone(),
+        size: delta.target_size,
+        sha256: delta.target_sha256,
+        payload: PayloadKind::Delta {
+            base_sha256: delta.base_sha256,
+            base_size: delta.base_size,
+            ops,
+        },
+        chunks: Vec::new(),
     })
 }
 

@@ -72,6 +72,14 @@ pub enum BundleError {
         /// The sink's error.
         source: io::Error,
     },
+    /// A delta's base is not the image it was made from.
+    #[error("wrong base for delta image '{image}': {reason}")]
+    WrongBase {
+        /// Image name.
+        image: String,
+        /// What differs.
+        reason: String,
+    },
     /// Bad input when building (a name, a size, an option).
     #[error("{0}")]
     InvalidInput(String),
@@ -90,6 +98,8 @@ pub enum ErrorClass {
     Unsupported,
     /// Bad arguments or inputs from the caller.
     Usage,
+    /// The bundle does not fit what it is applied to (a delta's base differs).
+    Incompatible,
 }
 
 impl BundleError {
@@ -107,6 +117,7 @@ impl BundleError {
                 ErrorClass::Unsupported
             }
             BundleError::InvalidInput(_) => ErrorClass::Usage,
+            BundleError::WrongBase { .. } => ErrorClass::Incompatible,
         }
     }
 }

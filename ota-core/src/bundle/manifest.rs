@@ -57,11 +57,49 @@ pub struct ImageManifest {
 pub enum PayloadKind {
     /// The whole image, chunked and compressed.
     Full,
-    /// Reserved for delta payloads against an exact base image (not yet produced or applied).
+    /// Operations against an exact base image (see `docs/bundle-format.md` and [`crate::delta`]).
     Delta {
         /// SHA-256 of the base image the delta applies to.
         base_sha256: Sha256Digest,
+        /// Length of that base image.
+        base_size: u64,
+        /// Where the operation list and the operation data are.
+        ops: DeltaOps,
     },
+}
+
+/// Location of a delta image's payload: the zstd-compressed op list, then the data of every
+/// data-carrying operation in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaOps {
+    /// Number of operations.
+    pub count: u64,
+    /// Where the compressed op list starts in the payload.
+    pub payload_offset: u64,
+    /// Compressed op list length.
+    pub stored_size: u32,
+    /// SHA-256 of the compressed op list, checked before it is decompressed.
+    pub sha256: Sha256Digest,
+    /// Total length of the operation data that follows the op list.
+    pub data_size: u64,
+}
+
+impl DeltaOps {
+    /// Largest decoded op list for `count` operations (kind byte, four 10-byte varints, digest).
+    pub fn max_decoded_len(count: u64) -> u64 {
+        10 + count.saturating_mul(1 + 4 * 10 + 32)
+    }
+}
+
+impl ImageManifest {
+    /// Payload bytes this image occupies.
+    pub fn payload_len(&self) -> u64 {
+        match &self.payload {
+            PayloadKind::Full => self.chunks.iter().map(|c| u64::from(c.stored_size)).sum(),
+            PayloadKind::Delta { ops, .. } => u64::from(ops.stored_size) + ops.data_size,
+        }
+    }
 }
 
 /// One compressed chunk of the payload.
@@ -142,20 +180,53 @@ impl Manifest {
                 self.images.len()
             ));
         }
-        let mut names = HashSet::new();
+        // An image may come several times: once full, and once per delta base.
+        let mut variants = HashSet::new();
         let mut payload_offset = 0u64;
         for image in &self.images {
             if !is_valid_image_name(&image.name) {
                 return bad(format!("invalid image name {:?}", image.name));
             }
-            if !names.insert(image.name.as_str()) {
-                return bad(format!("image '{}' appears twice", image.name));
+            let variant = match &image.payload {
+                PayloadKind::Full => None,
+                PayloadKind::Delta { base_sha256, .. } => Some(*base_sha256),
+            };
+            if !variants.insert((image.name.as_str(), variant)) {
+                return bad(format!(
+                    "image '{}' appears twice with the same payload kind and base",
+                    image.name
+                ));
             }
-            if let PayloadKind::Delta { .. } = image.payload {
-                return Err(BundleError::UnsupportedPayload {
-                    image: image.name.clone(),
-                    kind: "delta".into(),
-                });
+            if let PayloadKind::Delta { ops, base_size, .. } = &image.payload {
+                if !image.chunks.is_empty() {
+                    return bad(format!("delta image '{}' has chunks", image.name));
+                }
+                if ops.payload_offset != payload_offset {
+                    return bad(format!(
+                        "op list of image '{}' is at payload offset {} instead of {payload_offset}",
+                        image.name, ops.payload_offset
+                    ));
+                }
+                if ops.stored_size == 0
+                    || u64::from(ops.stored_size)
+                        > zstd_compress_bound(DeltaOps::max_decoded_len(ops.count))
+                    || ops.count > crate::delta::MAX_OPS as u64
+                {
+                    return bad(format!(
+                        "op list of image '{}' has impossible sizes",
+                        image.name
+                    ));
+                }
+                if *base_size == 0 && image.size > 0 && ops.count == 0 {
+                    return bad(format!("delta image '{}' has no operations", image.name));
+                }
+                payload_offset = payload_offset
+                    .checked_add(u64::from(ops.stored_size))
+                    .and_then(|p| p.checked_add(ops.data_size))
+                    .ok_or_else(|| {
+                        BundleError::Corrupt("manifest: payload offsets overflow".into())
+                    })?;
+                continue;
             }
             let mut offset = 0u64;
             for (index, chunk) in image.chunks.iter().enumerate() {
@@ -264,18 +335,28 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_delta_are_refused() {
+    fn unknown_fields_and_inconsistent_delta_are_refused() {
         let text = String::from_utf8(sample().to_bytes()).unwrap();
         let extra = text.replacen("{\"format\"", "{\"surprise\":1,\"format\"", 1);
         assert!(Manifest::parse(extra.as_bytes()).is_err());
+        // A delta image must not carry chunks, and its payload must add up.
         let mut m = sample();
         m.images[0].payload = PayloadKind::Delta {
             base_sha256: Sha256Digest::of(b"base"),
+            base_size: 100,
+            ops: DeltaOps {
+                count: 1,
+                payload_offset: 0,
+                stored_size: 10,
+                sha256: Sha256Digest::of(b"ops"),
+                data_size: 20,
+            },
         };
-        assert!(matches!(
-            Manifest::parse(&m.to_bytes()),
-            Err(BundleError::UnsupportedPayload { .. })
-        ));
+        assert!(Manifest::parse(&m.to_bytes()).is_err());
+        m.images[0].chunks.clear();
+        assert!(Manifest::parse(&m.to_bytes()).is_ok());
+        m.payload_size = 31;
+        assert!(Manifest::parse(&m.to_bytes()).is_err());
     }
 
     #[test]

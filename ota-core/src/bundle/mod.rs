@@ -15,9 +15,9 @@ pub mod verify;
 
 pub use build::{build_bundle, BuildOptions, ImageInput};
 pub use error::{BundleError, ErrorClass};
-pub use manifest::{Chunk, ImageManifest, Manifest, PayloadKind};
+pub use manifest::{Chunk, DeltaOps, ImageManifest, Manifest, PayloadKind};
 pub use sink::{DiscardSink, FileImageSink, ImageSink};
-pub use verify::{read_unverified, BundleReader, TrustPolicy};
+pub use verify::{read_unverified, BundleReader, ImageAction, TrustPolicy};
 
 /// First 8 bytes of every bundle. The high-bit byte and the CR LF / ^Z / LF tail catch
 /// 7-bit and text-mode transfers, as in PNG.

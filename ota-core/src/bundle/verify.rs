@@ -5,9 +5,10 @@
 //! Decompression and image hashing run on two threads joined by a bounded channel, so memory
 //! stays at a few chunks whatever the image size.
 
-use super::manifest::{ImageManifest, Manifest};
+use super::manifest::{DeltaOps, ImageManifest, Manifest, PayloadKind};
 use super::sink::ImageSink;
 use super::{BundleError, Header, HEADER_LEN, SIGNATURE_ENTRY_LEN};
+use crate::delta::apply::{apply_op, ApplyError, BaseRead};
 use crate::digest::Sha256Digest;
 use crate::keys::{KeyId, Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -128,6 +129,25 @@ pub fn read_unverified<R: Read>(mut reader: R) -> Result<(Manifest, Vec<KeyId>),
     ))
 }
 
+/// What to do with one image of the bundle while streaming its payload.
+pub enum ImageAction {
+    /// Read past it without checking (an alternative not meant for this device, such as a
+    /// delta from another base).
+    Skip,
+    /// Check every hash that can be checked without writing. A full image is decompressed and
+    /// its image hash checked; for a delta only the op list and operation data hashes can be,
+    /// since applying needs the base.
+    Check,
+    /// Write the image into `sink`; a delta is applied against `base`, whose hash is checked
+    /// against the manifest before the first byte is written.
+    Write {
+        /// Where the image goes.
+        sink: Box<dyn ImageSink + Send>,
+        /// The base of a delta image (ignored for full images).
+        base: Option<Box<dyn BaseRead>>,
+    },
+}
+
 /// A bundle whose manifest signatures verified; its payload is read by
 /// [`BundleReader::stream_payload`].
 pub struct BundleReader<R> {
@@ -161,23 +181,23 @@ impl<R: Read> BundleReader<R> {
     }
 
     /// Reads the whole payload, verifying each chunk's hash before decompressing it and each
-    /// image's hash before calling its sink's `finish`. `sink_for` gives the sink of each image
-    /// as it starts; `progress` gets the payload bytes consumed since its last call. Fails on
-    /// trailing bytes after the payload.
+    /// image's hash before calling its sink's `finish`. `action_for` says, per image (by index
+    /// in the manifest), what to do with it; `progress` gets the payload bytes consumed since its
+    /// last call. Fails on trailing bytes after the payload.
     pub fn stream_payload<F>(
         mut self,
-        mut sink_for: F,
+        mut action_for: F,
         progress: &dyn Fn(u64),
     ) -> Result<(), BundleError>
     where
-        F: FnMut(&ImageManifest) -> io::Result<Box<dyn ImageSink + Send>>,
+        F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
     {
         // One chunk queued is enough to overlap decompression with hashing and writing; each
         // more would cost a chunk of memory.
         let (tx, rx) = mpsc::sync_channel::<Piece>(1);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || write_images(rx));
-            let read_result = self.read_chunks(&tx, &mut sink_for, progress);
+            let read_result = self.read_payload(&tx, &mut action_for, progress);
             drop(tx);
             let write_result = writer.join().unwrap_or_else(|_| {
                 Err(BundleError::Io(io::Error::other(
@@ -189,59 +209,63 @@ impl<R: Read> BundleReader<R> {
         })
     }
 
-    fn read_chunks<F>(
+    fn read_payload<F>(
         &mut self,
         tx: &mpsc::SyncSender<Piece>,
-        sink_for: &mut F,
+        action_for: &mut F,
         progress: &dyn Fn(u64),
     ) -> Result<(), BundleError>
     where
-        F: FnMut(&ImageManifest) -> io::Result<Box<dyn ImageSink + Send>>,
+        F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
     {
-        let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
-        let mut decompressor = zstd::bulk::Decompressor::new()?;
-        for image in &self.manifest.images {
-            let sink = sink_for(image).map_err(|source| BundleError::Sink {
+        let images = self.manifest.images.clone();
+        for (index, image) in images.iter().enumerate() {
+            let action = action_for(index, image).map_err(|source| BundleError::Sink {
                 image: image.name.clone(),
                 source,
             })?;
-            tx.send(Piece::Begin {
-                name: image.name.clone(),
-                expected: image.sha256,
-                sink,
-            })
-            .map_err(|_| hung_up())?;
-            for (index, chunk) in image.chunks.iter().enumerate() {
-                let mut stored = vec![0u8; chunk.stored_size as usize];
-                read_exact_or_truncated(&mut self.reader, &mut stored, "payload")?;
-                // The chunk hash is checked before the decompressor sees a byte.
-                if Sha256Digest::of(&stored) != chunk.sha256 {
-                    return Err(BundleError::ChunkHashMismatch {
-                        image: image.name.clone(),
-                        index,
-                        payload_offset: chunk.payload_offset,
-                    });
+            let (sink, base) = match action {
+                ImageAction::Skip => {
+                    let len = image.payload_len();
+                    let skipped = io::copy(
+                        &mut Read::by_ref(&mut self.reader).take(len),
+                        &mut io::sink(),
+                    )?;
+                    if skipped != len {
+                        return Err(BundleError::Truncated { what: "payload" });
+                    }
+                    progress(len);
+                    continue;
                 }
-                let data = decompressor
-                    .decompress(&stored, chunk.size as usize)
-                    .map_err(|e| {
-                        BundleError::Corrupt(format!(
-                            "chunk {index} of image '{}' does not decompress: {e}",
+                ImageAction::Check => (None, None),
+                ImageAction::Write { sink, base } => (Some(sink), base),
+            };
+            match &image.payload {
+                PayloadKind::Full => {
+                    let sink = sink.unwrap_or_else(|| Box::new(super::sink::DiscardSink));
+                    self.read_full_image(image, sink, tx, progress)?;
+                }
+                PayloadKind::Delta {
+                    base_sha256,
+                    base_size,
+                    ops,
+                } => {
+                    if sink.is_some() && base.is_none() {
+                        return Err(BundleError::InvalidInput(format!(
+                            "image '{}' is a delta: it needs its base image to be written",
                             image.name
-                        ))
-                    })?;
-                if data.len() != chunk.size as usize {
-                    return Err(BundleError::Corrupt(format!(
-                        "chunk {index} of image '{}' decompresses to {} bytes, the manifest says {}",
-                        image.name,
-                        data.len(),
-                        chunk.size
-                    )));
+                        )));
+                    }
+                    let target = match (sink, base) {
+                        (Some(sink), Some(base)) => {
+                            check_base(&*base, *base_size, base_sha256, &image.name)?;
+                            Some((sink, base))
+                        }
+                        _ => None,
+                    };
+                    self.read_delta_image(image, *base_size, ops, target, tx, progress)?;
                 }
-                tx.send(Piece::Data(data)).map_err(|_| hung_up())?;
-                progress(u64::from(chunk.stored_size));
             }
-            tx.send(Piece::End).map_err(|_| hung_up())?;
         }
         let mut probe = [0u8; 1];
         match self.reader.read(&mut probe) {
@@ -252,6 +276,192 @@ impl<R: Read> BundleReader<R> {
             Err(e) => Err(BundleError::Io(e)),
         }
     }
+
+    /// Reads `len` payload bytes and checks them against `expected` before anyone uses them.
+    fn read_verified(
+        &mut self,
+        len: usize,
+        expected: &Sha256Digest,
+        what: impl FnOnce() -> BundleError,
+    ) -> Result<Vec<u8>, BundleError> {
+        let mut stored = vec![0u8; len];
+        read_exact_or_truncated(&mut self.reader, &mut stored, "payload")?;
+        if Sha256Digest::of(&stored) != *expected {
+            return Err(what());
+        }
+        Ok(stored)
+    }
+
+    fn read_full_image(
+        &mut self,
+        image: &ImageManifest,
+        sink: Box<dyn ImageSink + Send>,
+        tx: &mpsc::SyncSender<Piece>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), BundleError> {
+        let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+        let mut decompressor = zstd::bulk::Decompressor::new()?;
+        tx.send(Piece::Begin {
+            name: image.name.clone(),
+            expected: image.sha256,
+            sink,
+        })
+        .map_err(|_| hung_up())?;
+        for (index, chunk) in image.chunks.iter().enumerate() {
+            // The chunk hash is checked before the decompressor sees a byte.
+            let stored = self.read_verified(chunk.stored_size as usize, &chunk.sha256, || {
+                BundleError::ChunkHashMismatch {
+                    image: image.name.clone(),
+                    index,
+                    payload_offset: chunk.payload_offset,
+                }
+            })?;
+            let data = decompressor
+                .decompress(&stored, chunk.size as usize)
+                .map_err(|e| {
+                    BundleError::Corrupt(format!(
+                        "chunk {index} of image '{}' does not decompress: {e}",
+                        image.name
+                    ))
+                })?;
+            if data.len() != chunk.size as usize {
+                return Err(BundleError::Corrupt(format!(
+                    "chunk {index} of image '{}' decompresses to {} bytes, the manifest says {}",
+                    image.name,
+                    data.len(),
+                    chunk.size
+                )));
+            }
+            tx.send(Piece::Data(data)).map_err(|_| hung_up())?;
+            progress(u64::from(chunk.stored_size));
+        }
+        tx.send(Piece::End).map_err(|_| hung_up())
+    }
+
+    fn read_delta_image(
+        &mut self,
+        image: &ImageManifest,
+        base_size: u64,
+        ops_ref: &DeltaOps,
+        target: Option<(Box<dyn ImageSink + Send>, Box<dyn BaseRead>)>,
+        tx: &mpsc::SyncSender<Piece>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), BundleError> {
+        let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+        let blob = self.read_verified(ops_ref.stored_size as usize, &ops_ref.sha256, || {
+            BundleError::Corrupt(format!(
+                "the op list of image '{}' does not match its signed SHA-256",
+                image.name
+            ))
+        })?;
+        progress(u64::from(ops_ref.stored_size));
+        let bound = DeltaOps::max_decoded_len(ops_ref.count) as usize;
+        let encoded = zstd::bulk::decompress(&blob, bound).map_err(|e| {
+            BundleError::Corrupt(format!(
+                "the op list of image '{}' does not decompress: {e}",
+                image.name
+            ))
+        })?;
+        let ops = crate::delta::decode_ops(&encoded, image.size, base_size, ops_ref.data_size)
+            .map_err(|e| {
+                BundleError::Corrupt(format!(
+                    "the op list of image '{}' is invalid: {e}",
+                    image.name
+                ))
+            })?;
+        if ops.len() as u64 != ops_ref.count {
+            return Err(BundleError::Corrupt(format!(
+                "image '{}' declares {} operations, its op list has {}",
+                image.name,
+                ops_ref.count,
+                ops.len()
+            )));
+        }
+        let base = match target {
+            Some((sink, base)) => {
+                tx.send(Piece::Begin {
+                    name: image.name.clone(),
+                    expected: image.sha256,
+                    sink,
+                })
+                .map_err(|_| hung_up())?;
+                Some(base)
+            }
+            None => None,
+        };
+        for (index, op) in ops.iter().enumerate() {
+            let data = match op {
+                crate::delta::Op::Replace { stored, sha256, .. }
+                | crate::delta::Op::ZstdRef { stored, sha256, .. }
+                | crate::delta::Op::Bsdiff { stored, sha256, .. } => {
+                    // Hashed before it is decompressed or applied.
+                    let data = self.read_verified(*stored as usize, sha256, || {
+                        BundleError::ChunkHashMismatch {
+                            image: image.name.clone(),
+                            index,
+                            payload_offset: 0,
+                        }
+                    })?;
+                    progress(u64::from(*stored));
+                    data
+                }
+                _ => Vec::new(),
+            };
+            if let Some(base) = &base {
+                let mut emit = |piece: Vec<u8>| {
+                    tx.send(Piece::Data(piece))
+                        .map_err(|_| io::Error::other("image writer stopped"))
+                };
+                apply_op(op, &data, &**base, &mut emit).map_err(|e| match e {
+                    ApplyError::Base(source) => BundleError::Io(source),
+                    ApplyError::Data(m) => BundleError::Corrupt(format!(
+                        "operation {index} of image '{}': {m}",
+                        image.name
+                    )),
+                })?;
+            }
+        }
+        if base.is_some() {
+            tx.send(Piece::End).map_err(|_| hung_up())?;
+        }
+        Ok(())
+    }
+}
+
+/// Hashes the first `size` bytes of the base and compares them with the manifest, before a
+/// delta writes anything.
+fn check_base(
+    base: &dyn BaseRead,
+    size: u64,
+    expected: &Sha256Digest,
+    image: &str,
+) -> Result<(), BundleError> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(buf.len() as u64) as usize;
+        base.read_exact_at(&mut buf[..n], at)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => BundleError::WrongBase {
+                    image: image.to_owned(),
+                    reason: format!(
+                        "the base is shorter than the {size} bytes the delta was made from"
+                    ),
+                },
+                _ => BundleError::Io(e),
+            })?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    let actual = Sha256Digest::from_hasher(hasher);
+    if actual != *expected {
+        return Err(BundleError::WrongBase {
+            image: image.to_owned(),
+            reason: format!("its first {size} bytes hash to {actual}, the delta needs {expected}"),
+        });
+    }
+    Ok(())
 }
 
 enum Piece {

@@ -28,25 +28,63 @@ pub fn run(args: BundleArgs) -> Result<()> {
         created: creation_time()?,
         chunk_size: parse_size(&args.chunk_size)?,
         zstd_level: args.level,
+        temp_dir: output_dir(&args.out),
     };
     let keys = load_signing_keys(&args.keys)?;
+    let mut bases: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for spec in &args.bases {
+        bases.push(parse_name_path(spec, "--base")?);
+    }
     let mut total = 0u64;
     let mut images = Vec::with_capacity(args.images.len());
+    let open = |path: &Path, what: &str| {
+        File::open(path).with_context(|| format!("cannot open {what} {}", path.display()))
+    };
     for spec in &args.images {
         let (name, path) = parse_name_path(spec, "--image")?;
-        let file =
-            File::open(&path).with_context(|| format!("cannot open image {}", path.display()))?;
-        total += file.metadata().map(|m| m.len()).unwrap_or(0);
-        images.push(ImageInput {
-            name,
-            reader: Box::new(file),
-        });
+        let size = open(&path, "image")?
+            .metadata()
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let image_bases: Vec<&std::path::PathBuf> = bases
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, p)| p)
+            .collect();
+        // One delta per base, then the full image when there is no base or --with-full.
+        for base in &image_bases {
+            images.push(ImageInput {
+                name: name.clone(),
+                reader: Box::new(open(&path, "image")?),
+                base: Some(open(base, "base image")?),
+            });
+            total += size;
+        }
+        if image_bases.is_empty() || args.with_full {
+            images.push(ImageInput {
+                name: name.clone(),
+                reader: Box::new(open(&path, "image")?),
+                base: None,
+            });
+            total += size;
+        }
+    }
+    let image_names: Vec<&str> = args
+        .images
+        .iter()
+        .filter_map(|i| i.split_once('=').map(|x| x.0))
+        .collect();
+    if let Some((name, _)) = bases
+        .iter()
+        .find(|(n, _)| !image_names.contains(&n.as_str()))
+    {
+        return Err(UsageError(format!(
+            "--base names image '{name}', which no --image gives"
+        ))
+        .into());
     }
 
-    let dir = match args.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => std::path::PathBuf::from("."),
-    };
+    let dir = output_dir(&args.out);
     let mut spool = tempfile::tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let staged = tempfile::NamedTempFile::new_in(&dir)
@@ -89,6 +127,14 @@ pub fn run(args: BundleArgs) -> Result<()> {
     Ok(())
 }
 
+/// The output's directory: temporary files go there, next to where the bundle lands.
+fn output_dir(out: &Path) -> std::path::PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
 fn summary_json(
     manifest: &Manifest,
     out: &Path,
@@ -106,8 +152,13 @@ fn summary_json(
             "name": i.name,
             "size": i.size,
             "sha256": i.sha256.to_hex(),
-            "chunks": i.chunks.len(),
-            "stored_size": i.chunks.iter().map(|c| u64::from(c.stored_size)).sum::<u64>(),
+            "payload": match &i.payload {
+                ota_core::bundle::PayloadKind::Full => serde_json::json!({"kind": "full", "chunks": i.chunks.len()}),
+                ota_core::bundle::PayloadKind::Delta { base_sha256, ops, .. } => serde_json::json!({
+                    "kind": "delta", "base_sha256": base_sha256.to_hex(), "operations": ops.count,
+                }),
+            },
+            "stored_size": i.payload_len(),
         })).collect::<Vec<_>>(),
         "signed_by": signers,
     })

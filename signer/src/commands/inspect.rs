@@ -50,15 +50,27 @@ fn print_manifest(m: &Manifest, key_ids: &[String], unverified: bool) {
     for image in &m.images {
         let kind = match &image.payload {
             PayloadKind::Full => "full".to_owned(),
-            PayloadKind::Delta { base_sha256 } => format!("delta from {base_sha256}"),
+            PayloadKind::Delta {
+                base_sha256,
+                base_size,
+                ops,
+            } => {
+                format!(
+                    "delta from base {base_sha256} ({base_size} bytes), {} operation(s)",
+                    ops.count
+                )
+            }
         };
-        let stored: u64 = image.chunks.iter().map(|c| u64::from(c.stored_size)).sum();
+        let parts = match image.payload {
+            PayloadKind::Full => format!(", {} chunk(s)", image.chunks.len()),
+            PayloadKind::Delta { .. } => String::new(),
+        };
         println!(
-            "image {}: {} bytes, sha256 {}, {kind}, {} chunk(s), {stored} bytes stored",
+            "image {}: {} bytes, sha256 {}, {kind}{parts}, {} bytes stored",
             image.name,
             image.size,
             image.sha256,
-            image.chunks.len()
+            image.payload_len()
         );
     }
     let label = if unverified {

@@ -4,8 +4,9 @@
 use super::{load_trust, open_bundle, parse_name_path, progress_bar};
 use crate::cli::VerifyArgs;
 use crate::exit::UsageError;
-use anyhow::Result;
-use ota_core::bundle::{BundleReader, DiscardSink, FileImageSink, ImageSink};
+use anyhow::{Context, Result};
+use ota_core::bundle::{BundleReader, FileImageSink, ImageAction, PayloadKind};
+use ota_core::Sha256Digest;
 use std::collections::BTreeMap;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -16,6 +17,20 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         if extract.insert(name.clone(), path).is_some() {
             return Err(UsageError(format!("--extract names image '{name}' twice")).into());
         }
+    }
+    let mut bases = BTreeMap::new();
+    for spec in &args.bases {
+        let (name, path) = parse_name_path(spec, "--base")?;
+        if extract.get(&name).is_some_and(|out| same_file(out, &path)) {
+            return Err(UsageError(format!(
+                "--base and --extract name the same file for image '{name}': a delta reads its base while writing the new image, so they must differ (A/B)"
+            ))
+            .into());
+        }
+        let size = std::fs::metadata(&path)
+            .with_context(|| format!("cannot open base image {}", path.display()))?
+            .len();
+        bases.insert(name, (path, size));
     }
     let reader = BundleReader::open(open_bundle(&args.bundle)?, &trust)?;
     let manifest = reader.manifest().clone();
@@ -29,14 +44,37 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             .into());
         }
     }
+    let chosen = choose_entries(&manifest, &bases)?;
+    for name in extract.keys() {
+        if !chosen.iter().any(|c| manifest.images[*c].name == *name) {
+            return Err(UsageError(format!(
+                "--extract {name}: the bundle only has deltas for '{name}' and none matches a --base given; pass --base {name}=OLD with the exact base image"
+            ))
+            .into());
+        }
+    }
     let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
     let bar = progress_bar(manifest.payload_size, "verifying");
+    let mut unchecked_images = Vec::new();
     reader.stream_payload(
-        |image| -> std::io::Result<Box<dyn ImageSink + Send>> {
-            Ok(match extract.get(&image.name) {
+        |index, image| -> std::io::Result<ImageAction> {
+            let is_delta = matches!(image.payload, PayloadKind::Delta { .. });
+            if !chosen.contains(&index) {
+                if is_delta {
+                    unchecked_images.push(image.name.clone());
+                }
+                return Ok(ImageAction::Check);
+            }
+            let base = match bases.get(&image.name) {
+                Some((path, _)) if is_delta => Some(Box::new(std::fs::File::open(path)?)
+                    as Box<dyn ota_core::delta::apply::BaseRead>),
+                _ => None,
+            };
+            let sink: Box<dyn ota_core::bundle::ImageSink + Send> = match extract.get(&image.name) {
                 Some(path) => Box::new(FileImageSink::create(path)?),
-                None => Box::new(DiscardSink),
-            })
+                None => Box::new(ota_core::bundle::DiscardSink),
+            };
+            Ok(ImageAction::Write { sink, base })
         },
         &|n| bar.inc(n),
     )?;
@@ -54,6 +92,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             "threshold": args.threshold,
         });
         println!("{result}");
+        let _ = &unchecked_images;
     } else {
         println!(
             "OK: {} {} verified: {} image(s), signatures from {} trusted key(s) (threshold {}), every chunk and image hash matches",
@@ -66,6 +105,93 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         for (name, path) in &extract {
             println!("extracted {name} to {}", path.display());
         }
+        for name in &unchecked_images {
+            println!("note: a delta of image '{name}' was checked only up to its operation hashes; pass --base {name}=OLD to apply it and check its image hash");
+        }
     }
     Ok(())
+}
+
+/// Per image name, which manifest entry to apply: the delta whose base hash matches the given
+/// base, else the full image. Entries not chosen are still checked as far as possible.
+fn choose_entries(
+    manifest: &ota_core::bundle::Manifest,
+    bases: &BTreeMap<String, (std::path::PathBuf, u64)>,
+) -> Result<Vec<usize>> {
+    let mut chosen = Vec::new();
+    let mut names: Vec<&str> = manifest.images.iter().map(|i| i.name.as_str()).collect();
+    names.dedup();
+    let mut base_hashes: BTreeMap<(String, u64), Sha256Digest> = BTreeMap::new();
+    for name in names {
+        let mut pick = None;
+        for (index, image) in manifest
+            .images
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.name == name)
+        {
+            match &image.payload {
+                PayloadKind::Delta {
+                    base_sha256,
+                    base_size,
+                    ..
+                } => {
+                    let Some((path, _)) = bases.get(name) else {
+                        continue;
+                    };
+                    let key = (name.to_owned(), *base_size);
+                    let hash = match base_hashes.get(&key) {
+                        Some(h) => *h,
+                        None => {
+                            let h = hash_prefix(path, *base_size)?;
+                            base_hashes.insert(key, h);
+                            h
+                        }
+                    };
+                    if hash == *base_sha256 {
+                        pick = Some(index);
+                    }
+                }
+                PayloadKind::Full => {
+                    if pick.is_none() {
+                        pick = Some(index);
+                    }
+                }
+            }
+        }
+        match pick {
+            Some(index) => chosen.push(index),
+            None if bases.contains_key(name) => {
+                return Err(ota_core::bundle::BundleError::WrongBase {
+                    image: name.to_owned(),
+                    reason: "the given base matches none of the bundle's deltas and the bundle has no full image".into(),
+                }
+                .into())
+            }
+            None => {}
+        }
+    }
+    Ok(chosen)
+}
+
+/// SHA-256 of the first `len` bytes of a file (all of it when shorter: then it cannot match).
+fn hash_prefix(path: &std::path::Path, len: u64) -> Result<Sha256Digest> {
+    use sha2::Digest;
+    let mut file = std::io::Read::take(
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        len,
+    );
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Sha256Digest::from_hasher(hasher))
+}
+
+/// Whether two paths name the same file (same device and inode).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }

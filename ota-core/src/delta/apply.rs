@@ -1,0 +1,221 @@
+//! Applying one delta operation, with bounded memory: `copy` and `zero` stream in 1 MiB
+//! pieces; a data operation needs its window (≤ [`MAX_WINDOW`]), its output
+//! (≤ [`MAX_DATA_OP_LEN`]) and, for `bsdiff`, its decompressed patch
+//! (≤ [`max_patch_len`]). The base is read with positioned reads, never whole.
+//!
+//! The caller has already checked the operation data against its SHA-256.
+
+use super::generate::window_log;
+use super::{bsdiff, Op, MAX_DATA_OP_LEN, MAX_WINDOW};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use zstd::zstd_safe;
+
+const PIECE: u64 = 1 << 20;
+
+/// Largest decompressed bsdiff patch accepted for an operation writing `len` bytes.
+pub fn max_patch_len(len: u64) -> u64 {
+    3 * len + (64 << 10)
+}
+
+/// Random read access to the base image (a slot device, a file).
+pub trait BaseRead: Send + Sync {
+    /// Fills `buf` from `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl BaseRead for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// Why an operation could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// Reading the base failed.
+    #[error("cannot read the base image: {0}")]
+    Base(io::Error),
+    /// The operation data is not what it claims (decompression or patch failure).
+    #[error("{0}")]
+    Data(String),
+}
+
+/// Produces the target bytes of `op` from its (verified) `data` and the base, handing them to
+/// `emit` in order.
+pub fn apply_op(
+    op: &Op,
+    data: &[u8],
+    base: &dyn BaseRead,
+    emit: &mut dyn FnMut(Vec<u8>) -> io::Result<()>,
+) -> Result<(), ApplyError> {
+    let emit_err = |e: io::Error| ApplyError::Data(format!("cannot hand on the output: {e}"));
+    match *op {
+        Op::Copy { len, src } => {
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(PIECE);
+                let mut buf = vec![0u8; n as usize];
+                base.read_exact_at(&mut buf, src + done)
+                    .map_err(ApplyError::Base)?;
+                emit(buf).map_err(emit_err)?;
+                done += n;
+            }
+        }
+        Op::Zero { len } => {
+            let mut done = 0;
+            while done < len {
+                let n = (len - done).min(PIECE);
+                emit(vec![0u8; n as usize]).map_err(emit_err)?;
+                done += n;
+            }
+        }
+        Op::Replace { len, .. } => {
+            check_len(len)?;
+            let out = zstd::bulk::decompress(data, len as usize)
+                .map_err(|e| ApplyError::Data(format!("replace data does not decompress: {e}")))?;
+            exact(out, len).and_then(|o| emit(o).map_err(emit_err))?;
+        }
+        Op::ZstdRef {
+            len, src, window, ..
+        } => {
+            check_len(len)?;
+            let window_bytes = read_window(base, src, window)?;
+            let out = decompress_with_prefix(data, &window_bytes, len)?;
+            emit(out).map_err(emit_err)?;
+        }
+        Op::Bsdiff {
+            len, src, window, ..
+        } => {
+            check_len(len)?;
+            let window_bytes = read_window(base, src, window)?;
+            let patch = zstd::bulk::decompress(data, max_patch_len(len) as usize)
+                .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
+            let mut out = vec![0u8; len as usize];
+            bsdiff::apply(&window_bytes, &patch, &mut out).map_err(ApplyError::Data)?;
+            emit(out).map_err(emit_err)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_len(len: u64) -> Result<(), ApplyError> {
+    if len > MAX_DATA_OP_LEN {
+        return Err(ApplyError::Data(format!(
+            "operation writes {len} bytes, more than {MAX_DATA_OP_LEN}"
+        )));
+    }
+    Ok(())
+}
+
+fn exact(out: Vec<u8>, len: u64) -> Result<Vec<u8>, ApplyError> {
+    if out.len() as u64 != len {
+        return Err(ApplyError::Data(format!(
+            "operation produced {} bytes instead of {len}",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+fn read_window(base: &dyn BaseRead, src: u64, window: u64) -> Result<Vec<u8>, ApplyError> {
+    if window > MAX_WINDOW {
+        return Err(ApplyError::Data(format!(
+            "window of {window} bytes is over {MAX_WINDOW}"
+        )));
+    }
+    let mut buf = vec![0u8; window as usize];
+    base.read_exact_at(&mut buf, src)
+        .map_err(ApplyError::Base)?;
+    Ok(buf)
+}
+
+fn decompress_with_prefix(data: &[u8], window: &[u8], len: u64) -> Result<Vec<u8>, ApplyError> {
+    let err = |code: usize| {
+        ApplyError::Data(format!(
+            "zstd_ref data does not decompress: {}",
+            zstd_safe::get_error_name(code)
+        ))
+    };
+    let mut dctx = zstd_safe::DCtx::create();
+    dctx.set_parameter(zstd_safe::DParameter::WindowLogMax(window_log(
+        window.len() as u64,
+        len,
+    )))
+    .map_err(err)?;
+    dctx.ref_prefix(window).map_err(err)?;
+    let mut out: Vec<u8> = Vec::with_capacity(len as usize);
+    dctx.decompress(&mut out, data).map_err(err)?;
+    exact(out, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Mem(Vec<u8>);
+    impl BaseRead for Mem {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let start = usize::try_from(offset).map_err(io::Error::other)?;
+            let src = self
+                .0
+                .get(start..start + buf.len())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    fn run(op: &Op, data: &[u8], base: &Mem) -> Result<Vec<u8>, ApplyError> {
+        let mut out = Vec::new();
+        apply_op(op, data, base, &mut |piece| {
+            out.extend_from_slice(&piece);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn zstd_ref_round_trip_and_wrong_window_fails() {
+        let base = Mem((0..100_000u32).map(|i| (i * 7 % 253) as u8).collect());
+        let mut target = base.0[10_000..60_000].to_vec();
+        target[123] ^= 0xff;
+        let window = &base.0[0..80_000];
+        let mut cctx = zstd_safe::CCtx::create();
+        cctx.set_parameter(zstd_safe::CParameter::WindowLog(window_log(80_000, 50_000)))
+            .unwrap();
+        cctx.ref_prefix(window).unwrap();
+        let mut stored = Vec::with_capacity(100_000);
+        cctx.compress2(&mut stored, &target).unwrap();
+        assert!(stored.len() < 1000, "prefix not used: {}", stored.len());
+        let op = Op::ZstdRef {
+            len: 50_000,
+            src: 0,
+            window: 80_000,
+            stored: stored.len() as u32,
+            sha256: crate::Sha256Digest::of(&stored),
+        };
+        assert_eq!(run(&op, &stored, &base).unwrap(), target);
+        let shifted = Op::ZstdRef {
+            len: 50_000,
+            src: 1,
+            window: 80_000,
+            stored: 0,
+            sha256: crate::Sha256Digest::of(b""),
+        };
+        assert_ne!(run(&shifted, &stored, &base).ok(), Some(target));
+    }
+
+    #[test]
+    fn copy_outside_base_is_an_error_not_a_panic() {
+        let base = Mem(vec![1u8; 1000]);
+        assert!(run(&Op::Copy { len: 10, src: 995 }, &[], &base).is_err());
+        let op = Op::Replace {
+            len: 5,
+            stored: 3,
+            sha256: crate::Sha256Digest::of(b"abc"),
+        };
+        assert!(run(&op, b"abc", &base).is_err());
+    }
+}

@@ -1,0 +1,430 @@
+//! Delta payloads: a target image described as a sequence of operations against an exact base
+//! image, in the spirit of Android's update_engine payloads.
+//!
+//! Each operation writes the next extent of the target, in order:
+//! - `copy`: bytes from the base (catches unchanged and moved blocks, via a block-hash index);
+//! - `zero`: zero bytes;
+//! - `replace`: zstd-compressed new bytes;
+//! - `zstd_ref`: zstd with a window of the base as prefix (like `zstd --patch-from`, bounded);
+//! - `bsdiff`: a raw bsdiff patch against a window of the base, zstd-compressed.
+//!
+//! Data-carrying operations have their SHA-256 in the (hash-verified) op list, checked before
+//! the data is decompressed or applied. Sizes are bounded ([`MAX_DATA_OP_LEN`], [`MAX_WINDOW`])
+//! so applying needs a few tens of MiB whatever the image size. [`generate`] builds deltas,
+//! [`apply`] applies one operation; `docs/delta.md` explains the algorithm and its measurements.
+
+pub mod apply;
+mod bsdiff;
+pub mod generate;
+mod index;
+
+use crate::digest::Sha256Digest;
+use std::fmt;
+
+/// Block size of the source index and of block classification.
+pub const BLOCK: usize = 4096;
+/// Most target bytes one data-carrying operation produces (bounds apply memory).
+pub const MAX_DATA_OP_LEN: u64 = 2 << 20;
+/// Most base bytes one `zstd_ref` or `bsdiff` operation reads as its window.
+pub const MAX_WINDOW: u64 = 16 << 20;
+/// Most operations in one op list.
+pub const MAX_OPS: usize = 1 << 22;
+
+/// One operation: writes the next `len` bytes of the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Copies `len` bytes from base offset `src`.
+    Copy {
+        /// Target bytes written.
+        len: u64,
+        /// Base offset.
+        src: u64,
+    },
+    /// Writes `len` zero bytes.
+    Zero {
+        /// Target bytes written.
+        len: u64,
+    },
+    /// Decompresses `stored` bytes of zstd data.
+    Replace {
+        /// Target bytes written.
+        len: u64,
+        /// Compressed length in the payload.
+        stored: u32,
+        /// SHA-256 of the compressed bytes.
+        sha256: Sha256Digest,
+    },
+    /// Decompresses zstd data with `base[src..src+window]` as prefix.
+    ZstdRef {
+        /// Target bytes written.
+        len: u64,
+        /// Window start in the base.
+        src: u64,
+        /// Window length.
+        window: u64,
+        /// Compressed length in the payload.
+        stored: u32,
+        /// SHA-256 of the compressed bytes.
+        sha256: Sha256Digest,
+    },
+    /// Applies a zstd-compressed raw bsdiff patch to `base[src..src+window]`.
+    Bsdiff {
+        /// Target bytes written.
+        len: u64,
+        /// Window start in the base.
+        src: u64,
+        /// Window length.
+        window: u64,
+        /// Compressed length in the payload.
+        stored: u32,
+        /// SHA-256 of the compressed bytes.
+        sha256: Sha256Digest,
+    },
+}
+
+const KIND_COPY: u8 = 0;
+const KIND_ZERO: u8 = 1;
+const KIND_REPLACE: u8 = 2;
+const KIND_ZSTD_REF: u8 = 3;
+const KIND_BSDIFF: u8 = 4;
+
+impl Op {
+    /// Target bytes this operation writes.
+    pub fn len(&self) -> u64 {
+        match *self {
+            Op::Copy { len, .. }
+            | Op::Zero { len }
+            | Op::Replace { len, .. }
+            | Op::ZstdRef { len, .. }
+            | Op::Bsdiff { len, .. } => len,
+        }
+    }
+
+    /// Whether the operation writes nothing (never valid in an op list).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Payload bytes this operation consumes (0 for copy and zero).
+    pub fn stored(&self) -> u64 {
+        match *self {
+            Op::Replace { stored, .. } | Op::ZstdRef { stored, .. } | Op::Bsdiff { stored, .. } => {
+                u64::from(stored)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Short name used in statistics and docs.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::Copy { .. } => "copy",
+            Op::Zero { .. } => "zero",
+            Op::Replace { .. } => "replace",
+            Op::ZstdRef { .. } => "zstd_ref",
+            Op::Bsdiff { .. } => "bsdiff",
+        }
+    }
+}
+
+/// Why an op list was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpListError(pub String);
+
+impl fmt::Display for OpListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Result<u8, OpListError> {
+        let b = *self
+            .bytes
+            .get(self.at)
+            .ok_or_else(|| OpListError("op list ends early".into()))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u64, OpListError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            value |= u64::from(b & 0x7f)
+                .checked_shl(shift)
+                .filter(|v| v >> shift == u64::from(b & 0x7f))
+                .ok_or_else(|| OpListError("varint overflows 64 bits".into()))?;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(OpListError("varint longer than 10 bytes".into()))
+    }
+
+    fn digest(&mut self) -> Result<Sha256Digest, OpListError> {
+        let end = self.at + 32;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| OpListError("op list ends inside a digest".into()))?;
+        let mut d = [0u8; 32];
+        d.copy_from_slice(slice);
+        self.at = end;
+        Ok(Sha256Digest(d))
+    }
+}
+
+/// Encodes an op list (before compression): varint count, then per op a kind byte, varint
+/// fields and raw 32-byte digests. Target and payload offsets are implicit (contiguous).
+pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ops.len() * 16);
+    put_varint(&mut out, ops.len() as u64);
+    for op in ops {
+        match op {
+            Op::Copy { len, src } => {
+                out.push(KIND_COPY);
+                put_varint(&mut out, *len);
+                put_varint(&mut out, *src);
+            }
+            Op::Zero { len } => {
+                out.push(KIND_ZERO);
+                put_varint(&mut out, *len);
+            }
+            Op::Replace {
+                len,
+                stored,
+                sha256,
+            } => {
+                out.push(KIND_REPLACE);
+                put_varint(&mut out, *len);
+                put_varint(&mut out, u64::from(*stored));
+                out.extend_from_slice(&sha256.0);
+            }
+            Op::ZstdRef {
+                len,
+                src,
+                window,
+                stored,
+                sha256,
+            }
+            | Op::Bsdiff {
+                len,
+                src,
+                window,
+                stored,
+                sha256,
+            } => {
+                out.push(if matches!(op, Op::ZstdRef { .. }) {
+                    KIND_ZSTD_REF
+                } else {
+                    KIND_BSDIFF
+                });
+                put_varint(&mut out, *len);
+                put_varint(&mut out, *src);
+                put_varint(&mut out, *window);
+                put_varint(&mut out, u64::from(*stored));
+                out.extend_from_slice(&sha256.0);
+            }
+        }
+    }
+    out
+}
+
+/// Decodes an op list and checks it against the image: operations cover exactly `target_size`
+/// bytes, never read outside `base_size`, respect the size bounds, and their payload adds up
+/// to `data_size`. A hostile list (even one signed by a trusted key) is refused here, before
+/// any byte is written.
+pub fn decode_ops(
+    bytes: &[u8],
+    target_size: u64,
+    base_size: u64,
+    data_size: u64,
+) -> Result<Vec<Op>, OpListError> {
+    let bad = |m: String| Err(OpListError(m));
+    let mut c = Cursor { bytes, at: 0 };
+    let count = c.varint()?;
+    if count > MAX_OPS as u64 {
+        return bad(format!("{count} operations (at most {MAX_OPS})"));
+    }
+    let mut ops = Vec::with_capacity(count as usize);
+    let mut covered = 0u64;
+    let mut payload = 0u64;
+    for index in 0..count {
+        let kind = c.byte()?;
+        let len = c.varint()?;
+        let op = match kind {
+            KIND_COPY => Op::Copy {
+                len,
+                src: c.varint()?,
+            },
+            KIND_ZERO => Op::Zero { len },
+            KIND_REPLACE => {
+                let stored = stored_u32(c.varint()?)?;
+                Op::Replace {
+                    len,
+                    stored,
+                    sha256: c.digest()?,
+                }
+            }
+            KIND_ZSTD_REF | KIND_BSDIFF => {
+                let src = c.varint()?;
+                let window = c.varint()?;
+                let stored = stored_u32(c.varint()?)?;
+                let sha256 = c.digest()?;
+                if kind == KIND_ZSTD_REF {
+                    Op::ZstdRef {
+                        len,
+                        src,
+                        window,
+                        stored,
+                        sha256,
+                    }
+                } else {
+                    Op::Bsdiff {
+                        len,
+                        src,
+                        window,
+                        stored,
+                        sha256,
+                    }
+                }
+            }
+            other => return bad(format!("operation {index} has unknown kind {other}")),
+        };
+        if len == 0 {
+            return bad(format!("operation {index} writes nothing"));
+        }
+        let in_base = |src: u64, n: u64| src.checked_add(n).is_some_and(|end| end <= base_size);
+        match &op {
+            Op::Copy { src, .. } if !in_base(*src, len) => {
+                return bad(format!(
+                    "operation {index} copies outside the base ({src}+{len} > {base_size})"
+                ))
+            }
+            Op::ZstdRef { src, window, .. } | Op::Bsdiff { src, window, .. }
+                if *window == 0 || *window > MAX_WINDOW || !in_base(*src, *window) =>
+            {
+                return bad(format!(
+                    "operation {index} has an invalid base window {src}+{window}"
+                ));
+            }
+            _ => {}
+        }
+        if op.stored() > 0 && len > MAX_DATA_OP_LEN {
+            return bad(format!("operation {index} writes {len} bytes (data operations write at most {MAX_DATA_OP_LEN})"));
+        }
+        if matches!(
+            op,
+            Op::Replace { .. } | Op::ZstdRef { .. } | Op::Bsdiff { .. }
+        ) && op.stored() == 0
+        {
+            return bad(format!("operation {index} has no data"));
+        }
+        covered = covered
+            .checked_add(len)
+            .filter(|c| *c <= target_size)
+            .ok_or_else(|| {
+                OpListError(format!(
+                    "operations write past the image end ({target_size} bytes)"
+                ))
+            })?;
+        payload += op.stored();
+        ops.push(op);
+    }
+    if c.at != bytes.len() {
+        return bad("unexpected bytes after the last operation".into());
+    }
+    if covered != target_size {
+        return bad(format!(
+            "operations cover {covered} bytes, the image has {target_size}"
+        ));
+    }
+    if payload != data_size {
+        return bad(format!(
+            "operations carry {payload} data bytes, the manifest says {data_size}"
+        ));
+    }
+    Ok(ops)
+}
+
+fn stored_u32(v: u64) -> Result<u32, OpListError> {
+    u32::try_from(v)
+        .ok()
+        .filter(|v| {
+            u64::from(*v) <= crate::bundle::zstd_compress_bound(3 * MAX_DATA_OP_LEN + (64 << 10))
+        })
+        .ok_or_else(|| OpListError(format!("operation data size {v} is impossible")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Op> {
+        vec![
+            Op::Copy {
+                len: 8192,
+                src: 4096,
+            },
+            Op::Zero { len: 100 },
+            Op::Replace {
+                len: 50,
+                stored: 20,
+                sha256: Sha256Digest::of(b"r"),
+            },
+            Op::ZstdRef {
+                len: 10,
+                src: 0,
+                window: 4096,
+                stored: 7,
+                sha256: Sha256Digest::of(b"z"),
+            },
+            Op::Bsdiff {
+                len: 1,
+                src: 100,
+                window: 200,
+                stored: 9,
+                sha256: Sha256Digest::of(b"b"),
+            },
+        ]
+    }
+
+    #[test]
+    fn op_list_round_trip() {
+        let ops = sample();
+        let bytes = encode_ops(&ops);
+        assert_eq!(decode_ops(&bytes, 8192 + 161, 16384, 36).unwrap(), ops);
+    }
+
+    #[test]
+    fn hostile_lists_are_refused() {
+        let bytes = encode_ops(&sample());
+        // Wrong target size, base too small for the copy, wrong data size, truncation, trailing.
+        assert!(decode_ops(&bytes, 8192 + 160, 16384, 36).is_err());
+        assert!(decode_ops(&bytes, 8192 + 161, 8192, 36).is_err());
+        assert!(decode_ops(&bytes, 8192 + 161, 16384, 35).is_err());
+        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 161, 16384, 36).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_ops(&longer, 8192 + 161, 16384, 36).is_err());
+        let huge = encode_ops(&[Op::Copy {
+            len: 10,
+            src: u64::MAX - 5,
+        }]);
+        assert!(decode_ops(&huge, 10, u64::MAX, 0).is_err());
+    }
+}
