@@ -651,3 +651,93 @@ fn corrupt_payload_leaves_no_extracted_file() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+#[test]
+fn delta_bundle_extracts_with_its_base_and_refuses_another() {
+    let f = Fixture::new();
+    let old = firmware_like(400_000, 20);
+    let mut new = old.clone();
+    new[200_000..210_000].copy_from_slice(&firmware_like(10_000, 21));
+    let old_path = f.write("old.img", &old);
+    let new_path = f.write("new.img", &new);
+    let delta = f.bundle(
+        "delta.bundle",
+        &[("rootfs", &new_path)],
+        &["--base", &format!("rootfs={}", old_path.display())],
+    );
+    let full = f.bundle("full.bundle", &[("rootfs", &new_path)], &[]);
+    let delta_size = fs::metadata(&delta).expect("delta").len();
+    assert!(
+        delta_size * 4 < fs::metadata(&full).expect("full").len(),
+        "delta {delta_size} bytes is not small"
+    );
+    let out = f.path("new.out");
+    ok(f.verify(&delta)
+        .arg("--base")
+        .arg(format!("rootfs={}", old_path.display()))
+        .arg("--extract")
+        .arg(format!("rootfs={}", out.display())));
+    assert_eq!(fs::read(&out).expect("out"), new);
+    // Without a base the delta's operation hashes are checked, and the output says what was not.
+    let text = String::from_utf8_lossy(&ok(&mut f.verify(&delta)).stdout).into_owned();
+    assert!(
+        text.contains("checked only up to its operation hashes"),
+        "{text}"
+    );
+    // Another base: refused with the wrong-base exit code, nothing extracted.
+    let other = f.write("other.img", &firmware_like(400_000, 22));
+    let out2 = f.path("new2.out");
+    let mut cmd = f.verify(&delta);
+    cmd.arg("--base")
+        .arg(format!("rootfs={}", other.display()))
+        .arg("--extract")
+        .arg(format!("rootfs={}", out2.display()));
+    assert_eq!(fails(&mut cmd), 7);
+    assert!(!out2.exists());
+    // Base and output may not be the same file (A/B).
+    let mut cmd = f.verify(&delta);
+    cmd.arg("--base")
+        .arg(format!("rootfs={}", old_path.display()))
+        .arg("--extract")
+        .arg(format!("rootfs={}", old_path.display()));
+    assert_eq!(fails(&mut cmd), EXIT_USAGE);
+    assert_eq!(fs::read(&old_path).expect("old"), old);
+}
+
+#[test]
+fn with_full_bundle_serves_devices_without_the_base() {
+    let f = Fixture::new();
+    let old = firmware_like(300_000, 23);
+    let mut new = old.clone();
+    new[1000] ^= 0xff;
+    let old_path = f.write("old.img", &old);
+    let new_path = f.write("new.img", &new);
+    let bundle = f.bundle(
+        "both.bundle",
+        &[("rootfs", &new_path)],
+        &[
+            "--base",
+            &format!("rootfs={}", old_path.display()),
+            "--with-full",
+        ],
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&ok(ota_sign().arg("inspect").arg("--json").arg(&bundle)).stdout)
+            .expect("json");
+    let kinds: Vec<&str> = json["manifest"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["payload"]["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["delta", "full"]);
+    // A device with another base gets the full image.
+    let other = f.write("other.img", &firmware_like(300_000, 24));
+    let out = f.path("out.img");
+    ok(f.verify(&bundle)
+        .arg("--base")
+        .arg(format!("rootfs={}", other.display()))
+        .arg("--extract")
+        .arg(format!("rootfs={}", out.display())));
+    assert_eq!(fs::read(&out).expect("out"), new);
+}

@@ -636,3 +636,76 @@ fn fresh_grubenv_without_ota_variables_boots_slot_a() {
         .unwrap()
         .contains("ota.slot=A"));
 }
+
+#[test]
+fn delta_install_uses_the_delta_matching_the_active_slot() {
+    let d = Device::new(Backend::File);
+    // The factory image in slot A is the first 300_000 bytes of the slot.
+    let factory = d.slot("A")[..300_000].to_vec();
+    let mut v2 = factory.clone();
+    v2[150_000..160_000].copy_from_slice(&image("GOOD", 10_000, 30));
+    let dir = d.dir.path();
+    fs::write(dir.join("factory.img"), &factory).unwrap();
+    fs::write(dir.join("v2.img"), &v2).unwrap();
+    // A base close to the factory image (so the delta stays a delta) but not it.
+    let mut other_base = factory.clone();
+    other_base[299_000] ^= 0xff;
+    fs::write(dir.join("unrelated.img"), &other_base).unwrap();
+    let build = |name: &str, bases: &[&str], with_full: bool| {
+        let mut images = Vec::new();
+        for b in bases {
+            images.push(ImageInput {
+                name: "rootfs".into(),
+                reader: Box::new(fs::File::open(dir.join("v2.img")).unwrap()),
+                base: Some(fs::File::open(dir.join(b)).unwrap()),
+            });
+        }
+        if with_full {
+            images.push(ImageInput {
+                name: "rootfs".into(),
+                reader: Box::new(fs::File::open(dir.join("v2.img")).unwrap()),
+                base: None,
+            });
+        }
+        let options = BuildOptions {
+            product: "acme-router".into(),
+            version: semver::Version::new(2, 0, 0),
+            created: 0,
+            chunk_size: 64 * 1024,
+            zstd_level: 3,
+            temp_dir: dir.to_owned(),
+        };
+        let path = dir.join(name);
+        let mut out = fs::File::create(&path).unwrap();
+        build_bundle(
+            &options,
+            images,
+            std::slice::from_ref(&d.key),
+            &mut tempfile::tempfile().unwrap(),
+            &mut out,
+            &|_| {},
+        )
+        .unwrap();
+        path
+    };
+    // Only a delta from another base: refused before anything is written.
+    let unrelated = build("unrelated.bundle", &["unrelated.img"], false);
+    let stderr = d.refused(&["install", unrelated.to_str().unwrap()], EXIT_INCOMPATIBLE);
+    assert!(
+        stderr.contains("none made from what slot A holds"),
+        "{stderr}"
+    );
+    // Deltas from two bases: the one matching slot A is applied; small and exact.
+    let both = build("both.bundle", &["unrelated.img", "factory.img"], true);
+    let out = d.ok(&["install", "--json", both.to_str().unwrap()]);
+    assert!(out.contains("\"switched\""), "{out}");
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+    d.ok(&["simulate-boot"]);
+    d.ok(&["boot", "--no-reboot"]);
+    let s = d.status();
+    assert_eq!(slot_of(&s, "B")["record"]["content"], "good");
+    assert_eq!(
+        slot_of(&s, "B")["record"]["images"]["rootfs"]["size"],
+        300_000
+    );
+}

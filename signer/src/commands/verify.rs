@@ -90,12 +90,17 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             })).collect::<Vec<_>>(),
             "signed_by": signed_by,
             "threshold": args.threshold,
+            "deltas_not_applied": unchecked_images,
         });
         println!("{result}");
-        let _ = &unchecked_images;
     } else {
+        let checked = if unchecked_images.is_empty() {
+            "every chunk and image hash matches"
+        } else {
+            "every hash that could be checked matches"
+        };
         println!(
-            "OK: {} {} verified: {} image(s), signatures from {} trusted key(s) (threshold {}), every chunk and image hash matches",
+            "OK: {} {} verified: {} image(s), signatures from {} trusted key(s) (threshold {}), {checked}",
             manifest.product,
             manifest.version,
             manifest.images.len(),
