@@ -419,6 +419,7 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     // A bsdiff patch that reads outside its window.
     let e = hostile(
         vec![Op::Bsdiff {
+            bzip2: false,
             len: 10,
             src: 0,
             window: 16,
@@ -481,6 +482,7 @@ fn op_list_encoding_round_trips_random_ops() {
                 sha256: Sha256Digest::of(b"z"),
             },
             _ => Op::Bsdiff {
+                bzip2: i % 2 == 0,
                 len: i + 1,
                 src: 0,
                 window: 100,

@@ -86,18 +86,41 @@ pub fn apply_op(
             emit(out).map_err(emit_err)?;
         }
         Op::Bsdiff {
-            len, src, window, ..
+            len,
+            src,
+            window,
+            bzip2,
+            ..
         } => {
             check_len(len)?;
             let window_bytes = read_window(base, src, window)?;
-            let patch = zstd::bulk::decompress(data, max_patch_len(len) as usize)
-                .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
+            let limit = max_patch_len(len);
+            let patch = if bzip2 {
+                bunzip_bounded(data, limit)
+            } else {
+                zstd::bulk::decompress(data, limit as usize).map_err(|e| e.to_string())
+            }
+            .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
             let mut out = vec![0u8; len as usize];
             bsdiff::apply(&window_bytes, &patch, &mut out).map_err(ApplyError::Data)?;
             emit(out).map_err(emit_err)?;
         }
     }
     Ok(())
+}
+
+/// bzip2-decompresses at most `limit` bytes; more is an error, not an allocation.
+fn bunzip_bounded(data: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    bzip2::read::BzDecoder::new(data)
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > limit {
+        return Err(format!("it expands past {limit} bytes"));
+    }
+    Ok(out)
 }
 
 fn check_len(len: u64) -> Result<(), ApplyError> {

@@ -337,16 +337,28 @@ fn encode_extent(
     let t = std::time::Instant::now();
     let patch = bsdiff::diff(&window, data)?;
     if (patch.len() as u64) <= super::apply::max_patch_len(len) {
-        let stored = zstd::bulk::compress(&patch, level)?;
+        // bsdiff's diff stream is mostly zeros with scattered bytes: bzip2's BWT often beats
+        // zstd there (measured in docs/delta.md), so keep whichever is smaller.
+        let zstd_patch = zstd::bulk::compress(&patch, level)?;
+        let bz2_patch = bzip2_compress(&patch)?;
+        let (bzip2, stored) = if bz2_patch.len() < zstd_patch.len() {
+            (true, bz2_patch)
+        } else {
+            (false, zstd_patch)
+        };
         if debug {
             eprintln!(
-                "extent @{offset} len {len} window {src}+{window_len}: replace {} ({:?}) zstd_ref {zref_len} ({t_zref:?}) bsdiff {} ({:?})",
-                best.1.len(), t_replace, stored.len(), t.elapsed()
+                "extent @{offset} len {len} window {src}+{window_len}: replace {} ({:?}) zstd_ref {zref_len} ({t_zref:?}) bsdiff {} bzip2={bzip2} ({:?})",
+                best.1.len(),
+                t_replace,
+                stored.len(),
+                t.elapsed()
             );
         }
         if stored.len() < best.1.len() {
             best = (
                 Op::Bsdiff {
+                    bzip2,
                     len,
                     src,
                     window: window_len,
@@ -358,6 +370,12 @@ fn encode_extent(
         }
     }
     Ok(best)
+}
+
+fn bzip2_compress(data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+    enc.write_all(data)?;
+    enc.finish()
 }
 
 /// zstd window log covering `window + len` bytes.

@@ -67,8 +67,11 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
-    /// Applies a zstd-compressed raw bsdiff patch to `base[src..src+window]`.
+    /// Applies a raw bsdiff patch, compressed with zstd or (when measurably smaller: bsdiff's
+    /// sparse diff stream suits the BWT) bzip2, to `base[src..src+window]`.
     Bsdiff {
+        /// The patch is bzip2-compressed (kind 5) rather than zstd (kind 4).
+        bzip2: bool,
         /// Target bytes written.
         len: u64,
         /// Window start in the base.
@@ -87,6 +90,7 @@ const KIND_ZERO: u8 = 1;
 const KIND_REPLACE: u8 = 2;
 const KIND_ZSTD_REF: u8 = 3;
 const KIND_BSDIFF: u8 = 4;
+const KIND_BSDIFF_BZ2: u8 = 5;
 
 impl Op {
     /// Target bytes this operation writes.
@@ -227,11 +231,12 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
                 window,
                 stored,
                 sha256,
+                ..
             } => {
-                out.push(if matches!(op, Op::ZstdRef { .. }) {
-                    KIND_ZSTD_REF
-                } else {
-                    KIND_BSDIFF
+                out.push(match op {
+                    Op::ZstdRef { .. } => KIND_ZSTD_REF,
+                    Op::Bsdiff { bzip2: true, .. } => KIND_BSDIFF_BZ2,
+                    _ => KIND_BSDIFF,
                 });
                 put_varint(&mut out, *len);
                 put_varint(&mut out, *src);
@@ -280,7 +285,7 @@ pub fn decode_ops(
                     sha256: c.digest()?,
                 }
             }
-            KIND_ZSTD_REF | KIND_BSDIFF => {
+            KIND_ZSTD_REF | KIND_BSDIFF | KIND_BSDIFF_BZ2 => {
                 let src = c.varint()?;
                 let window = c.varint()?;
                 let stored = stored_u32(c.varint()?)?;
@@ -295,6 +300,7 @@ pub fn decode_ops(
                     }
                 } else {
                     Op::Bsdiff {
+                        bzip2: kind == KIND_BSDIFF_BZ2,
                         len,
                         src,
                         window,
@@ -394,6 +400,7 @@ mod tests {
                 sha256: Sha256Digest::of(b"z"),
             },
             Op::Bsdiff {
+                bzip2: true,
                 len: 1,
                 src: 100,
                 window: 200,
