@@ -77,17 +77,21 @@ reboot_device $UPD boot
 status
 
 step "vendor CI: sign releases 2.0.0 and 3.0.0 (3.0.0 has a bug its health check catches)"
+echo "each bundle carries a delta from the previous release plus the full images (--with-full)"
 for v in 2 3; do
+  p=$((v - 1))
   SOURCE_DATE_EPOCH=1795132800 "$SIGN" bundle --product acme-router --version $v.0.0 \
     --image rootfs=testdata/v$v/rootfs.img --image kernel=testdata/v$v/kernel.img \
-    --key "$OUT/vendor.key" -o "$OUT/acme-router-$v.0.0.bundle"
+    --base rootfs=testdata/v$p/rootfs.img --base kernel=testdata/v$p/kernel.img --with-full \
+    --key "$OUT/vendor.key" -o "$OUT/acme-router-$v.0.0.bundle" --json |
+    python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["output"] + ":"); [print("  %-6s %-5s %7d bytes for a %d-byte image" % (i["name"], i["payload"]["kind"], i["stored_size"], i["size"])) for i in j["images"]]'
 done
 
 step "device: refuse what must be refused (each leaves slot A and the bootloader untouched)"
 expect_refusal 4 $UPD install "$OUT/evil.bundle"
 expect_refusal 5 $UPD install "$OUT/tampered.bundle"
 
-step "device: install 2.0.0 into the inactive slot B (streamed, verified, read back)"
+step "device: install 2.0.0 into the inactive slot B (the delta from 1.0.0 matches slot A: streamed, verified, read back)"
 $UPD install "$OUT/acme-router-2.0.0.bundle"
 status
 

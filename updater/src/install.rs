@@ -47,6 +47,8 @@ pub enum InstallEvent {
         slot: String,
         /// Total payload bytes to read.
         payload_size: u64,
+        /// What is applied per image: `rootfs: delta` or `rootfs: full`.
+        images: Vec<String>,
     },
     /// Payload bytes read and verified since the last event.
     Progress {
@@ -112,6 +114,18 @@ pub fn install(
         version: manifest.version.to_string(),
         slot: target.to_string(),
         payload_size: manifest.payload_size,
+        images: chosen
+            .iter()
+            .map(|&i| {
+                let image = &manifest.images[i];
+                match image.payload {
+                    PayloadKind::Full => format!("{}: full", image.name),
+                    PayloadKind::Delta { .. } => {
+                        format!("{}: delta from the running slot", image.name)
+                    }
+                }
+            })
+            .collect(),
     });
 
     // From here on the target slot is overwritten: make sure nothing boots it.

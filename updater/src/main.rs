@@ -116,7 +116,14 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
                     return;
                 }
                 match event {
-                    InstallEvent::Accepted { payload_size, .. } => bar.set_length(payload_size),
+                    InstallEvent::Accepted {
+                        payload_size,
+                        ref images,
+                        ..
+                    } => {
+                        bar.set_length(payload_size);
+                        bar.suspend(|| eprintln!("applying {}", images.join(", ")));
+                    }
                     InstallEvent::Progress { bytes } => bar.inc(bytes),
                     InstallEvent::Switched { .. } => bar.finish_and_clear(),
                 }
