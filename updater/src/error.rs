@@ -1,6 +1,6 @@
 //! Errors of the updater, each with a class that maps to a documented exit code.
 
-use ota_core::bundle::{BundleError, ErrorClass};
+use ota_core::bundle::BundleError;
 use std::io;
 
 /// Everything the updater can refuse or fail at. Messages are one line, say what was wrong
@@ -92,14 +92,7 @@ impl UpdateError {
     pub fn exit_code(&self) -> u8 {
         match self {
             UpdateError::Config { .. } => exit::USAGE,
-            UpdateError::Bundle(e) => match e.class() {
-                ErrorClass::Io => exit::IO,
-                ErrorClass::Signature => exit::SIGNATURE,
-                ErrorClass::Corrupt => exit::CORRUPT,
-                ErrorClass::Unsupported => exit::UNSUPPORTED,
-                ErrorClass::Usage => exit::USAGE,
-                ErrorClass::Incompatible => exit::INCOMPATIBLE,
-            },
+            UpdateError::Bundle(e) => e.class().exit_code(),
             UpdateError::Incompatible(_) => exit::INCOMPATIBLE,
             UpdateError::Downgrade { .. } => exit::DOWNGRADE,
             UpdateError::Busy(_) => exit::BUSY,

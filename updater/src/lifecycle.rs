@@ -149,45 +149,16 @@ pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
 fn commit_slot(boot: &mut BootState, state: &mut DeviceState, slot: &SlotName, why: &str) {
     boot.set(slot, true, 0);
     boot.put_first(slot);
-    let version = match state.slots.get_mut(slot) {
-        Some(record) => {
-            record.content = SlotContent::Good;
-            record.updated = now();
-            record.version.clone()
-        }
-        None => None,
-    };
-    if state.pending.as_ref().is_some_and(|p| &p.slot == slot) {
-        state.pending = None;
-    }
-    state.last_result = Some(Outcome {
-        kind: OutcomeKind::Committed,
-        slot: slot.clone(),
-        version,
-        reason: why.to_owned(),
-        at: now(),
-    });
+    state.conclude(
+        slot,
+        SlotContent::Good,
+        OutcomeKind::Committed,
+        why.to_owned(),
+    );
 }
 
 fn mark_failed(state: &mut DeviceState, slot: &SlotName, reason: String) {
-    let version = match state.slots.get_mut(slot) {
-        Some(record) => {
-            record.content = SlotContent::Bad;
-            record.updated = now();
-            record.version.clone()
-        }
-        None => None,
-    };
-    if state.pending.as_ref().is_some_and(|p| &p.slot == slot) {
-        state.pending = None;
-    }
-    state.last_result = Some(Outcome {
-        kind: OutcomeKind::RolledBack,
-        slot: slot.clone(),
-        version,
-        reason,
-        at: now(),
-    });
+    state.conclude(slot, SlotContent::Bad, OutcomeKind::RolledBack, reason);
 }
 
 /// The record of a factory slot: its version from the configuration, and the hash of every

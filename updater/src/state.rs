@@ -102,6 +102,34 @@ pub struct DeviceState {
     pub last_booted: Option<SlotName>,
 }
 
+impl DeviceState {
+    /// Ends a trial or an update of `slot`: records its new content, drops a pending update
+    /// for it, and sets the last result.
+    pub fn conclude(
+        &mut self,
+        slot: &SlotName,
+        content: SlotContent,
+        kind: OutcomeKind,
+        reason: String,
+    ) {
+        let version = self.slots.get_mut(slot).and_then(|record| {
+            record.content = content;
+            record.updated = now();
+            record.version.clone()
+        });
+        if self.pending.as_ref().is_some_and(|p| &p.slot == slot) {
+            self.pending = None;
+        }
+        self.last_result = Some(Outcome {
+            kind,
+            slot: slot.clone(),
+            version,
+            reason,
+            at: now(),
+        });
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn now() -> u64 {
     std::time::SystemTime::now()

@@ -102,6 +102,21 @@ pub enum ErrorClass {
     Incompatible,
 }
 
+impl ErrorClass {
+    /// The exit code every OTA command uses for this class (documented in README.md):
+    /// 2 usage, 3 I/O, 4 signature, 5 corrupt, 6 unsupported, 7 incompatible.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorClass::Usage => 2,
+            ErrorClass::Io => 3,
+            ErrorClass::Signature => 4,
+            ErrorClass::Corrupt => 5,
+            ErrorClass::Unsupported => 6,
+            ErrorClass::Incompatible => 7,
+        }
+    }
+}
+
 impl BundleError {
     /// The class of this error.
     pub fn class(&self) -> ErrorClass {
