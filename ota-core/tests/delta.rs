@@ -299,7 +299,7 @@ fn truncated_and_flipped_op_data_are_refused() {
         assert!(
             matches!(
                 err,
-                BundleError::Corrupt(_) | BundleError::ChunkHashMismatch { .. }
+                BundleError::Corrupt(_) | BundleError::OpHashMismatch { .. }
             ),
             "flip at {at}: {err}"
         );

@@ -46,6 +46,14 @@ pub enum BundleError {
         /// Where the chunk starts in the payload.
         payload_offset: u64,
     },
+    /// A delta operation's data does not hash to its signed value.
+    #[error("bundle is corrupt: the data of operation {index} of delta image '{image}' does not match its signed SHA-256")]
+    OpHashMismatch {
+        /// Image name.
+        image: String,
+        /// Operation index.
+        index: usize,
+    },
     /// The assembled image does not hash to the manifest's value.
     #[error("bundle is corrupt: image '{image}' hashes to {actual}, the signed manifest says {expected}")]
     ImageHashMismatch {
@@ -127,6 +135,7 @@ impl BundleError {
             | BundleError::Truncated { .. }
             | BundleError::Corrupt(_)
             | BundleError::ChunkHashMismatch { .. }
+            | BundleError::OpHashMismatch { .. }
             | BundleError::ImageHashMismatch { .. } => ErrorClass::Corrupt,
             BundleError::UnsupportedVersion { .. } | BundleError::UnsupportedPayload { .. } => {
                 ErrorClass::Unsupported

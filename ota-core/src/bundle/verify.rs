@@ -396,10 +396,9 @@ impl<R: Read> BundleReader<R> {
                 | crate::delta::Op::Bsdiff { stored, sha256, .. } => {
                     // Hashed before it is decompressed or applied.
                     let data = self.read_verified(*stored as usize, sha256, || {
-                        BundleError::ChunkHashMismatch {
+                        BundleError::OpHashMismatch {
                             image: image.name.clone(),
                             index,
-                            payload_offset: 0,
                         }
                     })?;
                     progress(u64::from(*stored));
