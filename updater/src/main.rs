@@ -122,7 +122,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
                         ..
                     } => {
                         bar.set_length(payload_size);
-                        bar.suspend(|| eprintln!("applying {}", images.join(", ")));
+                        bar.suspend(|| println!("applying {}", images.join(", ")));
                     }
                     InstallEvent::Progress { bytes } => bar.inc(bytes),
                     InstallEvent::Switched { .. } => bar.finish_and_clear(),
