@@ -4,6 +4,10 @@
 //! [`point`]. With `OTA_FAULT_AT=N` in the environment the process aborts at the N-th point,
 //! as abruptly as a power cut or SIGKILL: no destructor, no flush. With `OTA_FAULT_LOG=FILE`
 //! each point appends its label to FILE, so a test can count the points of a whole run.
+//! With `OTA_FAULT_HOLD=LABEL` (or `LABEL#K` for the K-th time that label is reached) the
+//! process says so on stderr and stops there for good, so that a test harness outside a virtual
+//! machine can cut its power at exactly that step, losing whatever the guest kernel had not yet
+//! written (the QEMU tests in `qemu/`).
 //! Without these variables a point costs one relaxed atomic increment.
 
 use std::io::Write;
@@ -15,6 +19,17 @@ static COUNT: AtomicU64 = AtomicU64::new(0);
 struct Settings {
     abort_at: Option<u64>,
     log: Option<std::path::PathBuf>,
+    hold: Option<(String, u64)>,
+}
+
+/// `LABEL` or `LABEL#K` → (label, K); K defaults to 1.
+fn parse_hold(spec: &str) -> (String, u64) {
+    match spec.rsplit_once('#') {
+        Some((label, k)) if k.parse::<u64>().is_ok_and(|k| k > 0) => {
+            (label.to_owned(), k.parse().unwrap_or(1))
+        }
+        _ => (spec.to_owned(), 1),
+    }
 }
 
 fn settings() -> &'static Settings {
@@ -24,6 +39,7 @@ fn settings() -> &'static Settings {
             .ok()
             .and_then(|v| v.parse().ok()),
         log: std::env::var_os("OTA_FAULT_LOG").map(Into::into),
+        hold: std::env::var("OTA_FAULT_HOLD").ok().map(|v| parse_hold(&v)),
     })
 }
 
@@ -42,5 +58,34 @@ pub fn point(label: &str) {
     }
     if s.abort_at == Some(n) {
         std::process::abort();
+    }
+    if let Some((hold_label, k)) = &s.hold {
+        if hold_label == label {
+            static SEEN: AtomicU64 = AtomicU64::new(0);
+            let seen = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
+            if seen == *k {
+                eprintln!("ota-fault: holding at '{label}' #{seen}");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_hold;
+
+    #[test]
+    fn hold_spec_names_a_label_and_an_occurrence() {
+        assert_eq!(parse_hold("slot: synced"), ("slot: synced".into(), 1));
+        assert_eq!(
+            parse_hold("slot: piece written#12"),
+            ("slot: piece written".into(), 12)
+        );
+        // Not a count: part of the label.
+        assert_eq!(parse_hold("a#b"), ("a#b".into(), 1));
+        assert_eq!(parse_hold("a#0"), ("a#0".into(), 1));
     }
 }

@@ -35,8 +35,10 @@ pub enum BootOutcome {
     },
 }
 
-/// `ota-update boot`: run early at every boot.
-pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
+/// `ota-update boot`: run early at every boot. A failed health check is recorded and the other
+/// slot made to boot next, then returned as [`UpdateError::HealthCheck`]: the caller says so,
+/// then reboots ([`request_reboot`]), so that the reason reaches the console before the reset.
+pub fn boot(config: &Config) -> Result<BootOutcome> {
     let store = StateStore::open(&config.state_dir)?;
     let _lock = store.lock()?;
     let mut bl = bootloader::open(config)?;
@@ -82,9 +84,6 @@ pub fn boot(config: &Config, reboot: bool) -> Result<BootOutcome> {
                 boot.set(&booted, false, 0);
                 boot.put_first(&other);
                 bl.write_state(&boot)?;
-                if reboot {
-                    request_reboot(config)?;
-                }
                 Err(UpdateError::HealthCheck(format!(
                     "{reason}; slot {other} boots next"
                 )))
@@ -209,7 +208,7 @@ pub fn commit(config: &Config) -> Result<SlotName> {
 
 /// `ota-update rollback`: makes the other slot boot next, only when it holds an image that
 /// was good before and still hashes to what was recorded then.
-pub fn rollback(config: &Config, reboot: bool) -> Result<SlotName> {
+pub fn rollback(config: &Config) -> Result<SlotName> {
     let store = StateStore::open(&config.state_dir)?;
     let _lock = store.lock()?;
     let mut bl = bootloader::open(config)?;
@@ -262,13 +261,12 @@ pub fn rollback(config: &Config, reboot: bool) -> Result<SlotName> {
         at: now(),
     });
     store.save(&state)?;
-    if reboot {
-        request_reboot(config)?;
-    }
     Ok(other)
 }
 
-fn request_reboot(config: &Config) -> Result<()> {
+/// Runs the configured reboot command. On a device it does not return; in tests and the demo
+/// (`reboot_command = ["true"]`) it does.
+pub fn request_reboot(config: &Config) -> Result<()> {
     let status = Command::new(&config.reboot_command[0])
         .args(&config.reboot_command[1..])
         .status()

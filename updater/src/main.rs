@@ -141,7 +141,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
                 );
             }
             if reboot {
-                lifecycle_reboot(&config)?;
+                lifecycle::request_reboot(&config)?;
             }
             Ok(())
         }
@@ -158,7 +158,20 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             Ok(())
         }
         Command::Boot { no_reboot, json } => {
-            let outcome = lifecycle::boot(&config, !no_reboot)?;
+            let outcome = match lifecycle::boot(&config) {
+                Err(UpdateError::HealthCheck(reason)) if !no_reboot => {
+                    // Say it before the reset: on a device the reboot command does not return.
+                    if json {
+                        let line = serde_json::json!({"result": "fell_back", "reason": reason});
+                        println!("{line}");
+                    } else {
+                        println!("health check failed: {reason}; rebooting");
+                    }
+                    lifecycle::request_reboot(&config)?;
+                    return Err(UpdateError::HealthCheck(reason));
+                }
+                other => other?,
+            };
             if json {
                 println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
             } else {
@@ -178,8 +191,11 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             Ok(())
         }
         Command::Rollback { reboot } => {
-            let slot = lifecycle::rollback(&config, reboot)?;
+            let slot = lifecycle::rollback(&config)?;
             println!("slot {slot} verified and set to boot next");
+            if reboot {
+                lifecycle::request_reboot(&config)?;
+            }
             Ok(())
         }
         Command::SimulateBoot => {
@@ -187,20 +203,6 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             println!("simulated bootloader booted slot {slot}");
             Ok(())
         }
-    }
-}
-
-fn lifecycle_reboot(config: &Config) -> Result<(), UpdateError> {
-    let status = std::process::Command::new(&config.reboot_command[0])
-        .args(&config.reboot_command[1..])
-        .status()
-        .map_err(UpdateError::io("cannot run the reboot command"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(UpdateError::Refused(format!(
-            "reboot command failed with {status}"
-        )))
     }
 }
 

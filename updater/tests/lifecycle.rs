@@ -709,3 +709,53 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
         300_000
     );
 }
+
+#[test]
+fn reboots_come_after_the_decision_is_recorded_and_said() {
+    // The reboot command stands in for the reset: it snapshots what the next boot would see.
+    let d = Device::new(Backend::Grub);
+    let toml = fs::read_to_string(d.path("updater.toml")).unwrap();
+    let toml = toml.replace(
+        r#"reboot_command = ["true"]"#,
+        &format!(
+            r#"reboot_command = ["sh", "-c", "cd '{}' && cp grubenv grubenv.at-reboot-$(ls grubenv.at-reboot-* 2>/dev/null | wc -l)"]"#,
+            d.path("").display()
+        ),
+    );
+    fs::write(d.path("updater.toml"), toml).unwrap();
+    let at_reboot = |n: usize| fs::read(d.path(&format!("grubenv.at-reboot-{n}"))).ok();
+
+    // install --reboot: the switch is on disk when the reboot command runs.
+    let v3 = image("BAD! v3", 200_000, 3);
+    let bundle = d.bundle("v3.bundle", "acme-router", "3.0.0", &v3, None);
+    d.ok(&["install", "--reboot", bundle.to_str().unwrap()]);
+    let env = String::from_utf8(at_reboot(0).expect("install --reboot rebooted")).unwrap();
+    assert!(
+        env.contains("OTA_ORDER=B A") && env.contains("OTA_B_TRIES=1"),
+        "{env}"
+    );
+
+    // boot on a failing trial: says why on stdout, records the fallback, then reboots, then
+    // exits with the health-check code and one error line.
+    d.ok(&["simulate-boot"]);
+    let out = d.run(&["boot", "--json"]);
+    assert_eq!(out.status.code(), Some(EXIT_HEALTH));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["result"], "fell_back");
+    assert!(said["reason"]
+        .as_str()
+        .unwrap()
+        .contains("slot A boots next"));
+    let env = String::from_utf8(at_reboot(1).expect("boot rebooted")).unwrap();
+    assert!(
+        env.contains("OTA_ORDER=A B") && env.contains("OTA_B_TRIES=0"),
+        "{env}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+
+    // rollback --reboot is refused here (B holds the failed v3): no reboot either.
+    d.ok(&["simulate-boot"]);
+    d.ok(&["boot", "--no-reboot"]);
+    d.refused(&["rollback", "--reboot"], 10);
+    assert!(at_reboot(2).is_none(), "a refused rollback rebooted");
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# qemu/build.sh OUT -- builds the QEMU test device from the project's own material, as a vendor
+# and an integrator would: slot images from testdata/, bundles signed by ota-sign, a GPT disk
+# with an ESP (GRUB EFI made by grub-mkimage, qemu/grub.cfg, a grubenv), rootfs A (factory
+# 1.0.0), rootfs B (empty) and a data partition (state directory, bundles for offline install).
+#
+# No loop devices, no mounts, no root needed beyond installing packages: truncate + sfdisk +
+# mkfs.ext4 -d + mkfs.vfat -C + mtools + dd conv=notrunc. Expects target/release/ota-update and
+# ota-sign to be built (qemu/run-tests.sh does that). The Debian kernel .deb is cached in
+# OTA_QEMU_CACHE (default OUT/../cache) so reruns do not download it again.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+out=${1:?usage: qemu/build.sh OUTDIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cache=${OTA_QEMU_CACHE:-$out/../cache}
+mkdir -p "$cache"
+bin=${OTA_BIN_DIR:-$root/target/release}
+export SOURCE_DATE_EPOCH=1793491200 E2FSPROGS_FAKE_TIME=1793491200
+log() { echo "qemu/build: $*" >&2; }
+
+# Disk layout (MiB). A slot holds an image of SLOT_IMAGE_MIB; the partition is larger so that
+# "image smaller than its slot" is exercised as on real devices.
+ESP_MIB=16 SLOT_MIB=32 DATA_MIB=96 SLOT_IMAGE_MIB=24
+
+# --- kernel and modules from the Debian package --------------------------------------------------
+kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$kpkg" ] || { log "cannot resolve linux-image-amd64 (apt-get update?)"; exit 1; }
+deb=$(ls "$cache/$kpkg"_*.deb 2>/dev/null | head -n1 || true)
+if [ -z "$deb" ]; then
+  log "downloading $kpkg"
+  (cd "$cache" && apt-get download -q "$kpkg" 2>/dev/null)
+  deb=$(ls "$cache/$kpkg"_*.deb | head -n1)
+fi
+kdir=$cache/${kpkg}.extracted
+if [ ! -d "$kdir/boot" ]; then
+  log "extracting $(basename "$deb")"
+  rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
+  dpkg-deb -x "$deb" "$kdir.tmp"
+  kver=$(ls "$kdir.tmp/lib/modules")
+  depmod -b "$kdir.tmp" "$kver"   # the .deb ships no modules.dep
+  mv "$kdir.tmp" "$kdir"
+fi
+kver=$(ls "$kdir/lib/modules")
+vmlinuz=$kdir/boot/vmlinuz-$kver
+
+# The modules the init loads, with their dependencies, in load order (modprobe resolves them on
+# the host against the extracted tree; the guest only needs insmod).
+modules=(virtio_pci virtio_blk crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8 qemu_fw_cfg)
+modlist=()
+for m in "${modules[@]}"; do
+  while read -r _ path _; do modlist+=("$path"); done \
+    < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m" | grep '^insmod')
+done
+
+# --- the binaries and their shared libraries ------------------------------------------------------
+for b in ota-update ota-sign; do
+  [ -x "$bin/$b" ] || { log "missing $bin/$b: run cargo build --release first"; exit 1; }
+done
+sign=$bin/ota-sign
+
+# --- initramfs (one normal, one for the release whose userspace dies) ----------------------------
+make_initramfs() { # make_initramfs OUT.img [broken]
+  local dest=$1 broken=${2:-} st
+  st=$(mktemp -d)
+  mkdir -p "$st"/{bin,usr/bin,etc/ota,proc,sys,dev,tmp,lib/modules}
+  cp /bin/busybox "$st/bin/busybox"
+  cp "$here/guest/init" "$st/init"
+  cp "$bin/ota-update" "$st/usr/bin/ota-update"
+  # glibc binary: copy what ldd lists (the loader included) at the same paths.
+  ldd "$bin/ota-update" | grep -o '/[^ ]*' | while read -r lib; do
+    mkdir -p "$st$(dirname "$lib")"
+    cp -L "$lib" "$st$lib"
+  done
+  cp "$here/guest/updater.toml" "$st/etc/ota/updater.toml"
+  cp "$here/guest/health-check.sh" "$st/etc/ota/health-check.sh"
+  cp "$out/keys/vendor.key.pub" "$st/etc/ota/vendor.pub"
+  : > "$st/lib/modules/load-order"
+  local m
+  for m in "${modlist[@]}"; do
+    cp "$m" "$st/lib/modules/"
+    basename "$m" >> "$st/lib/modules/load-order"
+  done
+  [ -n "$broken" ] && : > "$st/etc/ota/broken-release"
+  find "$st" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  (cd "$st" && find . | LC_ALL=C sort | cpio -o -H newc --reproducible -R 0:0 --quiet | gzip -9n) > "$dest"
+  rm -rf "$st"
+}
+
+# --- slot images: testdata's release content + kernel + initramfs --------------------------------
+make_slot_image() { # make_slot_image TESTDATA_DIR VERSION OUT.img [broken]
+  local src=$1 version=$2 dest=$3 broken=${4:-} st
+  st=$(mktemp -d)
+  debugfs -R "rdump /etc /usr $st" "$src/rootfs.img" 2>/dev/null
+  [ -f "$st/etc/os-release" ] || { log "could not read $src/rootfs.img"; exit 1; }
+  sed -i "s/^VERSION_ID=.*/VERSION_ID=\"$version\"/" "$st/etc/os-release"
+  mkdir -p "$st/boot"
+  cp "$vmlinuz" "$st/boot/vmlinuz"
+  make_initramfs "$st/boot/initrd.img" "$broken"
+  find "$st" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  rm -f "$dest"
+  mkfs.ext4 -q -F -b 4096 -U 0b7f2a56-7a35-4c0e-9a52-2f7c0b1f6a11 \
+    -E hash_seed=7d3b0a11-5b8f-4a62-9d0c-4f3e2b1a0c9e,root_owner=0:0 -N 128 -O ^has_journal \
+    -L rootfs -d "$st" "$dest" "${SLOT_IMAGE_MIB}M" >/dev/null
+  rm -rf "$st"
+}
+
+mkdir -p "$out/keys" "$out/images" "$out/bundles"
+if [ ! -f "$out/keys/vendor.key" ]; then
+  "$sign" keygen --out "$out/keys/vendor.key" >/dev/null
+fi
+log "slot images (kernel $kver)"
+make_slot_image "$root/testdata/v1" 1.0.0 "$out/images/v1.rootfs.img"
+make_slot_image "$root/testdata/v2" 2.0.0 "$out/images/v2.rootfs.img"
+make_slot_image "$root/testdata/v3" 3.0.0 "$out/images/v3.rootfs.img"
+make_slot_image "$root/testdata/v2" 3.1.0 "$out/images/v3.1-panic.rootfs.img" broken
+
+log "bundles"
+bundle() { # bundle VERSION IMAGE OUT [ota-sign args...]
+  local version=$1 image=$2 dest=$3; shift 3
+  "$sign" bundle --product acme-router-qemu --version "$version" --image "rootfs=$image" \
+    --key "$out/keys/vendor.key" -o "$dest" "$@" >/dev/null
+}
+bundle 2.0.0 "$out/images/v2.rootfs.img" "$out/bundles/v2-full.bundle"
+bundle 2.0.0 "$out/images/v2.rootfs.img" "$out/bundles/v2-delta.bundle" \
+  --base "rootfs=$out/images/v1.rootfs.img"
+bundle 3.0.0 "$out/images/v3.rootfs.img" "$out/bundles/v3-unhealthy.bundle"
+bundle 3.1.0 "$out/images/v3.1-panic.rootfs.img" "$out/bundles/v3.1-panic.bundle"
+
+# --- ESP: GRUB EFI image, grub.cfg, empty grubenv -------------------------------------------------
+log "ESP"
+grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$out/BOOTX64.EFI" \
+  part_gpt fat ext2 normal linux configfile loadenv test echo reboot halt gzio
+rm -f "$out/esp.img" "$out/grubenv"
+grub-editenv "$out/grubenv" create
+mkfs.vfat -C -n ESP "$out/esp.img" $((ESP_MIB * 1024)) >/dev/null
+export MTOOLS_SKIP_CHECK=1
+mmd -i "$out/esp.img" ::/EFI ::/EFI/BOOT
+mcopy -i "$out/esp.img" "$out/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$out/esp.img" "$here/grub.cfg" ::/EFI/BOOT/grub.cfg
+mcopy -i "$out/esp.img" "$out/grubenv" ::/grubenv
+
+# --- data partition: bundles for offline install, the updater's state directory -------------------
+log "data partition"
+st=$(mktemp -d)
+mkdir -p "$st/bundles" "$st/ota"
+cp "$out"/bundles/*.bundle "$st/bundles/"
+rm -f "$out/data.img"
+mkfs.ext4 -q -F -L data -d "$st" "$out/data.img" "${DATA_MIB}M" >/dev/null
+rm -rf "$st"
+
+# --- the GPT disk ----------------------------------------------------------------------------------
+log "disk"
+disk=$out/disk.img
+rm -f "$disk"
+truncate -s $((1 + ESP_MIB + 2 * SLOT_MIB + DATA_MIB + 1))M "$disk"
+sfdisk -q "$disk" <<SFDISK
+label: gpt
+start=2048, size=${ESP_MIB}MiB, type=uefi, name=esp
+size=${SLOT_MIB}MiB, type=linux, name=rootfs_a
+size=${SLOT_MIB}MiB, type=linux, name=rootfs_b
+size=${DATA_MIB}MiB, type=linux, name=data
+SFDISK
+put() { # put PARTNO IMAGE
+  local start
+  start=$(sfdisk -d "$disk" | awk -v p="$disk$1" '$1 == p { sub(/,/, "", $4); print $4 }')
+  dd if="$2" of="$disk" bs=512 seek="$start" conv=notrunc status=none
+}
+put 1 "$out/esp.img"
+put 2 "$out/images/v1.rootfs.img"   # factory image in slot A; slot B starts empty
+put 4 "$out/data.img"
+log "done: $disk"
