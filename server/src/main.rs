@@ -1,13 +1,168 @@
-//! `ota-server`: will serve a static TUF update repository over HTTP(S).
-//!
-//! Not implemented yet (tracked by the repository issue): this binary only reserves the name in
-//! the workspace and says so, rather than pretending to serve.
+//! `ota-server`: serves a static update repository over HTTP(S). Parses arguments, binds,
+//! handles signals and maps errors to exit codes; the serving lives in the `ota_server` library.
 
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ota_server::access_log::AccessLog;
+use ota_server::resolve::canonical_root;
+use ota_server::serve::{self, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+/// Serves an update repository directory (TUF metadata and bundles) over HTTP or HTTPS.
+///
+/// Exit codes: 0 stopped by SIGTERM/SIGINT, 2 usage or configuration, 3 I/O (cannot bind,
+/// repository missing).
+#[derive(Parser, Debug)]
+#[command(name = "ota-server", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve DIR: GET/HEAD, byte ranges, ETag/Last-Modified with conditional GETs, cache
+    /// headers by file name, no path escapes.
+    Serve {
+        /// The repository directory.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// PEM certificate chain: serve HTTPS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Access log file (appended to), `-` for standard output, `off` for none.
+        #[arg(long, default_value = "-")]
+        access_log: String,
+        /// Seconds a client has to send a complete request head.
+        #[arg(long, default_value_t = 10)]
+        header_timeout: u64,
+        /// Seconds after which any connection is closed.
+        #[arg(long, default_value_t = 1800)]
+        connection_lifetime: u64,
+        /// Connections served at once.
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+    },
+}
+
+mod exit {
+    pub const USAGE: u8 = 2;
+    pub const IO: u8 = 3;
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "ota-server: error: serving is not implemented yet; publish the repository directory with any static web server (nginx) meanwhile"
-    );
-    ExitCode::from(2)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("ota-server: error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
+    let Command::Serve {
+        repo,
+        listen,
+        tls_cert,
+        tls_key,
+        access_log,
+        header_timeout,
+        connection_lifetime,
+        max_connections,
+    } = cli.command;
+    let root = canonical_root(&repo)
+        .with_context(|| format!("repository {}", repo.display()))
+        .map_err(|e| (exit::IO, e))?;
+    let mut settings = Settings::new(root.clone());
+    settings.header_timeout = Duration::from_secs(header_timeout.max(1));
+    settings.connection_lifetime = Duration::from_secs(connection_lifetime.max(1));
+    settings.max_connections = max_connections.max(1);
+    settings.access_log = match access_log.as_str() {
+        "-" => AccessLog::new(Box::new(std::io::stdout())),
+        "off" => AccessLog::off(),
+        path => AccessLog::new(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("access log {path}"))
+                .map_err(|e| (exit::IO, e))?,
+        )),
+    };
+    if let (Some(cert), Some(key)) = (&tls_cert, &tls_key) {
+        settings.tls = Some(
+            serve::load_tls(cert, key).map_err(|e| (exit::USAGE, anyhow::anyhow!("TLS: {e}")))?,
+        );
+    }
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .map_err(|e| (exit::IO, e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))
+            .map_err(|e| (exit::IO, e))?;
+        let local = listener
+            .local_addr()
+            .context("listening address")
+            .map_err(|e| (exit::IO, e))?;
+        // Tests and scripts read the address from this line (port 0 picks a free one).
+        eprintln!(
+            "ota-server: serving {} on {scheme}://{local}",
+            root.display()
+        );
+        serve::run(settings, listener, shutdown_signal())
+            .await
+            .context("serving")
+            .map_err(|e| (exit::IO, e))?;
+        eprintln!("ota-server: stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        // Without signal handlers the server runs until killed.
+        _ => std::future::pending().await,
+    }
 }

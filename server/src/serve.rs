@@ -1,0 +1,306 @@
+//! The listener: accepts connections (plain or TLS) up to a limit, serves each with hyper's
+//! HTTP/1.1 under a header timeout and a connection lifetime, and drains them gracefully on
+//! shutdown.
+
+use crate::access_log::{AccessLog, Entry};
+use crate::resolve::{resolve, Refusal};
+use crate::response::{plan, FileInfo};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+type Body = BoxBody<Bytes, io::Error>;
+
+/// Files up to this size are read whole and sent in one piece (all TUF metadata); larger
+/// ones are streamed in pieces of [`STREAM_PIECE`].
+const SMALL_FILE: u64 = 256 * 1024;
+const STREAM_PIECE: usize = 256 * 1024;
+
+/// How the server runs.
+pub struct Settings {
+    /// The repository directory, canonical ([`crate::resolve::canonical_root`]).
+    pub repo: PathBuf,
+    /// TLS, when given a certificate and key.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A client must send a complete request head within this time (slowloris).
+    pub header_timeout: Duration,
+    /// A connection is closed after this time, whatever it is doing.
+    pub connection_lifetime: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, in-flight requests get this long to finish.
+    pub shutdown_grace: Duration,
+    /// Requests are logged here.
+    pub access_log: AccessLog,
+    /// Request heads larger than this are refused (431).
+    pub max_head_bytes: usize,
+}
+
+impl Settings {
+    /// Defaults for `repo`: 10 s header timeout, 30 min per connection, 1024 connections,
+    /// 10 s grace, 16 KiB request heads, access log to stdout.
+    pub fn new(repo: PathBuf) -> Self {
+        Self {
+            repo,
+            tls: None,
+            header_timeout: Duration::from_secs(10),
+            connection_lifetime: Duration::from_secs(30 * 60),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(10),
+            access_log: AccessLog::new(Box::new(io::stdout())),
+            max_head_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Loads a PEM certificate chain and private key into a rustls server configuration
+/// (TLS 1.2 and 1.3, HTTP/1.1 by ALPN).
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `listener` until `shutdown` completes, then lets in-flight requests finish (up to
+/// the grace period).
+pub async fn run(
+    settings: Settings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let settings = Arc::new(settings);
+    let slots = Arc::new(Semaphore::new(settings.max_connections));
+    let graceful = GracefulShutdown::new();
+    let tls = settings.tls.clone().map(TlsAcceptor::from);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    eprintln!("ota-server: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let settings = settings.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut http = http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(settings.header_timeout)
+                .max_buf_size(settings.max_head_bytes.max(8192));
+            let lifetime = settings.connection_lifetime;
+            let service_settings = settings.clone();
+            let service = service_fn(move |req| handle(service_settings.clone(), peer, req));
+            match tls {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let _ = tokio::time::timeout(lifetime, watcher.watch(conn)).await;
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(settings.header_timeout, acceptor.accept(stream));
+                    if let Ok(Ok(stream)) = handshake.await {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let _ = tokio::time::timeout(lifetime, watcher.watch(conn)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(settings.shutdown_grace) => {
+            eprintln!("ota-server: grace period over, closing the remaining connections");
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    settings: Arc<Settings>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let response = respond(&settings.repo, &req).await;
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    settings.access_log.record(&Entry {
+        peer,
+        method: req.method().as_str(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+        version: match req.version() {
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        status: response.status().as_u16(),
+        bytes,
+        elapsed: started.elapsed(),
+    });
+    Ok(response)
+}
+
+async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+    };
+    let path = match resolve(repo, req.uri().path()) {
+        Ok(p) => p,
+        Err(Refusal::BadPath(why)) => return text(StatusCode::BAD_REQUEST, &format!("{why}\n")),
+        Err(Refusal::Outside) => return text(StatusCode::FORBIDDEN, "forbidden\n"),
+        Err(Refusal::NotFound) => return text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    match file_response(&path, req, head).await {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
+        Err(e) => {
+            eprintln!("ota-server: {}: {e}", path.display());
+            text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n")
+        }
+    }
+}
+
+async fn file_response(
+    path: &Path,
+    req: &Request<Incoming>,
+    head: bool,
+) -> io::Result<Response<Body>> {
+    // Open, stat and (for metadata-sized files) read on the worker thread, without a hop to
+    // tokio's blocking pool per call: these are page-cache hits measured in microseconds, and
+    // three pool round trips per request cost more than the work (bench/server.sh).
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let info = FileInfo {
+        name: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        len: meta.len(),
+        modified: meta.modified()?,
+        inode: meta.ino(),
+    };
+    let plan = plan(&info, req.headers(), head);
+    let body = match plan.body {
+        None => empty(),
+        Some((offset, len)) if len <= SMALL_FILE => {
+            use std::io::{Read, Seek};
+            if offset > 0 {
+                file.seek(io::SeekFrom::Start(offset))?;
+            }
+            let mut buf = Vec::with_capacity(len as usize);
+            file.take(len).read_to_end(&mut buf)?;
+            if buf.len() as u64 != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being served",
+                ));
+            }
+            Full::new(Bytes::from(buf))
+                .map_err(|never| match never {})
+                .boxed()
+        }
+        Some((offset, len)) => {
+            // Bundles: streamed from tokio's blocking pool, one piece at a time.
+            let mut file = tokio::fs::File::from_std(file);
+            if offset > 0 {
+                file.seek(io::SeekFrom::Start(offset)).await?;
+            }
+            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), STREAM_PIECE)
+                .map(|piece| piece.map(Frame::data));
+            BodyExt::boxed(StreamBody::new(stream))
+        }
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = plan.status;
+    *response.headers_mut() = plan.headers;
+    Ok(response)
+}
+
+fn empty() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body.to_owned()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
