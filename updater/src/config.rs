@@ -71,6 +71,10 @@ struct RawHealthCheck {
 struct RawRepository {
     url: String,
     channel: Option<String>,
+    ca_file: Option<PathBuf>,
+    connect_timeout_secs: Option<u64>,
+    min_speed_bytes_per_sec: Option<u64>,
+    min_speed_window_secs: Option<u64>,
 }
 
 /// The bootloader backend and its parameters.
@@ -138,6 +142,8 @@ pub struct Config {
     pub health_check: Option<HealthCheck>,
     /// Repository, if any.
     pub repository: Option<Repository>,
+    /// Network settings for downloads: from `[repository]`, defaults without it.
+    pub fetch: crate::fetch::FetchSettings,
 }
 
 impl Config {
@@ -307,6 +313,19 @@ impl Config {
             }
             None => None,
         };
+        let mut fetch = crate::fetch::FetchSettings::default();
+        if let Some(r) = &raw.repository {
+            fetch.ca_file = r.ca_file.as_deref().map(&resolve);
+            if let Some(s) = r.connect_timeout_secs {
+                fetch.connect_timeout = std::time::Duration::from_secs(s.max(1));
+            }
+            if let Some(b) = r.min_speed_bytes_per_sec {
+                fetch.min_bytes_per_sec = b;
+            }
+            if let Some(s) = r.min_speed_window_secs {
+                fetch.min_speed_window = std::time::Duration::from_secs(s.max(1));
+            }
+        }
         let repository = raw.repository.map(|r| Repository {
             url: r.url,
             channel: r.channel.unwrap_or_else(|| "stable".into()),
@@ -322,6 +341,7 @@ impl Config {
             trust,
             health_check,
             repository,
+            fetch,
         })
     }
 

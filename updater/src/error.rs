@@ -17,7 +17,7 @@ pub enum UpdateError {
     },
     /// The bundle failed verification.
     #[error("{0}")]
-    Bundle(#[from] BundleError),
+    Bundle(BundleError),
     /// The bundle is valid but not for this device.
     #[error("incompatible bundle: {0}")]
     Incompatible(String),
@@ -51,6 +51,9 @@ pub enum UpdateError {
         /// What failed.
         reason: String,
     },
+    /// A download failed (network, server, or an endless-data / slow-retrieval defence).
+    #[error("download: {0}")]
+    Fetch(crate::fetch::FetchError),
     /// Reading or writing a file failed.
     #[error("{context}: {source}")]
     Io {
@@ -85,6 +88,8 @@ pub mod exit {
     pub const REFUSED: u8 = 10;
     /// The health check failed (`boot`).
     pub const HEALTH_CHECK: u8 = 11;
+    /// A download failed: unreachable server, HTTP error, too much data, too slow.
+    pub const NETWORK: u8 = 12;
 }
 
 impl UpdateError {
@@ -93,6 +98,7 @@ impl UpdateError {
         match self {
             UpdateError::Config { .. } => exit::USAGE,
             UpdateError::Bundle(e) => e.class().exit_code(),
+            UpdateError::Fetch(_) => exit::NETWORK,
             UpdateError::Incompatible(_) => exit::INCOMPATIBLE,
             UpdateError::Downgrade { .. } => exit::DOWNGRADE,
             UpdateError::Busy(_) => exit::BUSY,
@@ -107,6 +113,32 @@ impl UpdateError {
     pub fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> UpdateError {
         let context = context.into();
         move |source| UpdateError::Io { context, source }
+    }
+}
+
+impl From<BundleError> for UpdateError {
+    /// A bundle read from the network fails with the download's error, not as an I/O error
+    /// of the bundle.
+    fn from(e: BundleError) -> Self {
+        match e {
+            BundleError::Io(io)
+                if io
+                    .get_ref()
+                    .is_some_and(|i| i.is::<crate::fetch::FetchError>()) =>
+            {
+                match io
+                    .into_inner()
+                    .map(|i| i.downcast::<crate::fetch::FetchError>())
+                {
+                    Some(Ok(fetch)) => UpdateError::Fetch(*fetch),
+                    Some(Err(other)) => {
+                        UpdateError::Bundle(BundleError::Io(io::Error::other(other)))
+                    }
+                    None => UpdateError::Bundle(BundleError::Io(io::Error::other("I/O error"))),
+                }
+            }
+            other => UpdateError::Bundle(other),
+        }
     }
 }
 

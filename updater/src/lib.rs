@@ -5,12 +5,14 @@
 //! Where things happen:
 //! - signature and hash checks of bundles: `ota_core::bundle::verify`, called from [`install`];
 //! - the slot switch: the last step of [`install::install`], one atomic bootloader write;
-//! - commit / fall back / rollback detection: [`lifecycle`].
+//! - commit / fall back / rollback detection: [`lifecycle`];
+//! - downloads (length caps, minimum speed, resume with Range): [`fetch`].
 
 pub mod bootloader;
 pub mod config;
 pub mod error;
 pub mod fault;
+pub mod fetch;
 pub mod fsutil;
 pub mod health;
 pub mod install;

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use ota_updater::config::{Config, DEFAULT_CONFIG_PATH};
+use ota_updater::fetch::Fetcher;
 use ota_updater::install::{InstallEvent, InstallOptions};
 use ota_updater::lifecycle::{self, BootOutcome, Status};
 use ota_updater::UpdateError;
@@ -15,7 +16,8 @@ use std::process::ExitCode;
 ///
 /// Exit codes: 0 ok, 1 failure, 2 usage or configuration, 3 I/O, 4 bad signature, 5 corrupt
 /// bundle, 6 unsupported format, 7 incompatible bundle, 8 downgrade refused, 9 another
-/// instance running, 10 refused in the current state, 11 health check failed.
+/// instance running, 10 refused in the current state, 11 health check failed, 12 download
+/// failed.
 #[derive(Parser, Debug)]
 #[command(name = "ota-update", version, about, long_about = None)]
 struct Cli {
@@ -28,7 +30,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install a bundle (a file path, or - for standard input) into the inactive slot.
+    /// Install a bundle (a file path, an http(s):// URL, or - for standard input) into the
+    /// inactive slot.
     Install {
         /// The bundle.
         source: PathBuf,
@@ -91,8 +94,19 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             reboot,
             json,
         } => {
+            let url = source
+                .to_str()
+                .filter(|s| s.starts_with("http://") || s.starts_with("https://"));
             let input: Box<dyn Read + Send> = if source.as_os_str() == "-" {
                 Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+            } else if let Some(url) = url {
+                // No metadata length for a plain URL: the bundle's own signed payload size
+                // ends the read (a byte more is refused as corrupt).
+                let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+                let download = fetcher
+                    .open(url, u64::MAX, false)
+                    .map_err(UpdateError::Fetch)?;
+                Box::new(BufReader::with_capacity(1 << 20, download))
             } else {
                 let file = std::fs::File::open(&source).map_err(UpdateError::io(format!(
                     "cannot open bundle {}",

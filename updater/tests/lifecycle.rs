@@ -759,3 +759,154 @@ fn reboots_come_after_the_decision_is_recorded_and_said() {
     d.refused(&["rollback", "--reboot"], 10);
     assert!(at_reboot(2).is_none(), "a refused rollback rebooted");
 }
+
+/// `ota-server` serving `dir` on a free loopback port (the binary cargo built beside ours).
+struct RepoServer(std::process::Child, String);
+
+impl RepoServer {
+    fn start(dir: &std::path::Path, tls: Option<(&std::path::Path, &std::path::Path)>) -> Self {
+        use std::io::BufRead;
+        let exe =
+            std::path::Path::new(env!("CARGO_BIN_EXE_ota-update")).with_file_name("ota-server");
+        assert!(
+            exe.exists(),
+            "{} is missing: build the workspace (cargo test --workspace)",
+            exe.display()
+        );
+        let mut cmd = Command::new(exe);
+        cmd.args([
+            "serve",
+            "--access-log",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--repo",
+        ])
+        .arg(dir);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line.split(" on ").nth(1).unwrap().trim().to_owned();
+        RepoServer(child, base)
+    }
+}
+
+impl Drop for RepoServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn install_from_a_url_served_by_ota_server() {
+    let d = Device::new(Backend::Grub);
+    let v2 = image("GOOD v2", 300_000, 2);
+    d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
+    let server = RepoServer::start(d.dir.path(), None);
+
+    // A missing file: a network error (exit 12), nothing touched.
+    let before = (d.slot("A"), d.slot("B"), d.bootloader_bytes());
+    d.refused(&["install", &format!("{}/missing.bundle", server.1)], 12);
+    assert!(before == (d.slot("A"), d.slot("B"), d.bootloader_bytes()));
+
+    d.ok(&["install", &format!("{}/v2.bundle", server.1)]);
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+    assert_eq!(d.status()["pending"]["slot"], "B");
+}
+
+#[test]
+fn install_over_https_trusts_only_the_configured_ca() {
+    let d = Device::new(Backend::File);
+    let v2 = image("GOOD v2", 300_000, 2);
+    d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
+    // A private PKI: a CA, and a server certificate for 127.0.0.1 signed by it.
+    let (ca, cert, key) = (d.path("ca.pem"), d.path("cert.pem"), d.path("key.pem"));
+    let openssl = |args: &[&str]| {
+        let ok = Command::new("openssl")
+            .current_dir(d.path(""))
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Acme Device CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-subj",
+        "/CN=updates.acme.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    fs::write(
+        d.path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    assert!(ca.exists());
+    let server = RepoServer::start(d.dir.path(), Some((&cert, &key)));
+    let url = format!("{}/v2.bundle", server.1);
+    assert!(url.starts_with("https://"));
+
+    // Without the CA: the certificate is not trusted, nothing installed.
+    let err = d.refused(&["install", &url], 12);
+    assert!(err.contains("certificate"), "{err}");
+
+    let toml = fs::read_to_string(d.path("updater.toml")).unwrap();
+    fs::write(
+        d.path("updater.toml"),
+        format!(
+            "{toml}\n[repository]\nurl = \"{}\"\nca_file = \"ca.pem\"\n",
+            server.1
+        ),
+    )
+    .unwrap();
+    d.ok(&["install", &url]);
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+}

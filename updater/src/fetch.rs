@@ -1,0 +1,383 @@
+//! Downloads over HTTP(S) as a `Read` stream the installer consumes directly: nothing is
+//! stored before it is verified, and the device never holds a whole bundle.
+//!
+//! Defences against a hostile or broken server or network (TUF's endless-data and
+//! slow-retrieval attacks): a hard cap on the bytes read (the length the metadata promises),
+//! a minimum-speed guard over a sliding window, a total deadline derived from the length and
+//! that speed, and connect timeouts. A dropped connection is resumed with `Range` from the
+//! byte already delivered (and verified by the reader downstream), guarded by `If-Range` so a
+//! file replaced in between is not spliced.
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use reqwest::StatusCode;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Network settings (`[repository]` in the configuration).
+#[derive(Debug, Clone)]
+pub struct FetchSettings {
+    /// Extra trusted CA certificates (PEM) for a private PKI. When given, the built-in web
+    /// roots are not trusted: the device talks to its vendor's servers only.
+    pub ca_file: Option<PathBuf>,
+    /// Time to establish a connection (TCP + TLS).
+    pub connect_timeout: Duration,
+    /// A transfer slower than this many bytes per second over [`Self::min_speed_window`] is
+    /// abandoned (slow retrieval).
+    pub min_bytes_per_sec: u64,
+    /// The window over which the minimum speed is measured.
+    pub min_speed_window: Duration,
+    /// Times a dropped transfer is resumed before giving up.
+    pub resume_attempts: u32,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        Self {
+            ca_file: None,
+            connect_timeout: Duration::from_secs(15),
+            min_bytes_per_sec: 1024,
+            min_speed_window: Duration::from_secs(30),
+            resume_attempts: 5,
+        }
+    }
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The HTTP client could not be built (bad CA file...).
+    #[error("cannot set up HTTPS: {0}")]
+    Setup(String),
+    /// Connection, TLS or protocol failure.
+    #[error("{url}: {reason}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The server answered with an error status.
+    #[error("{url}: the server answered {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+    },
+    /// More data than allowed: an endless-data attack or the wrong file.
+    #[error("{url}: the server sends more than the {limit} bytes expected (endless data?)")]
+    TooLong {
+        /// The URL.
+        url: String,
+        /// The allowed length.
+        limit: u64,
+    },
+    /// Below the minimum speed: a slow-retrieval attack or a dying link.
+    #[error(
+        "{url}: slower than {min} bytes/s over {window_secs} s (slow retrieval?); try again later"
+    )]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Minimum bytes per second.
+        min: u64,
+        /// Window in seconds.
+        window_secs: u64,
+    },
+}
+
+impl From<FetchError> for io::Error {
+    fn from(e: FetchError) -> Self {
+        io::Error::other(e)
+    }
+}
+
+/// An HTTP(S) client with the device's trust and timeouts.
+pub struct Fetcher {
+    client: Client,
+    settings: FetchSettings,
+}
+
+impl Fetcher {
+    /// A client for `settings`.
+    pub fn new(settings: FetchSettings) -> Result<Self, FetchError> {
+        let mut builder = Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(settings.connect_timeout)
+            // The per-request deadline is set from the expected length (see `open`).
+            .timeout(None::<Duration>)
+            .user_agent(concat!("ota-update/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| FetchError::Setup(format!("CA file {}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| FetchError::Setup(format!("CA file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(FetchError::Setup(format!(
+                    "CA file {}: no PEM certificate in it",
+                    ca.display()
+                )));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| FetchError::Setup(e.to_string()))?;
+        Ok(Self { client, settings })
+    }
+
+    /// Starts downloading `url`, allowing at most `limit` bytes. With `exact`, the body must
+    /// be exactly `limit` bytes long (TUF metadata gave the length).
+    pub fn open(&self, url: &str, limit: u64, exact: bool) -> Result<Download, FetchError> {
+        let mut download = Download {
+            client: self.client.clone(),
+            settings: self.settings.clone(),
+            url: url.to_owned(),
+            limit,
+            exact,
+            delivered: 0,
+            validator: None,
+            response: None,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            resumes_left: self.settings.resume_attempts,
+        };
+        download.request(0)?;
+        Ok(download)
+    }
+
+    /// Downloads `url` whole into memory (metadata: small, capped by `limit`).
+    pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let mut d = self.open(url, limit, false)?;
+        let mut out = Vec::new();
+        d.read_to_end(&mut out).map_err(|e| unwrap_io(url, e))?;
+        Ok(out)
+    }
+}
+
+/// Time allowed for `len` bytes at the minimum speed, plus slack for the first byte.
+fn deadline_for(settings: &FetchSettings, len: u64) -> Duration {
+    let secs = len / settings.min_bytes_per_sec.max(1);
+    settings.min_speed_window + settings.connect_timeout + Duration::from_secs(secs.min(1 << 32))
+}
+
+/// Turns an I/O error from a [`Download`] back into the [`FetchError`] it carries.
+pub fn unwrap_io(url: &str, e: io::Error) -> FetchError {
+    match e.downcast::<FetchError>() {
+        Ok(fetch) => fetch,
+        Err(e) => FetchError::Transport {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// A download in progress: a `Read` that resumes and guards.
+pub struct Download {
+    client: Client,
+    settings: FetchSettings,
+    url: String,
+    limit: u64,
+    exact: bool,
+    delivered: u64,
+    /// ETag or Last-Modified of the first response, for If-Range on resume.
+    validator: Option<String>,
+    response: Option<Response>,
+    window_start: Instant,
+    window_bytes: u64,
+    resumes_left: u32,
+}
+
+impl Download {
+    /// Bytes delivered so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    fn transport(&self, reason: impl ToString) -> FetchError {
+        FetchError::Transport {
+            url: self.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// (Re)requests the body from byte `from`.
+    fn request(&mut self, from: u64) -> Result<(), FetchError> {
+        let remaining = self.limit.saturating_sub(from);
+        let mut req = self
+            .client
+            .get(&self.url)
+            .timeout(deadline_for(&self.settings, remaining));
+        if from > 0 {
+            req = req.header(RANGE, format!("bytes={from}-"));
+            if let Some(v) = &self.validator {
+                req = req.header(IF_RANGE, v.as_str());
+            }
+        }
+        let resp = req.send().map_err(|e| self.transport(error_chain(&e)))?;
+        let status = resp.status();
+        let skip = match status {
+            StatusCode::OK => from,
+            StatusCode::PARTIAL_CONTENT if from > 0 => {
+                let start = resp
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(from) {
+                    return Err(self.transport(format!(
+                        "resumed at the wrong offset (asked {from}, got {start:?})"
+                    )));
+                }
+                0
+            }
+            s if !s.is_success() => {
+                return Err(FetchError::Status {
+                    url: self.url.clone(),
+                    status: s,
+                })
+            }
+            s => return Err(self.transport(format!("unexpected status {s}"))),
+        };
+        if let Some(len) = resp.content_length() {
+            let total = if skip == 0 {
+                from.saturating_add(len)
+            } else {
+                len
+            };
+            if total > self.limit {
+                return Err(FetchError::TooLong {
+                    url: self.url.clone(),
+                    limit: self.limit,
+                });
+            }
+        }
+        if from == 0 {
+            self.validator = resp
+                .headers()
+                .get(ETAG)
+                .filter(|v| v.as_bytes().starts_with(b"\""))
+                .or_else(|| resp.headers().get(LAST_MODIFIED))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+        }
+        let mut resp = resp;
+        if skip > 0 {
+            // The server ignored the range: read past what was already delivered.
+            io::copy(&mut (&mut resp).take(skip), &mut io::sink())
+                .map_err(|e| self.transport(e))?;
+        }
+        self.response = Some(resp);
+        Ok(())
+    }
+
+    fn check_speed(&mut self, got: usize) -> Result<(), FetchError> {
+        self.window_bytes += got as u64;
+        let elapsed = self.window_start.elapsed();
+        let s = &self.settings;
+        if elapsed >= s.min_speed_window {
+            let needed = s
+                .min_bytes_per_sec
+                .saturating_mul(s.min_speed_window.as_secs().max(1));
+            if self.window_bytes < needed {
+                return Err(FetchError::TooSlow {
+                    url: self.url.clone(),
+                    min: s.min_bytes_per_sec,
+                    window_secs: s.min_speed_window.as_secs(),
+                });
+            }
+            self.window_start = Instant::now();
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Read for Download {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(resp) = self.response.as_mut() else {
+                return Ok(0);
+            };
+            // Read one byte past the limit at most, to tell "exactly the limit" from "more".
+            let room = (self.limit - self.delivered).saturating_add(1);
+            let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+            match resp.read(&mut buf[..want]) {
+                Ok(0) => {
+                    if self.exact && self.delivered < self.limit {
+                        // Closed early: resume below.
+                        if self.resume()? {
+                            continue;
+                        }
+                    }
+                    self.response = None;
+                    return Ok(0);
+                }
+                Ok(n) => {
+                    if self.delivered + n as u64 > self.limit {
+                        return Err(FetchError::TooLong {
+                            url: self.url.clone(),
+                            limit: self.limit,
+                        }
+                        .into());
+                    }
+                    self.delivered += n as u64;
+                    self.check_speed(n)?;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let timed_out = e.kind() == io::ErrorKind::TimedOut
+                        || error_chain(&e).contains("timed out");
+                    {
+                        if timed_out {
+                            return Err(FetchError::TooSlow {
+                                url: self.url.clone(),
+                                min: self.settings.min_bytes_per_sec,
+                                window_secs: self.settings.min_speed_window.as_secs(),
+                            }
+                            .into());
+                        }
+                    }
+                    if self.resume()? {
+                        continue;
+                    }
+                    return Err(self.transport(e).into());
+                }
+            }
+        }
+    }
+}
+
+impl Download {
+    /// Re-requests from the current offset after a drop. Ok(false) when out of attempts.
+    fn resume(&mut self) -> io::Result<bool> {
+        if self.resumes_left == 0 {
+            return Ok(false);
+        }
+        self.resumes_left -= 1;
+        self.response = None;
+        std::thread::sleep(Duration::from_millis(200));
+        self.request(self.delivered)?;
+        Ok(true)
+    }
+}
+
+/// reqwest's errors keep the interesting part in their sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
