@@ -47,7 +47,7 @@ vmlinuz=$kdir/boot/vmlinuz-$kver
 
 # The modules the init loads, with their dependencies, in load order (modprobe resolves them on
 # the host against the extracted tree; the guest only needs insmod).
-modules=(virtio_pci virtio_blk crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8 qemu_fw_cfg)
+modules=(virtio_pci virtio_blk virtio_net crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8 qemu_fw_cfg)
 modlist=()
 for m in "${modules[@]}"; do
   while read -r _ path _; do modlist+=("$path"); done \
@@ -79,6 +79,7 @@ make_initramfs() { # make_initramfs OUT.img [broken]
   : > "$st/lib/modules/load-order"
   local m
   for m in "${modlist[@]}"; do
+    [ -e "$st/lib/modules/$(basename "$m")" ] && continue   # shared dependency, loaded once
     cp "$m" "$st/lib/modules/"
     basename "$m" >> "$st/lib/modules/load-order"
   done

@@ -18,6 +18,7 @@ declare -A NEED=(
   [cpio]=cpio
   [depmod]=kmod
   [zstd]=zstd
+  [socat]=socat                # scenario g: the guest's connections to the host's server
 )
 missing=()
 for what in "${!NEED[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # qemu/run-tests.sh [SCENARIO...] -- boots the QEMU test device (OVMF + GRUB + Debian kernel +
 # our initramfs) and runs the device scenarios with real reboots and real power cuts. Without
-# arguments it runs them all: a e b c d f (see qemu/README.md). Exit 0 only if all pass.
+# arguments it runs them all: a e b c d f g (see qemu/README.md). Exit 0 only if all pass.
 #
 # Every QEMU run has a hard timeout; left-over QEMU processes of this harness are killed on exit
 # and at start (an image's write lock would block the next run). Logs: target/qemu/logs/.
@@ -20,12 +20,14 @@ say() { echo "qemu: $*" >&2; }
 "$here/install-deps.sh"
 if [ -z "${OTA_SKIP_BUILD:-}" ]; then
   say "building ota-update and ota-sign (release)"
-  (cd "$root" && cargo build --release --quiet -p ota-updater -p ota-signer)
+  (cd "$root" && cargo build --release --quiet -p ota-updater -p ota-signer -p ota-server)
   "$here/build.sh" "$build"
 fi
 rm -rf "$logs" "$runs"
 mkdir -p "$logs" "$runs"
 
+# The guest has no network unless a scenario gives it one (VM_NET).
+VM_NET=(-net none)
 OVMF_CODE=/usr/share/OVMF/OVMF_CODE.fd
 OVMF_VARS=/usr/share/OVMF/OVMF_VARS.fd
 BOOT_SECS=${OTA_QEMU_BOOT_SECS:-60}   # hard limit per boot; a TCG boot takes ~15 s here
@@ -51,7 +53,7 @@ vm_start() {
   : > "$VM_LOG"
   rm -f "$logs/$name.timeout"
   qemu-system-x86_64 -accel "$accel" \
-    -m 512 -smp 1 -nodefaults -no-user-config -display none -net none \
+    -m 512 -smp 1 -nodefaults -no-user-config -display none "${VM_NET[@]}" \
     -serial "file:$VM_LOG" \
     -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
     -drive "if=pflash,format=raw,file=$vars" \
@@ -239,11 +241,42 @@ scenario_f() {
   expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
 }
 
+# g: install over the network from ota-server on the host. QEMU user networking with
+# restrict=on: the guest reaches nothing but 10.0.2.100:80, and guestfwd runs socat for each
+# of its connections to the server on the host's 127.0.0.1 (a plain tcp: guestfwd target
+# would be one connection opened at start, which the server closes when it stays idle).
+scenario_g() {
+  local disk server port
+  disk=$(fresh g)
+  "$root/target/release/ota-server" serve --repo "$build/bundles" --listen 127.0.0.1:0 \
+    --access-log "$logs/g-server-access.log" 2> "$logs/g-server.err" &
+  server=$!
+  VM_PIDS+=("$server")
+  for _ in $(seq 1 50); do
+    port=$(sed -n 's/.*http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$logs/g-server.err")
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || fail "ota-server did not start"
+  VM_NET=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$port"
+          -device "virtio-net-pci,netdev=n0,romfile=")
+  vm_start g "$disk" "1=fetch:v2-full.bundle 2=reboot 3=poweroff" 3
+  VM_NET=(-net none)
+  vm_wait
+  kill "$server" 2>/dev/null || true
+  expect_eq "GRUB's choices" "$(grub_sequence)" "A B B"
+  expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
+  expect_in 1 'install rc=0' "the install from the server failed"
+  expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
+  grep -q '"GET /v2-full.bundle HTTP/1.1" 200 ' "$logs/g-server-access.log" \
+    || fail "ota-server did not serve the bundle (access log: $(cat "$logs/g-server-access.log"))"
+}
+
 # --- main ----------------------------------------------------------------------------------------------
 detect_accel
 say "accelerator: $ACCEL"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(a e b c d f)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(a e b c d f g)
 failed=()
 for s in "${scenarios[@]}"; do
   declare -F "scenario_$s" >/dev/null || { say "no scenario '$s'"; exit 2; }
@@ -255,7 +288,6 @@ for s in "${scenarios[@]}"; do
     failed+=("$s")
   fi
 done
-say "scenario g (install from ota-server over QEMU user networking) waits for the repository issue"
 if [ ${#failed[@]} -gt 0 ]; then
   say "failed: ${failed[*]}"
   exit 1
