@@ -7,12 +7,14 @@
 #   timestamp.json                      requests/s and p99 latency (64 connections)
 #   timestamp.json + If-None-Match      the 304 path a polling fleet takes
 #   the bundle                          MB/s (4 connections)
-# Prints a Markdown table. DURATION (default 10 s) per measurement. Figures are measurements on
+# Prints a Markdown table: the median of REPEAT (default 3) interleaved runs of DURATION
+# (default 10 s) each. Figures are measurements on
 # the machine at hand (wrk and the server share its cores); nothing here asserts a timing.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench-out/server}
 DURATION=${DURATION:-10}
+REPEAT=${REPEAT:-3}
 for t in wrk nginx curl; do
   command -v "$t" >/dev/null || PATH=$PATH:/usr/sbin command -v "$t" >/dev/null || {
     echo "missing $t: apt-get install wrk nginx-light curl" >&2; exit 2; }
@@ -78,12 +80,19 @@ etag_of() { curl -sI "$1" | tr -d '\r' | awk -F': ' 'tolower($1) == "etag" { pri
 
 echo "| measurement | ota-server | nginx | ratio (ota/nginx) |"
 echo "|---|---:|---:|---:|"
-row() { # row LABEL FIELD UNIT PATH CONNS [conditional]
-  local label=$1 field=$2 unit=$3 path=$4 conns=$5 cond=${6:-} o n h
-  h=; [ -n "$cond" ] && h="If-None-Match: $(etag_of "http://127.0.0.1:18180$path")"
-  o=$(run_wrk "http://127.0.0.1:18180$path" "$conns" "$h" | cut -d' ' -f"$field")
-  h=; [ -n "$cond" ] && h="If-None-Match: $(etag_of "http://127.0.0.1:18181$path")"
-  n=$(run_wrk "http://127.0.0.1:18181$path" "$conns" "$h" | cut -d' ' -f"$field")
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# row LABEL FIELD UNIT PATH CONNS [conditional]: REPEAT runs per server, interleaved (the
+# machine's noise hits both alike), median reported.
+row() {
+  local label=$1 field=$2 unit=$3 path=$4 conns=$5 cond=${6:-} o=() n=() h port r
+  for ((r = 0; r < REPEAT; r++)); do
+    for port in 18180 18181; do
+      h=; [ -n "$cond" ] && h="If-None-Match: $(etag_of "http://127.0.0.1:$port$path")"
+      v=$(run_wrk "http://127.0.0.1:$port$path" "$conns" "$h" | cut -d' ' -f"$field")
+      if [ $port = 18180 ]; then o+=("$v"); else n+=("$v"); fi
+    done
+  done
+  o=$(printf '%s\n' "${o[@]}" | median); n=$(printf '%s\n' "${n[@]}" | median)
   echo "| $label | $o $unit | $n $unit | $(awk -v a="$o" -v b="$n" 'BEGIN { printf "%.2f", a / b }') |"
 }
 row "timestamp.json, 200: requests/s" 1 "" /timestamp.json 64
@@ -92,4 +101,4 @@ row "timestamp.json, If-None-Match → 304: requests/s" 1 "" /timestamp.json 64 
 row "timestamp.json, If-None-Match → 304: p99 latency" 2 ms /timestamp.json 64 cond
 row "${bundle_mib} MiB bundle: throughput" 3 MB/s /fw.bundle 4
 echo
-echo "wrk -t2, ${DURATION} s per measurement, 64 connections (4 for the bundle); $(nproc) cores shared by wrk and the server; $("$NGINX" -v 2>&1 | sed 's/.*: //')."
+echo "wrk -t2, median of $REPEAT interleaved runs of ${DURATION} s, 64 connections (4 for the bundle); $(nproc) cores shared by wrk and the server; $("$NGINX" -v 2>&1 | sed 's/.*: //')."

@@ -7,6 +7,7 @@
 //! server by swapping directories for symlinks is outside the threat model.
 
 use percent_encoding::percent_decode_str;
+use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 
 /// Why a path is not served.
@@ -24,8 +25,9 @@ pub enum Refusal {
 }
 
 /// Maps the path of a request URI (`/a/b.json`, still percent-encoded, no query) to a regular
-/// file under `root`, which must be canonical (see [`canonical_root`]).
-pub fn resolve(root: &Path, uri_path: &str) -> Result<PathBuf, Refusal> {
+/// file under `root`, which must be canonical (see [`canonical_root`]), with its metadata
+/// (enough to answer a conditional GET without opening the file).
+pub fn resolve(root: &Path, uri_path: &str) -> Result<(PathBuf, Metadata), Refusal> {
     let rest = uri_path
         .strip_prefix('/')
         .ok_or(Refusal::BadPath("not an absolute path"))?;
@@ -64,13 +66,14 @@ pub fn resolve(root: &Path, uri_path: &str) -> Result<PathBuf, Refusal> {
         if !real.starts_with(root) {
             return Err(Refusal::Outside);
         }
-        if !real.is_file() {
+        let meta = real.metadata().map_err(|_| Refusal::NotFound)?;
+        if !meta.is_file() {
             return Err(Refusal::NotFound);
         }
-        return Ok(real);
+        return Ok((real, meta));
     }
     match last {
-        Some(meta) if meta.is_file() => Ok(path),
+        Some(meta) if meta.is_file() => Ok((path, meta)),
         _ => Err(Refusal::NotFound),
     }
 }
@@ -112,15 +115,15 @@ mod tests {
     fn serves_files_and_inside_symlinks() {
         let (_d, root, _o) = repo();
         assert_eq!(
-            resolve(&root, "/timestamp.json").unwrap(),
+            resolve(&root, "/timestamp.json").unwrap().0,
             root.join("timestamp.json")
         );
         assert_eq!(
-            resolve(&root, "/targets/fw%202.bin").unwrap(),
+            resolve(&root, "/targets/fw%202.bin").unwrap().0,
             root.join("targets/fw 2.bin")
         );
         assert_eq!(
-            resolve(&root, "/latest.json").unwrap(),
+            resolve(&root, "/latest.json").unwrap().0,
             root.join("timestamp.json")
         );
     }
@@ -149,18 +152,33 @@ mod tests {
             assert!(
                 matches!(resolve(&root, bad), Err(Refusal::BadPath(_))),
                 "{bad}: {:?}",
-                resolve(&root, bad)
+                resolve(&root, bad).map(|r| r.0)
             );
         }
-        assert_eq!(resolve(&root, "/leak"), Err(Refusal::Outside));
-        assert_eq!(resolve(&root, "/leakdir/secret"), Err(Refusal::Outside));
-        assert_eq!(resolve(&root, "/.hidden"), Err(Refusal::NotFound));
-        assert_eq!(resolve(&root, "/targets"), Err(Refusal::NotFound));
+        assert_eq!(resolve(&root, "/leak").map(|r| r.0), Err(Refusal::Outside));
         assert_eq!(
-            resolve(&root, "/targets/"),
+            resolve(&root, "/leakdir/secret").map(|r| r.0),
+            Err(Refusal::Outside)
+        );
+        assert_eq!(
+            resolve(&root, "/.hidden").map(|r| r.0),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(
+            resolve(&root, "/targets").map(|r| r.0),
+            Err(Refusal::NotFound)
+        );
+        assert_eq!(
+            resolve(&root, "/targets/").map(|r| r.0),
             Err(Refusal::BadPath("empty segment"))
         );
-        assert_eq!(resolve(&root, "/"), Err(Refusal::BadPath("empty segment")));
-        assert_eq!(resolve(&root, "/missing.json"), Err(Refusal::NotFound));
+        assert_eq!(
+            resolve(&root, "/").map(|r| r.0),
+            Err(Refusal::BadPath("empty segment"))
+        );
+        assert_eq!(
+            resolve(&root, "/missing.json").map(|r| r.0),
+            Err(Refusal::NotFound)
+        );
     }
 }

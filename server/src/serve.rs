@@ -6,8 +6,7 @@ use crate::access_log::{AccessLog, Entry};
 use crate::resolve::{resolve, Refusal};
 use crate::response::{plan, FileInfo};
 use bytes::Bytes;
-use futures_util::StreamExt;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -23,7 +22,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
@@ -31,10 +29,8 @@ use tokio_rustls::TlsAcceptor;
 
 type Body = BoxBody<Bytes, io::Error>;
 
-/// Files up to this size are read whole and sent in one piece (all TUF metadata); larger
-/// ones are streamed in pieces of [`STREAM_PIECE`].
-const SMALL_FILE: u64 = 256 * 1024;
-const STREAM_PIECE: usize = 256 * 1024;
+/// A body is read and sent in pieces of this size (all TUF metadata fits in one).
+const PIECE: u64 = 1024 * 1024;
 
 /// How the server runs.
 pub struct Settings {
@@ -165,6 +161,7 @@ pub async fn run(
             eprintln!("ota-server: grace period over, closing the remaining connections");
         }
     }
+    settings.access_log.flush();
     Ok(())
 }
 
@@ -211,13 +208,13 @@ async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
             return r;
         }
     };
-    let path = match resolve(repo, req.uri().path()) {
-        Ok(p) => p,
+    let (path, meta) = match resolve(repo, req.uri().path()) {
+        Ok(found) => found,
         Err(Refusal::BadPath(why)) => return text(StatusCode::BAD_REQUEST, &format!("{why}\n")),
         Err(Refusal::Outside) => return text(StatusCode::FORBIDDEN, "forbidden\n"),
         Err(Refusal::NotFound) => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
-    match file_response(&path, req, head).await {
+    match file_response(&path, &meta, req, head) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         Err(e) => {
@@ -227,17 +224,8 @@ async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
-async fn file_response(
-    path: &Path,
-    req: &Request<Incoming>,
-    head: bool,
-) -> io::Result<Response<Body>> {
-    // Open, stat and (for metadata-sized files) read on the worker thread, without a hop to
-    // tokio's blocking pool per call: these are page-cache hits measured in microseconds, and
-    // three pool round trips per request cost more than the work (bench/server.sh).
-    let mut file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    let info = FileInfo {
+fn file_info(path: &Path, meta: &std::fs::Metadata) -> io::Result<FileInfo> {
+    Ok(FileInfo {
         name: path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -245,42 +233,101 @@ async fn file_response(
         len: meta.len(),
         modified: meta.modified()?,
         inode: meta.ino(),
-    };
-    let plan = plan(&info, req.headers(), head);
+    })
+}
+
+/// Answers from the metadata `resolve` already has when no body is needed (304, 416, HEAD):
+/// the polling fleet's common case costs one `lstat`. A body is read from the file opened
+/// and `fstat`ed again, so headers and bytes describe the same file even if it was replaced
+/// in between.
+///
+/// Reads happen on the worker thread, not tokio's blocking pool: these are page-cache hits
+/// measured in microseconds, and a pool round trip per piece costs more than the work
+/// (bench/server.sh). A cold read blocks one worker for a disk access, as in nginx without aio.
+fn file_response(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    req: &Request<Incoming>,
+    head: bool,
+) -> io::Result<Response<Body>> {
+    let mut plan = plan(&file_info(path, meta)?, req.headers(), head);
     let body = match plan.body {
         None => empty(),
-        Some((offset, len)) if len <= SMALL_FILE => {
-            use std::io::{Read, Seek};
-            if offset > 0 {
-                file.seek(io::SeekFrom::Start(offset))?;
+        Some(_) => {
+            let file = std::fs::File::open(path)?;
+            let now = file.metadata()?;
+            if now.ino() != meta.ino()
+                || now.len() != meta.len()
+                || now.modified()? != meta.modified()?
+            {
+                plan = crate::response::plan(&file_info(path, &now)?, req.headers(), head);
             }
-            let mut buf = Vec::with_capacity(len as usize);
-            file.take(len).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the file shrank while being served",
-                ));
+            match plan.body {
+                None => empty(),
+                Some((offset, len)) => FileBody::new(file, offset, len)?.boxed(),
             }
-            Full::new(Bytes::from(buf))
-                .map_err(|never| match never {})
-                .boxed()
-        }
-        Some((offset, len)) => {
-            // Bundles: streamed from tokio's blocking pool, one piece at a time.
-            let mut file = tokio::fs::File::from_std(file);
-            if offset > 0 {
-                file.seek(io::SeekFrom::Start(offset)).await?;
-            }
-            let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), STREAM_PIECE)
-                .map(|piece| piece.map(Frame::data));
-            BodyExt::boxed(StreamBody::new(stream))
         }
     };
     let mut response = Response::new(body);
     *response.status_mut() = plan.status;
     *response.headers_mut() = plan.headers;
     Ok(response)
+}
+
+/// A file's byte range as a response body, read piece by piece as hyper asks for it.
+struct FileBody {
+    file: std::fs::File,
+    offset: u64,
+    remaining: u64,
+}
+
+impl FileBody {
+    fn new(file: std::fs::File, offset: u64, len: u64) -> io::Result<Self> {
+        Ok(Self {
+            file,
+            offset,
+            remaining: len,
+        })
+    }
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        use std::os::unix::fs::FileExt;
+        if self.remaining == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let want = usize::try_from(self.remaining.min(PIECE)).unwrap_or(PIECE as usize);
+        let mut buf = vec![0u8; want];
+        let n = match self.file.read_at(&mut buf, self.offset) {
+            Ok(0) => {
+                return std::task::Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being served",
+                ))))
+            }
+            Ok(n) => n,
+            Err(e) => return std::task::Poll::Ready(Some(Err(e))),
+        };
+        buf.truncate(n);
+        self.offset += n as u64;
+        self.remaining -= n as u64;
+        std::task::Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 fn empty() -> Body {

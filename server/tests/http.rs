@@ -401,6 +401,12 @@ fn sigterm_lets_a_download_in_flight_finish() {
     );
     let status = srv.child.wait().unwrap();
     assert!(status.success(), "{status}");
+    // The log was written out before the exit.
+    let log = std::fs::read_to_string(&srv.log).unwrap();
+    assert!(
+        log.contains("\"GET /targets/router-2.0.0.bundle HTTP/1.1\" 200 "),
+        "{log}"
+    );
     // New connections are refused after the shutdown.
     assert!(TcpStream::connect(srv.addr).is_err());
 }
@@ -412,7 +418,15 @@ fn access_log_has_a_line_per_request() {
     get(srv.addr, "/timestamp.json", "");
     get(srv.addr, "/missing.json", "");
     get(srv.addr, "/targets/router-2.0.0.bundle", "Range: bytes=0-9");
-    let log = std::fs::read_to_string(&srv.log).unwrap();
+    // Lines are written by the server's log thread within moments.
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&srv.log).unwrap();
+        if log.lines().count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
     assert!(
