@@ -4,6 +4,7 @@
 //! - [`keys`]: ed25519 signing and verifying keys in PEM (PKCS#8 / SPKI), key ids, key generation.
 //! - [`bundle`]: the signed, chunk-verified bundle format: manifest, signature block, payload;
 //!   a builder for the signer and a streaming verifier for the updater.
+//! - [`tuf`]: TUF 1.0 metadata (canonical JSON so far), interoperable with python-tuf.
 //!
 //! Nothing here prints or reads configuration: the binaries own I/O policy, progress and errors.
 
@@ -11,5 +12,6 @@ pub mod bundle;
 pub mod delta;
 pub mod digest;
 pub mod keys;
+pub mod tuf;
 
 pub use digest::Sha256Digest;
