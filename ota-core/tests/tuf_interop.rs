@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("OTA_TUF_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tuf/bin/python");
+    let p = match std::env::var_os("OTA_TUF_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv-tuf/bin/python"),
+    };
     assert!(
         p.exists(),
         "python-tuf venv not found at {}: run scripts/python-venv.sh (or set OTA_TUF_PYTHON)",
