@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite: installs what the tests need (Debian packages, a
-# python-tuf venv in .venv-tuf), runs the end-to-end demo
-# as a smoke test, every unit and integration test of the workspace, then the QEMU device
-# scenarios (real GRUB, real kernel, real reboots and power cuts; qemu/README.md).
+# python-tuf venv in .venv-tuf), runs the end-to-end demo as a smoke test, every unit and
+# integration test of the workspace, then the QEMU device scenarios (real GRUB, real kernel,
+# real reboots and power cuts; qemu/README.md).
 # OTA_SKIP_QEMU=1 leaves the QEMU scenarios out (they take several minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
