@@ -264,7 +264,7 @@ fn file_response(
             }
             match plan.body {
                 None => empty(),
-                Some((offset, len)) => FileBody::new(file, offset, len)?.boxed(),
+                Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
             }
         }
     };
@@ -282,12 +282,12 @@ struct FileBody {
 }
 
 impl FileBody {
-    fn new(file: std::fs::File, offset: u64, len: u64) -> io::Result<Self> {
-        Ok(Self {
+    fn new(file: std::fs::File, offset: u64, len: u64) -> Self {
+        Self {
             file,
             offset,
             remaining: len,
-        })
+        }
     }
 }
 

@@ -278,6 +278,14 @@ impl Download {
         Ok(())
     }
 
+    fn too_slow(&self) -> FetchError {
+        FetchError::TooSlow {
+            url: self.url.clone(),
+            min: self.settings.min_bytes_per_sec,
+            window_secs: self.settings.min_speed_window.as_secs(),
+        }
+    }
+
     fn check_speed(&mut self, got: usize) -> Result<(), FetchError> {
         self.window_bytes += got as u64;
         let elapsed = self.window_start.elapsed();
@@ -287,11 +295,7 @@ impl Download {
                 .min_bytes_per_sec
                 .saturating_mul(s.min_speed_window.as_secs().max(1));
             if self.window_bytes < needed {
-                return Err(FetchError::TooSlow {
-                    url: self.url.clone(),
-                    min: s.min_bytes_per_sec,
-                    window_secs: s.min_speed_window.as_secs(),
-                });
+                return Err(self.too_slow());
             }
             self.window_start = Instant::now();
             self.window_bytes = 0;
@@ -334,17 +338,13 @@ impl Read for Download {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // The request's deadline (length ÷ minimum speed) ran out.
                     let timed_out = e.kind() == io::ErrorKind::TimedOut
-                        || error_chain(&e).contains("timed out");
-                    {
-                        if timed_out {
-                            return Err(FetchError::TooSlow {
-                                url: self.url.clone(),
-                                min: self.settings.min_bytes_per_sec,
-                                window_secs: self.settings.min_speed_window.as_secs(),
-                            }
-                            .into());
-                        }
+                        || e.get_ref()
+                            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                            .is_some_and(reqwest::Error::is_timeout);
+                    if timed_out {
+                        return Err(self.too_slow().into());
                     }
                     if self.resume()? {
                         continue;
