@@ -10,6 +10,8 @@ declare -A NEED=(
   [fw_printenv]=libubootenv-tool  # U-Boot environment interop tests
   [mkenvimage]=u-boot-tools    # creates the first U-Boot environment for those tests
   [mkfs.ext4]=e2fsprogs        # testdata/make-images.sh
+  [nginx]=nginx                # the repository served by nginx must work for the updater
+  [curl]=curl                  # TLS checks of ota-server
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

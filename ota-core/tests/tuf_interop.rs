@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ota_core::tuf::canonical::to_canonical_bytes;
+use ota_core::tuf::keys::TufKey;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
@@ -67,6 +68,51 @@ fn canonical_bytes_equal_securesystemslib() {
             their_hex,
             "canonical bytes differ for {value}: ours {}",
             String::from_utf8_lossy(&ours)
+        );
+    }
+}
+
+#[test]
+fn ecdsa_and_rsa_signatures_by_securesystemslib_verify() {
+    let signed = json!({"_type": "targets", "version": 3, "targets": {"fw \u{e9}.bin": {}}});
+    let message = to_canonical_bytes(&signed).unwrap();
+    let mut tampered = message.clone();
+    tampered[0] ^= 1; // the same byte sign_vectors.py flips
+    let out: Value = serde_json::from_str(&run_python("sign_vectors.py", &message)).unwrap();
+    let vectors = out["vectors"].as_array().unwrap();
+    let mut schemes_seen = Vec::new();
+    for v in vectors {
+        let name = v["name"].as_str().unwrap();
+        let key = TufKey::from_value(&v["key"]).unwrap();
+        if let Some(id) = v["keyid"].as_str() {
+            assert_eq!(
+                key.key_id(),
+                id,
+                "{name}: key id differs from securesystemslib's"
+            );
+        }
+        let signatures = v["signatures"].as_array().unwrap();
+        assert!(!signatures.is_empty(), "{name}: no signatures");
+        for sig in signatures {
+            let sig = sig.as_str().unwrap();
+            assert!(key.verifies(&message, sig), "{name}: {sig} refused");
+            assert!(
+                !key.verifies(&tampered, sig),
+                "{name}: {sig} accepted a tampered message"
+            );
+        }
+        schemes_seen.push((key.keytype().to_owned(), key.scheme().to_owned()));
+    }
+    for expected in [
+        ("ecdsa", "ecdsa-sha2-nistp256"),
+        ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256"),
+        ("rsa", "rsassa-pss-sha256"),
+    ] {
+        assert!(
+            schemes_seen
+                .iter()
+                .any(|(t, s)| (t.as_str(), s.as_str()) == expected),
+            "no {expected:?} vector from sign_vectors.py"
         );
     }
 }

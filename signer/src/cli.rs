@@ -26,6 +26,155 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show a bundle's manifest (unverified unless --trusted is given).
     Inspect(InspectArgs),
+    /// Create and maintain a signed TUF repository of bundles.
+    #[command(subcommand)]
+    Repo(RepoCommand),
+}
+
+/// `ota-sign repo ...`: the TUF repository. Each role's private key is passed only to the
+/// commands that sign for that role, so keys can live in different places (root offline,
+/// targets in CI, snapshot and timestamp online).
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Create a repository: root version 1, and targets/snapshot/timestamp version 1 when
+    /// their private keys are given.
+    Init(RepoInitArgs),
+    /// Copy a bundle in as a target (custom = product, version, channel, images); staged until
+    /// `publish`.
+    Add(RepoAddArgs),
+    /// Stage the removal of a target.
+    Remove(RepoRemoveArgs),
+    /// Sign staged changes: new targets, snapshot and timestamp versions.
+    #[command(alias = "sign")]
+    Publish(RepoSignArgs),
+    /// Re-sign timestamp (and snapshot when it expires soon) before they expire.
+    RefreshTimestamp(RepoSignArgs),
+    /// Write a new root version with changed keys, signed by the old and the new root keys.
+    Rotate(RepoRotateArgs),
+    /// List the published and staged targets.
+    List(RepoListArgs),
+}
+
+/// Keys and thresholds of the top-level roles (public or private key files).
+#[derive(Args, Debug, Default)]
+pub struct RoleKeyArgs {
+    /// A root key file (repeatable).
+    #[arg(long = "root-key", value_name = "KEY")]
+    pub root: Vec<PathBuf>,
+    /// Root signature threshold (default: 1, or unchanged by rotate).
+    #[arg(long)]
+    pub root_threshold: Option<usize>,
+    /// A targets key file (repeatable).
+    #[arg(long = "targets-key", value_name = "KEY")]
+    pub targets: Vec<PathBuf>,
+    /// Targets signature threshold.
+    #[arg(long)]
+    pub targets_threshold: Option<usize>,
+    /// A snapshot key file (repeatable).
+    #[arg(long = "snapshot-key", value_name = "KEY")]
+    pub snapshot: Vec<PathBuf>,
+    /// Snapshot signature threshold.
+    #[arg(long)]
+    pub snapshot_threshold: Option<usize>,
+    /// A timestamp key file (repeatable).
+    #[arg(long = "timestamp-key", value_name = "KEY")]
+    pub timestamp: Vec<PathBuf>,
+    /// Timestamp signature threshold.
+    #[arg(long)]
+    pub timestamp_threshold: Option<usize>,
+}
+
+/// `ota-sign repo init`.
+#[derive(Args, Debug)]
+pub struct RepoInitArgs {
+    /// Repository directory (created).
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Role keys. Root keys must be private (they sign root v1); other roles may be public.
+    #[command(flatten)]
+    pub roles: RoleKeyArgs,
+    /// Lifetime of a role's metadata as ROLE=DURATION (repeatable), e.g. timestamp=1d,
+    /// snapshot=7d, targets=90d, root=365d (the defaults).
+    #[arg(long = "expires", value_name = "ROLE=DURATION")]
+    pub expires: Vec<String>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign repo add`.
+#[derive(Args, Debug)]
+pub struct RepoAddArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Target name (default: the bundle's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Release channel devices subscribe to.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// Public key(s) the bundle must be signed with; checked before it is added.
+    #[arg(long = "trusted", value_name = "PUB")]
+    pub trusted: Vec<PathBuf>,
+    /// The bundle.
+    pub bundle: PathBuf,
+    /// Print the target entry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign repo remove`.
+#[derive(Args, Debug)]
+pub struct RepoRemoveArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Target name.
+    pub name: String,
+}
+
+/// `ota-sign repo publish` / `refresh-timestamp`.
+#[derive(Args, Debug)]
+pub struct RepoSignArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// A private key to sign with (repeatable); each role uses the ones it authorises.
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign repo rotate`.
+#[derive(Args, Debug)]
+pub struct RepoRotateArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// New keys for the roles named (a role given here gets exactly these keys).
+    #[command(flatten)]
+    pub roles: RoleKeyArgs,
+    /// A private root key to sign the new root with (repeatable): a threshold of the current
+    /// root keys and of the new ones.
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign repo list`.
+#[derive(Args, Debug)]
+pub struct RepoListArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ota-sign keygen`.

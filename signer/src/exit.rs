@@ -3,6 +3,7 @@
 
 use ota_core::bundle::BundleError;
 use ota_core::keys::KeyError;
+use ota_core::tuf::repository::RepoError;
 
 /// Anything not covered below.
 pub const FAILURE: u8 = 1;
@@ -10,6 +11,8 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// A file could not be read or written.
 pub const IO: u8 = 3;
+/// Corrupt input (a repository's own metadata here; bundles map through `ErrorClass`).
+pub const CORRUPT: u8 = 5;
 // Bundle errors (4 signature, 5 corrupt, 6 unsupported, 7 wrong delta base, and 2/3 above)
 // come from `ErrorClass::exit_code`, shared with ota-update.
 
@@ -23,6 +26,14 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             return match e {
                 KeyError::Read { .. } => IO,
                 _ => USAGE,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<RepoError>() {
+            return match e {
+                RepoError::Io { .. } => IO,
+                RepoError::Usage(_) => USAGE,
+                // The repository's own metadata is unreadable: corrupt.
+                _ => CORRUPT,
             };
         }
         if let Some(e) = cause.downcast_ref::<UsageError>() {

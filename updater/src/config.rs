@@ -26,6 +26,7 @@ struct RawConfig {
     trust: RawTrust,
     health_check: Option<RawHealthCheck>,
     repository: Option<RawRepository>,
+    daemon: Option<RawDaemon>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,10 +72,22 @@ struct RawHealthCheck {
 struct RawRepository {
     url: String,
     channel: Option<String>,
+    root: PathBuf,
+    metadata_url: Option<String>,
+    targets_url: Option<String>,
     ca_file: Option<PathBuf>,
     connect_timeout_secs: Option<u64>,
     min_speed_bytes_per_sec: Option<u64>,
     min_speed_window_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    interval_secs: Option<u64>,
+    jitter_secs: Option<u64>,
+    reboot: Option<bool>,
+    max_backoff_secs: Option<u64>,
 }
 
 /// The bootloader backend and its parameters.
@@ -110,13 +123,45 @@ pub struct HealthCheck {
     pub timeout_secs: u64,
 }
 
-/// Where updates are fetched from (used by the network client).
+/// Where updates are fetched from (the TUF client).
 #[derive(Debug, Clone)]
 pub struct Repository {
     /// Base URL of the repository.
     pub url: String,
     /// Release channel.
     pub channel: String,
+    /// The root metadata shipped on the device: the trust anchor used until the cache in the
+    /// state directory holds a newer verified root.
+    pub root: PathBuf,
+    /// Where TUF metadata is (default `URL/metadata`).
+    pub metadata_url: String,
+    /// Where targets are (default `URL/targets`).
+    pub targets_url: String,
+}
+
+/// `ota-update daemon` settings (`[daemon]`).
+#[derive(Debug, Clone)]
+pub struct DaemonSettings {
+    /// Seconds between checks.
+    pub interval_secs: u64,
+    /// Up to this many seconds are added at random to each wait, so a fleet does not check in
+    /// lockstep.
+    pub jitter_secs: u64,
+    /// Reboot into the new slot after an install.
+    pub reboot: bool,
+    /// Longest wait after repeated failures (the wait doubles from `interval_secs` / 4).
+    pub max_backoff_secs: u64,
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+            jitter_secs: 900,
+            reboot: true,
+            max_backoff_secs: 6 * 3600,
+        }
+    }
 }
 
 /// The checked configuration.
@@ -144,6 +189,8 @@ pub struct Config {
     pub repository: Option<Repository>,
     /// Network settings for downloads: from `[repository]`, defaults without it.
     pub fetch: crate::fetch::FetchSettings,
+    /// `ota-update daemon` settings.
+    pub daemon: DaemonSettings,
 }
 
 impl Config {
@@ -326,10 +373,43 @@ impl Config {
                 fetch.min_speed_window = std::time::Duration::from_secs(s.max(1));
             }
         }
-        let repository = raw.repository.map(|r| Repository {
-            url: r.url,
-            channel: r.channel.unwrap_or_else(|| "stable".into()),
-        });
+        let repository = match raw.repository {
+            None => None,
+            Some(r) => {
+                let base = r.url.trim_end_matches('/').to_owned();
+                if !(base.starts_with("http://") || base.starts_with("https://")) {
+                    return Err(bad(
+                        "repository.url must start with http:// or https://".into()
+                    ));
+                }
+                Some(Repository {
+                    metadata_url: r
+                        .metadata_url
+                        .map(|u| u.trim_end_matches('/').to_owned())
+                        .unwrap_or_else(|| format!("{base}/metadata")),
+                    targets_url: r
+                        .targets_url
+                        .map(|u| u.trim_end_matches('/').to_owned())
+                        .unwrap_or_else(|| format!("{base}/targets")),
+                    url: base,
+                    channel: r.channel.unwrap_or_else(|| "stable".into()),
+                    root: resolve(&r.root),
+                })
+            }
+        };
+        let defaults = DaemonSettings::default();
+        let daemon = match raw.daemon {
+            None => defaults,
+            Some(d) => DaemonSettings {
+                interval_secs: d.interval_secs.unwrap_or(defaults.interval_secs).max(1),
+                jitter_secs: d.jitter_secs.unwrap_or(defaults.jitter_secs),
+                reboot: d.reboot.unwrap_or(defaults.reboot),
+                max_backoff_secs: d
+                    .max_backoff_secs
+                    .unwrap_or(defaults.max_backoff_secs)
+                    .max(1),
+            },
+        };
         Ok(Config {
             path: path.to_owned(),
             product: raw.product,
@@ -342,6 +422,7 @@ impl Config {
             health_check,
             repository,
             fetch,
+            daemon,
         })
     }
 

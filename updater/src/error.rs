@@ -51,6 +51,9 @@ pub enum UpdateError {
         /// What failed.
         reason: String,
     },
+    /// The repository's TUF metadata was refused, or the TUF client failed.
+    #[error("{0}")]
+    Tuf(crate::tuf_client::TufError),
     /// A download failed (network, server, or an endless-data / slow-retrieval defence).
     #[error("download: {0}")]
     Fetch(crate::fetch::FetchError),
@@ -90,6 +93,11 @@ pub mod exit {
     pub const HEALTH_CHECK: u8 = 11;
     /// A download failed: unreachable server, HTTP error, too much data, too slow.
     pub const NETWORK: u8 = 12;
+    /// Repository metadata expired (freeze attack, or a repository nobody refreshes).
+    pub const EXPIRED: u8 = 13;
+    /// Repository metadata refused: rollback of a version, mix-and-match, length or hash
+    /// mismatch with what the signed metadata lists.
+    pub const METADATA: u8 = 14;
 }
 
 impl UpdateError {
@@ -98,7 +106,8 @@ impl UpdateError {
         match self {
             UpdateError::Config { .. } => exit::USAGE,
             UpdateError::Bundle(e) => e.class().exit_code(),
-            UpdateError::Fetch(_) => exit::NETWORK,
+            UpdateError::Fetch(e) => fetch_exit_code(e),
+            UpdateError::Tuf(e) => tuf_exit_code(e),
             UpdateError::Incompatible(_) => exit::INCOMPATIBLE,
             UpdateError::Downgrade { .. } => exit::DOWNGRADE,
             UpdateError::Busy(_) => exit::BUSY,
@@ -139,6 +148,34 @@ impl From<BundleError> for UpdateError {
             }
             other => UpdateError::Bundle(other),
         }
+    }
+}
+
+fn fetch_exit_code(e: &crate::fetch::FetchError) -> u8 {
+    match e {
+        crate::fetch::FetchError::Unverified { .. } => exit::CORRUPT,
+        _ => exit::NETWORK,
+    }
+}
+
+fn tuf_exit_code(e: &crate::tuf_client::TufError) -> u8 {
+    use crate::tuf_client::TufError;
+    use ota_core::tuf::trusted::TrustError;
+    match e {
+        TufError::Trust(TrustError::Signature(_)) => exit::SIGNATURE,
+        TufError::Trust(TrustError::Expired { .. }) => exit::EXPIRED,
+        TufError::Trust(TrustError::Metadata(_)) => exit::CORRUPT,
+        TufError::Trust(_) => exit::METADATA,
+        TufError::Fetch(f) => fetch_exit_code(f),
+        TufError::Cache { .. } => exit::IO,
+        TufError::NoRoot(_) => exit::USAGE,
+        TufError::UnknownTarget(_) => exit::FAILURE,
+    }
+}
+
+impl From<crate::tuf_client::TufError> for UpdateError {
+    fn from(e: crate::tuf_client::TufError) -> Self {
+        UpdateError::Tuf(e)
     }
 }
 

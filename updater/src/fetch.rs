@@ -74,6 +74,14 @@ pub enum FetchError {
         /// The allowed length.
         limit: u64,
     },
+    /// The bytes do not match the length or hash the signed metadata lists.
+    #[error("{url}: {detail}; the download was discarded")]
+    Unverified {
+        /// The URL.
+        url: String,
+        /// What differed.
+        detail: String,
+    },
     /// Below the minimum speed: a slow-retrieval attack or a dying link.
     #[error(
         "{url}: slower than {min} bytes/s over {window_secs} s (slow retrieval?); try again later"
@@ -85,6 +93,20 @@ pub enum FetchError {
         min: u64,
         /// Window in seconds.
         window_secs: u64,
+    },
+}
+
+/// The answer to a conditional metadata request.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the copy the client holds is current.
+    NotModified,
+    /// The body, with the entity tag to send next time.
+    Body {
+        /// The bytes (at most the limit).
+        bytes: Vec<u8>,
+        /// The response's strong ETag, if any.
+        etag: Option<String>,
     },
 }
 
@@ -149,6 +171,75 @@ impl Fetcher {
         };
         download.request(0)?;
         Ok(download)
+    }
+
+    /// Downloads small metadata into memory, capped by `limit`; with `etag`, asks with
+    /// `If-None-Match` so an unchanged file costs one 304 and no body.
+    pub fn get_conditional(
+        &self,
+        url: &str,
+        limit: u64,
+        etag: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
+        let transport = |reason: String| FetchError::Transport {
+            url: url.to_owned(),
+            reason,
+        };
+        let mut req = self
+            .client
+            .get(url)
+            .timeout(deadline_for(&self.settings, limit));
+        if let Some(tag) = etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, tag);
+        }
+        let resp = req.send().map_err(|e| transport(error_chain(&e)))?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED && etag.is_some() {
+            return Ok(Fetched::NotModified);
+        }
+        if status != StatusCode::OK {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        if resp.content_length().is_some_and(|l| l > limit) {
+            return Err(FetchError::TooLong {
+                url: url.to_owned(),
+                limit,
+            });
+        }
+        let etag = resp
+            .headers()
+            .get(ETAG)
+            .filter(|v| v.as_bytes().starts_with(b"\""))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        resp.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                let timed_out = e.kind() == io::ErrorKind::TimedOut
+                    || e.get_ref()
+                        .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
+                        .is_some_and(reqwest::Error::is_timeout);
+                if timed_out {
+                    FetchError::TooSlow {
+                        url: url.to_owned(),
+                        min: self.settings.min_bytes_per_sec,
+                        window_secs: self.settings.min_speed_window.as_secs(),
+                    }
+                } else {
+                    transport(e.to_string())
+                }
+            })?;
+        if bytes.len() as u64 > limit {
+            return Err(FetchError::TooLong {
+                url: url.to_owned(),
+                limit,
+            });
+        }
+        Ok(Fetched::Body { bytes, etag })
     }
 
     /// Downloads `url` whole into memory (metadata: small, capped by `limit`).

@@ -6,9 +6,13 @@
 //! - signature and hash checks of bundles: `ota_core::bundle::verify`, called from [`install`];
 //! - the slot switch: the last step of [`install::install`], one atomic bootloader write;
 //! - commit / fall back / rollback detection: [`lifecycle`];
-//! - downloads (length caps, minimum speed, resume with Range): [`fetch`].
+//! - downloads (length caps, minimum speed, resume with Range): [`fetch`];
+//! - the TUF client workflow and its metadata cache: [`tuf_client`], clock policy: [`clock`];
+//! - choosing and installing the update for this device from the repository, and the polling
+//!   daemon: [`updates`].
 
 pub mod bootloader;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fault;
@@ -19,6 +23,8 @@ pub mod install;
 pub mod lifecycle;
 pub mod slot;
 pub mod state;
+pub mod tuf_client;
+pub mod updates;
 
 pub use config::Config;
 pub use error::{Result, UpdateError};

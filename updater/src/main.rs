@@ -30,11 +30,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Install a bundle (a file path, an http(s):// URL, or - for standard input) into the
-    /// inactive slot.
+    /// Install a bundle into the inactive slot: without SOURCE, the newest release for this
+    /// device from the repository (TUF-verified); else a file path, an http(s):// URL, or -
+    /// for standard input (bundle signatures only).
     Install {
-        /// The bundle.
-        source: PathBuf,
+        /// The bundle; omit it to install from the configured repository.
+        source: Option<PathBuf>,
         /// Install even if the version is not newer than the booted one.
         #[arg(long)]
         allow_downgrade: bool,
@@ -45,6 +46,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Refresh the repository's TUF metadata and say which release this device would install.
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Poll the repository: check, install, reboot; jitter between rounds, back-off on errors.
+    Daemon {
+        /// Stop after this many rounds (tests); default: run until stopped.
+        #[arg(long, hide = true)]
+        rounds: Option<u64>,
+    },
+    /// A generic TUF client for debugging any repository (exit 0 on success, 1 on failure).
+    Tuf(TufArgs),
     /// Show the booted slot, each slot's version and health, what boots next, the last result.
     Status {
         /// Print JSON.
@@ -74,8 +89,57 @@ enum Command {
     SimulateBoot,
 }
 
+/// `ota-update tuf`: works on a metadata directory, no device configuration.
+#[derive(clap::Args, Debug)]
+struct TufArgs {
+    /// Directory of the trusted metadata (root.json, timestamp.json, ... unversioned names).
+    #[arg(long)]
+    metadata_dir: PathBuf,
+    /// Base URL of the repository's metadata.
+    #[arg(long)]
+    metadata_url: Option<String>,
+    /// A target to download (repeatable, processed in order).
+    #[arg(long = "target-name")]
+    target_names: Vec<String>,
+    /// Base URL of the targets.
+    #[arg(long)]
+    target_base_url: Option<String>,
+    /// Where downloaded targets are written.
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+    /// PEM CA certificates for HTTPS (replaces the built-in web roots).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: TufCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TufCommand {
+    /// Trust ROOT_JSON (obtained out of band) as the starting root.
+    Init {
+        /// The root metadata file.
+        root_json: PathBuf,
+    },
+    /// Run the client workflow: root chain, timestamp, snapshot, targets.
+    Refresh,
+    /// Refresh, then download each --target-name, verified against the signed length and
+    /// hashes.
+    Download,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Tuf(args) = cli.command {
+        // The debugging client speaks only 0 / 1, like python-tuf's examples.
+        return match run_tuf(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("ota-update tuf: error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -94,6 +158,44 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             reboot,
             json,
         } => {
+            let progress = |event: InstallEvent| {
+                if json {
+                    println!("{}", serde_json::to_string(&event).unwrap_or_default());
+                }
+            };
+            let Some(source) = source else {
+                let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+                let (report, installed) =
+                    ota_updater::updates::install_update(&config, &fetcher, &progress)?;
+                match installed {
+                    None => {
+                        if json {
+                            let line = serde_json::json!({"event": "up_to_date", "version": report.booted_version});
+                            println!("{line}");
+                        } else {
+                            println!(
+                                "up to date: no release newer than {} for {} on channel {}",
+                                report
+                                    .booted_version
+                                    .map(|v| v.to_string())
+                                    .unwrap_or_else(|| "the booted one".into()),
+                                report.product,
+                                report.channel
+                            );
+                        }
+                        return Ok(());
+                    }
+                    Some(installed) => {
+                        if !json {
+                            println!("installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot", installed.version, installed.slot);
+                        }
+                        if reboot {
+                            lifecycle::request_reboot(&config)?;
+                        }
+                        return Ok(());
+                    }
+                }
+            };
             let url = source
                 .to_str()
                 .filter(|s| s.starts_with("http://") || s.starts_with("https://"));
@@ -159,6 +261,38 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             }
             Ok(())
         }
+        Command::Check { json } => {
+            let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+            let report = ota_updater::updates::check(&config, &fetcher)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            let booted = report
+                .booted_version
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            match &report.update {
+                Some(c) => println!(
+                    "update available: {} {} ({}, {} bytes) for {} on channel {}, booted {booted}",
+                    c.name, c.version, c.kind, c.length, report.product, report.channel
+                ),
+                None => println!(
+                    "up to date: {} {booted} on channel {}",
+                    report.product, report.channel
+                ),
+            }
+            if report.refresh.clock_behind {
+                println!("note: the system clock is behind the last verified time; expiry was checked against that time");
+            }
+            Ok(())
+        }
+        Command::Daemon { rounds } => ota_updater::updates::daemon(&config, rounds),
+        Command::Tuf(_) => Ok(()),
         Command::Status { json } => {
             let status = lifecycle::status(&config)?;
             if json {
@@ -215,6 +349,74 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
         Command::SimulateBoot => {
             let slot = lifecycle::simulate_boot(&config)?;
             println!("simulated bootloader booted slot {slot}");
+            Ok(())
+        }
+    }
+}
+
+fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
+    use ota_updater::tuf_client::{download_target_to, target_url, MetadataCache, TufClient};
+    let cache = MetadataCache::new(&args.metadata_dir);
+    let missing = |flag: &str| UpdateError::Config {
+        path: "command line".into(),
+        reason: format!("{flag} is required for this command"),
+    };
+    match args.command {
+        TufCommand::Init { root_json } => {
+            let bytes = std::fs::read(&root_json).map_err(UpdateError::io(format!(
+                "cannot read {}",
+                root_json.display()
+            )))?;
+            cache.init_root(&bytes, true)?;
+            println!("trusted root stored in {}", args.metadata_dir.display());
+            Ok(())
+        }
+        TufCommand::Refresh | TufCommand::Download => {
+            let url = args
+                .metadata_url
+                .as_deref()
+                .ok_or_else(|| missing("--metadata-url"))?;
+            let settings = ota_updater::fetch::FetchSettings {
+                ca_file: args.ca_file.clone(),
+                ..Default::default()
+            };
+            let fetcher = Fetcher::new(settings).map_err(UpdateError::Fetch)?;
+            let client = TufClient::new(&fetcher, url, cache);
+            let (mut set, mut report) = client.refresh()?;
+            if matches!(args.command, TufCommand::Refresh) {
+                // Load targets too, so a refresh checks every top-level role.
+                client.all_targets(&mut set, &mut report)?;
+                println!(
+                    "refreshed: root v{}, timestamp v{}, snapshot v{}",
+                    report.root_version, report.timestamp_version, report.snapshot_version
+                );
+                return Ok(());
+            }
+            let base = args
+                .target_base_url
+                .as_deref()
+                .ok_or_else(|| missing("--target-base-url"))?;
+            let dir = args
+                .target_dir
+                .as_ref()
+                .ok_or_else(|| missing("--target-dir"))?;
+            if args.target_names.is_empty() {
+                return Err(missing("--target-name"));
+            }
+            let consistent = set.root().meta.consistent_snapshot;
+            for name in &args.target_names {
+                let entry = client.find_target(&mut set, name, &mut report)?;
+                let url = target_url(base, name, &entry, consistent);
+                // The target's path may hold '/': keep only a safe file name locally.
+                let file_name = name.rsplit('/').next().unwrap_or(name);
+                if file_name.is_empty() || file_name == "." || file_name == ".." {
+                    return Err(UpdateError::Refused(format!(
+                        "target name {name:?} has no usable file name"
+                    )));
+                }
+                download_target_to(&fetcher, &url, &entry, &dir.join(file_name))?;
+                println!("downloaded {name} ({} bytes)", entry.length);
+            }
             Ok(())
         }
     }

@@ -902,7 +902,7 @@ fn install_over_https_trusts_only_the_configured_ca() {
     fs::write(
         d.path("updater.toml"),
         format!(
-            "{toml}\n[repository]\nurl = \"{}\"\nca_file = \"ca.pem\"\n",
+            "{toml}\n[repository]\nurl = \"{}\"\nroot = \"root.json\"\nca_file = \"ca.pem\"\n",
             server.1
         ),
     )

@@ -165,7 +165,7 @@ fn summary_json(
 }
 
 /// `SOURCE_DATE_EPOCH` when set (reproducible builds), the current time otherwise.
-fn creation_time() -> Result<u64> {
+pub(super) fn creation_time() -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(text) => text.trim().parse::<u64>().map_err(|_| {
             UsageError(format!(

@@ -3,6 +3,7 @@
 mod bundle;
 mod inspect;
 mod keygen;
+mod repo;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -21,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bundle(args) => bundle::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Repo(command) => repo::run(command),
     }
 }
 

@@ -1,0 +1,593 @@
+//! The four TUF 1.0 roles as typed views over the `signed` object: root, targets (with
+//! delegations), snapshot and timestamp.
+//!
+//! Each view is read from the `signed` JSON *after* its signatures were checked (see
+//! [`super::trusted`]); the JSON itself stays the source of truth, so fields we do not model
+//! (`custom`, vendor extensions) survive untouched and keep their signatures valid.
+
+use super::keys::{TufKey, TufKeyError};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The spec major version we implement; metadata with another major version is refused.
+pub const SPEC_MAJOR: u64 = 1;
+/// The `spec_version` we write.
+pub const SPEC_VERSION: &str = "1.0.31";
+
+/// Why a role's `signed` object could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    /// A field is missing or has the wrong type.
+    #[error("{role}: field '{field}' is missing or invalid")]
+    Field {
+        /// The role being read.
+        role: String,
+        /// The field.
+        field: String,
+    },
+    /// `_type` is not the role we expected (a snapshot served as timestamp, say).
+    #[error("{role}: metadata has type '{found}', expected '{role}'")]
+    WrongType {
+        /// The expected type.
+        role: String,
+        /// The `_type` found.
+        found: String,
+    },
+    /// `spec_version` has a major version we do not implement.
+    #[error("{role}: unsupported spec_version '{found}' (this client implements TUF 1.x)")]
+    SpecVersion {
+        /// The role being read.
+        role: String,
+        /// The version found.
+        found: String,
+    },
+    /// A key object is unreadable.
+    #[error("{role}: {source}")]
+    Key {
+        /// The role holding the key.
+        role: String,
+        /// The key error.
+        source: TufKeyError,
+    },
+}
+
+/// The fields every role has.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Metadata version, ≥ 1.
+    pub version: u64,
+    /// Expiry time.
+    pub expires: SystemTime,
+}
+
+/// Key ids and threshold of one role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleKeys {
+    /// Authorised key ids.
+    pub keyids: Vec<String>,
+    /// Distinct valid signatures needed.
+    pub threshold: usize,
+}
+
+/// The root role: the keys and thresholds of every top-level role.
+#[derive(Clone, Debug)]
+pub struct Root {
+    /// Version and expiry.
+    pub common: Common,
+    /// Whether snapshot/targets files and targets are published under versioned/hashed names.
+    pub consistent_snapshot: bool,
+    /// Keys by id.
+    pub keys: HashMap<String, TufKey>,
+    /// `root`, `targets`, `snapshot`, `timestamp`.
+    pub roles: HashMap<String, RoleKeys>,
+}
+
+/// Length, hashes and version of a metadata file as listed by timestamp or snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaFile {
+    /// The file's metadata version.
+    pub version: u64,
+    /// Its length in bytes, when given.
+    pub length: Option<u64>,
+    /// Hash algorithm → hex digest, when given.
+    pub hashes: BTreeMap<String, String>,
+}
+
+/// The timestamp role: points at the current snapshot.
+#[derive(Clone, Debug)]
+pub struct Timestamp {
+    /// Version and expiry.
+    pub common: Common,
+    /// `snapshot.json`'s entry.
+    pub snapshot: MetaFile,
+}
+
+/// The snapshot role: the version of every targets metadata file.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Version and expiry.
+    pub common: Common,
+    /// `targets.json` and each delegated `ROLE.json` → entry.
+    pub meta: BTreeMap<String, MetaFile>,
+}
+
+/// One target file: what a download must match.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetFile {
+    /// Exact length in bytes.
+    pub length: u64,
+    /// Hash algorithm → hex digest (at least one).
+    pub hashes: BTreeMap<String, String>,
+    /// The `custom` object, if any.
+    pub custom: Option<Value>,
+}
+
+/// A delegated targets role as its delegator describes it.
+#[derive(Clone, Debug)]
+pub struct DelegatedRole {
+    /// Role name (its metadata is `NAME.json`).
+    pub name: String,
+    /// Authorised keys and threshold.
+    pub keys: RoleKeys,
+    /// When true, a search that reaches this role for a matching path stops here.
+    pub terminating: bool,
+    /// Shell-style path patterns this role is trusted for (`paths`).
+    pub paths: Option<Vec<String>>,
+    /// Hex prefixes of SHA-256(path) this role is trusted for (`path_hash_prefixes`).
+    pub path_hash_prefixes: Option<Vec<String>>,
+}
+
+impl DelegatedRole {
+    /// True when this role is trusted for `target_path`.
+    pub fn is_trusted_for(&self, target_path: &str) -> bool {
+        if let Some(patterns) = &self.paths {
+            return patterns.iter().any(|p| path_matches(p, target_path));
+        }
+        if let Some(prefixes) = &self.path_hash_prefixes {
+            let digest = crate::Sha256Digest::of(target_path.as_bytes()).to_hex();
+            return prefixes.iter().any(|p| digest.starts_with(p.as_str()));
+        }
+        false
+    }
+}
+
+/// A targets role's delegations.
+#[derive(Clone, Debug, Default)]
+pub struct Delegations {
+    /// Keys by id for the delegated roles.
+    pub keys: HashMap<String, TufKey>,
+    /// Delegated roles in priority order.
+    pub roles: Vec<DelegatedRole>,
+}
+
+/// A targets role (top-level or delegated).
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// Version and expiry.
+    pub common: Common,
+    /// Target path → file.
+    pub targets: BTreeMap<String, TargetFile>,
+    /// Delegations, if any.
+    pub delegations: Option<Delegations>,
+}
+
+/// Matches a TUF delegation path pattern: `*` matches within one path segment (not `/`), `?`
+/// one character, everything else literally; the pattern and path must have as many segments.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    let pattern_parts: Vec<&str> = pattern.split('/').collect();
+    let path_parts: Vec<&str> = path.split('/').collect();
+    pattern_parts.len() == path_parts.len()
+        && pattern_parts
+            .iter()
+            .zip(&path_parts)
+            .all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
+}
+
+fn glob_segment(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative wildcard match with backtracking to the last `*`: linear in practice and no
+    // recursion depth an attacker could grow.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// Parses a TUF time (`2030-01-01T00:00:00Z`).
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    if !text.ends_with('Z') {
+        return None;
+    }
+    humantime::parse_rfc3339(text).ok()
+}
+
+/// Formats a time the way python-tuf writes it (seconds, `Z`).
+pub fn format_time(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+struct Reader<'a> {
+    role: &'a str,
+    signed: &'a Value,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, field: &str) -> MetadataError {
+        MetadataError::Field {
+            role: self.role.to_owned(),
+            field: field.to_owned(),
+        }
+    }
+    fn get(&self, v: &'a Value, field: &str) -> Result<&'a Value, MetadataError> {
+        v.get(field).ok_or_else(|| self.err(field))
+    }
+    fn str_of(&self, v: &'a Value, field: &str) -> Result<&'a str, MetadataError> {
+        self.get(v, field)?.as_str().ok_or_else(|| self.err(field))
+    }
+    fn u64_of(&self, v: &'a Value, field: &str) -> Result<u64, MetadataError> {
+        self.get(v, field)?.as_u64().ok_or_else(|| self.err(field))
+    }
+    fn obj_of(
+        &self,
+        v: &'a Value,
+        field: &str,
+    ) -> Result<&'a serde_json::Map<String, Value>, MetadataError> {
+        self.get(v, field)?
+            .as_object()
+            .ok_or_else(|| self.err(field))
+    }
+
+    /// Checks `_type` and `spec_version`, reads version and expiry.
+    fn common(&self, expected_type: &str) -> Result<Common, MetadataError> {
+        let found = self.str_of(self.signed, "_type")?;
+        if found != expected_type {
+            return Err(MetadataError::WrongType {
+                role: expected_type.to_owned(),
+                found: found.to_owned(),
+            });
+        }
+        let spec = self.str_of(self.signed, "spec_version")?;
+        let major = spec.split('.').next().and_then(|m| m.parse::<u64>().ok());
+        if major != Some(SPEC_MAJOR) || spec.split('.').count() < 2 {
+            return Err(MetadataError::SpecVersion {
+                role: self.role.to_owned(),
+                found: spec.to_owned(),
+            });
+        }
+        let version = self.u64_of(self.signed, "version")?;
+        if version == 0 {
+            return Err(self.err("version"));
+        }
+        let expires =
+            parse_time(self.str_of(self.signed, "expires")?).ok_or_else(|| self.err("expires"))?;
+        Ok(Common { version, expires })
+    }
+
+    fn keys(&self, v: &'a Value) -> Result<HashMap<String, TufKey>, MetadataError> {
+        let mut keys = HashMap::new();
+        for (id, key) in self.obj_of(v, "keys")? {
+            let key = TufKey::from_value(key).map_err(|source| MetadataError::Key {
+                role: self.role.to_owned(),
+                source,
+            })?;
+            keys.insert(id.clone(), key);
+        }
+        Ok(keys)
+    }
+
+    fn role_keys(&self, v: &'a Value, what: &str) -> Result<RoleKeys, MetadataError> {
+        let keyids = self
+            .get(v, "keyids")?
+            .as_array()
+            .ok_or_else(|| self.err(&format!("{what}.keyids")))?
+            .iter()
+            .map(|k| k.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| self.err(&format!("{what}.keyids")))?;
+        let threshold = self.u64_of(v, "threshold")?;
+        if threshold == 0 {
+            return Err(self.err(&format!("{what}.threshold")));
+        }
+        let threshold = usize::try_from(threshold).map_err(|_| self.err("threshold"))?;
+        Ok(RoleKeys { keyids, threshold })
+    }
+
+    fn hashes(&self, v: &'a Value, what: &str) -> Result<BTreeMap<String, String>, MetadataError> {
+        let Some(h) = v.get("hashes") else {
+            return Ok(BTreeMap::new());
+        };
+        let map = h
+            .as_object()
+            .ok_or_else(|| self.err(&format!("{what}.hashes")))?;
+        map.iter()
+            .map(|(alg, d)| d.as_str().map(|d| (alg.clone(), d.to_owned())))
+            .collect::<Option<_>>()
+            .ok_or_else(|| self.err(&format!("{what}.hashes")))
+    }
+
+    fn meta_file(&self, v: &'a Value, what: &str) -> Result<MetaFile, MetadataError> {
+        let version = self.u64_of(v, "version")?;
+        let length = match v.get("length") {
+            None => None,
+            Some(l) => Some(
+                l.as_u64()
+                    .ok_or_else(|| self.err(&format!("{what}.length")))?,
+            ),
+        };
+        Ok(MetaFile {
+            version,
+            length,
+            hashes: self.hashes(v, what)?,
+        })
+    }
+}
+
+impl Root {
+    /// Reads a root role's `signed` object.
+    pub fn from_signed(signed: &Value) -> Result<Self, MetadataError> {
+        let r = Reader {
+            role: "root",
+            signed,
+        };
+        let common = r.common("root")?;
+        let consistent_snapshot = signed
+            .get("consistent_snapshot")
+            .map(|v| v.as_bool().ok_or_else(|| r.err("consistent_snapshot")))
+            .transpose()?
+            .unwrap_or(false);
+        let keys = r.keys(signed)?;
+        let roles_value = r.get(signed, "roles")?;
+        let mut roles = HashMap::new();
+        for name in ["root", "targets", "snapshot", "timestamp"] {
+            let role = r.get(roles_value, name)?;
+            roles.insert(name.to_owned(), r.role_keys(role, name)?);
+        }
+        Ok(Self {
+            common,
+            consistent_snapshot,
+            keys,
+            roles,
+        })
+    }
+
+    /// The keys and threshold of a top-level role.
+    pub fn role(&self, name: &str) -> Option<&RoleKeys> {
+        self.roles.get(name)
+    }
+}
+
+impl Timestamp {
+    /// Reads a timestamp role's `signed` object.
+    pub fn from_signed(signed: &Value) -> Result<Self, MetadataError> {
+        let r = Reader {
+            role: "timestamp",
+            signed,
+        };
+        let common = r.common("timestamp")?;
+        let meta = r.obj_of(signed, "meta")?;
+        let entry = meta
+            .get("snapshot.json")
+            .ok_or_else(|| r.err("meta.snapshot.json"))?;
+        Ok(Self {
+            common,
+            snapshot: r.meta_file(entry, "meta.snapshot.json")?,
+        })
+    }
+}
+
+impl Snapshot {
+    /// Reads a snapshot role's `signed` object.
+    pub fn from_signed(signed: &Value) -> Result<Self, MetadataError> {
+        let r = Reader {
+            role: "snapshot",
+            signed,
+        };
+        let common = r.common("snapshot")?;
+        let mut meta = BTreeMap::new();
+        for (name, entry) in r.obj_of(signed, "meta")? {
+            meta.insert(name.clone(), r.meta_file(entry, &format!("meta.{name}"))?);
+        }
+        Ok(Self { common, meta })
+    }
+}
+
+impl Targets {
+    /// Reads a targets role's `signed` object; `role` is its name (`targets` or a delegated
+    /// role), used in errors.
+    pub fn from_signed(signed: &Value, role: &str) -> Result<Self, MetadataError> {
+        let r = Reader { role, signed };
+        let common = r.common("targets")?;
+        let mut targets = BTreeMap::new();
+        for (path, entry) in r.obj_of(signed, "targets")? {
+            let what = format!("targets.{path}");
+            let length = entry
+                .get("length")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| r.err(&format!("{what}.length")))?;
+            let hashes = r.hashes(entry, &what)?;
+            if hashes.is_empty() {
+                return Err(r.err(&format!("{what}.hashes")));
+            }
+            targets.insert(
+                path.clone(),
+                TargetFile {
+                    length,
+                    hashes,
+                    custom: entry.get("custom").cloned(),
+                },
+            );
+        }
+        let delegations = match signed.get("delegations") {
+            None => None,
+            Some(d) => Some(Self::delegations(&r, d)?),
+        };
+        Ok(Self {
+            common,
+            targets,
+            delegations,
+        })
+    }
+
+    fn delegations(r: &Reader, d: &Value) -> Result<Delegations, MetadataError> {
+        let keys = r.keys(d)?;
+        let list = r
+            .get(d, "roles")?
+            .as_array()
+            .ok_or_else(|| r.err("delegations.roles"))?;
+        let mut roles = Vec::with_capacity(list.len());
+        for role in list {
+            let name = r.str_of(role, "name")?.to_owned();
+            // The name becomes a file name: refuse anything that could leave the directory.
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.')
+            {
+                return Err(r.err("delegations.roles.name"));
+            }
+            if ["root", "targets", "snapshot", "timestamp"].contains(&name.as_str()) {
+                return Err(r.err("delegations.roles.name"));
+            }
+            let strings = |field: &str| -> Result<Option<Vec<String>>, MetadataError> {
+                match role.get(field) {
+                    None => Ok(None),
+                    Some(v) => v
+                        .as_array()
+                        .and_then(|a| {
+                            a.iter()
+                                .map(|s| s.as_str().map(str::to_owned))
+                                .collect::<Option<Vec<_>>>()
+                        })
+                        .map(Some)
+                        .ok_or_else(|| r.err(&format!("delegations.roles.{field}"))),
+                }
+            };
+            let paths = strings("paths")?;
+            let path_hash_prefixes = strings("path_hash_prefixes")?;
+            if paths.is_some() == path_hash_prefixes.is_some() {
+                // The spec requires exactly one of the two.
+                return Err(r.err("delegations.roles.paths"));
+            }
+            roles.push(DelegatedRole {
+                keys: r.role_keys(role, &name)?,
+                terminating: role
+                    .get("terminating")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                name,
+                paths,
+                path_hash_prefixes,
+            });
+        }
+        Ok(Delegations { keys, roles })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn path_patterns_match_within_segments() {
+        assert!(path_matches("*.bundle", "fw-1.bundle"));
+        assert!(!path_matches("*.bundle", "router/fw-1.bundle"));
+        assert!(path_matches("router/*", "router/fw-1.bundle"));
+        assert!(path_matches("router/fw-?.bundle", "router/fw-1.bundle"));
+        assert!(!path_matches("router/fw-?.bundle", "router/fw-10.bundle"));
+        assert!(path_matches("*", "x"));
+        assert!(!path_matches("a*b*c", "aXbY"));
+        assert!(path_matches("a*b*c", "aXbYc"));
+    }
+
+    #[test]
+    fn times_round_trip_and_need_utc() {
+        let t = parse_time("2030-01-02T03:04:05Z").unwrap();
+        assert_eq!(format_time(t), "2030-01-02T03:04:05Z");
+        assert!(parse_time("2030-01-02T03:04:05+01:00").is_none());
+        assert!(parse_time("tomorrow").is_none());
+    }
+
+    fn root_signed() -> Value {
+        json!({
+            "_type": "root", "spec_version": "1.0.31", "version": 1,
+            "expires": "2030-01-01T00:00:00Z", "consistent_snapshot": true, "keys": {},
+            "roles": {
+                "root": {"keyids": ["a"], "threshold": 1},
+                "targets": {"keyids": ["a"], "threshold": 1},
+                "snapshot": {"keyids": ["a"], "threshold": 1},
+                "timestamp": {"keyids": ["a"], "threshold": 1}
+            }
+        })
+    }
+
+    #[test]
+    fn root_is_read_and_checked() {
+        let root = Root::from_signed(&root_signed()).unwrap();
+        assert!(root.consistent_snapshot);
+        assert_eq!(root.role("timestamp").unwrap().threshold, 1);
+        let mut wrong = root_signed();
+        wrong["_type"] = json!("targets");
+        assert!(matches!(
+            Root::from_signed(&wrong),
+            Err(MetadataError::WrongType { .. })
+        ));
+        let mut spec = root_signed();
+        spec["spec_version"] = json!("2.0.0");
+        assert!(matches!(
+            Root::from_signed(&spec),
+            Err(MetadataError::SpecVersion { .. })
+        ));
+        let mut zero = root_signed();
+        zero["roles"]["root"]["threshold"] = json!(0);
+        assert!(Root::from_signed(&zero).is_err());
+        let mut missing = root_signed();
+        missing["roles"].as_object_mut().unwrap().remove("snapshot");
+        assert!(Root::from_signed(&missing).is_err());
+    }
+
+    #[test]
+    fn delegations_are_read_and_names_checked() {
+        let signed = json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 3,
+            "expires": "2030-01-01T00:00:00Z",
+            "targets": {"fw.bundle": {"length": 5, "hashes": {"sha256": "00"}, "custom": {"x": 1}}},
+            "delegations": {"keys": {}, "roles": [
+                {"name": "router", "keyids": [], "threshold": 1, "terminating": true,
+                 "paths": ["router/*"]}
+            ]}
+        });
+        let t = Targets::from_signed(&signed, "targets").unwrap();
+        assert_eq!(t.targets["fw.bundle"].length, 5);
+        let d = t.delegations.unwrap();
+        assert!(d.roles[0].terminating);
+        assert!(d.roles[0].is_trusted_for("router/a.bundle"));
+        assert!(!d.roles[0].is_trusted_for("nas/a.bundle"));
+        let mut evil = signed.clone();
+        evil["delegations"]["roles"][0]["name"] = json!("../root");
+        assert!(Targets::from_signed(&evil, "targets").is_err());
+        let mut no_hash = signed;
+        no_hash["targets"]["fw.bundle"]["hashes"] = json!({});
+        assert!(Targets::from_signed(&no_hash, "targets").is_err());
+    }
+}

@@ -1,0 +1,559 @@
+//! The trusted metadata set: the TUF client workflow's checks (specification §5.3–5.6), with
+//! no I/O. The caller fetches bytes and offers them in order — root chain, timestamp, snapshot,
+//! targets, delegated targets — and each `update_*` either accepts them or says why not,
+//! leaving what was trusted before unchanged.
+//!
+//! Checks, in the spec's order: signatures by a threshold of the delegating role's keys before
+//! anything in `signed` is believed; versions never go back (per role, and per targets file
+//! listed in snapshot); a file referenced with a length or hashes must match them; snapshot and
+//! targets versions must be exactly the ones referenced (mix-and-match); nothing is trusted
+//! past its expiry at the reference time `now`.
+
+use super::envelope::{Envelope, EnvelopeError};
+use super::keys::TufKey;
+use super::metadata::{
+    format_time, MetaFile, MetadataError, RoleKeys, Root, Snapshot, Targets, Timestamp,
+};
+use sha2::{Digest, Sha256, Sha512};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// Why metadata was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// Signatures missing, invalid or below threshold, or the envelope is unreadable.
+    #[error(transparent)]
+    Signature(#[from] EnvelopeError),
+    /// The signed content is malformed.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// The metadata expired (a freeze attack, or a repository nobody refreshes).
+    #[error("{role} metadata expired at {expires}: refusing it (freeze attack or stale repository; the repository must refresh it)")]
+    Expired {
+        /// The role.
+        role: String,
+        /// Its expiry.
+        expires: String,
+    },
+    /// A version lower than one already trusted (rollback attack).
+    #[error(
+        "{role}: version {offered} is older than the trusted version {trusted} (rollback attack?)"
+    )]
+    Rollback {
+        /// The role or file.
+        role: String,
+        /// Version already trusted.
+        trusted: u64,
+        /// Version offered.
+        offered: u64,
+    },
+    /// The offered timestamp is the one already trusted: nothing new.
+    #[error("timestamp version {0} is already trusted")]
+    EqualTimestamp(u64),
+    /// A version different from the one the referencing role names (mix-and-match).
+    #[error(
+        "{role}: version {found} does not match version {expected} listed by {by} (mix-and-match?)"
+    )]
+    VersionMismatch {
+        /// The role.
+        role: String,
+        /// The referencing role.
+        by: String,
+        /// Version listed.
+        expected: u64,
+        /// Version found.
+        found: u64,
+    },
+    /// Length or hash differs from what the referencing role lists.
+    #[error("{role}: {detail}")]
+    Mismatch {
+        /// The role or file.
+        role: String,
+        /// What differed.
+        detail: String,
+    },
+    /// A new root must be exactly one version newer.
+    #[error("root: version {found} offered where version {expected} was expected")]
+    RootVersion {
+        /// trusted + 1.
+        expected: u64,
+        /// Offered.
+        found: u64,
+    },
+    /// Snapshot does not list a role it listed before, or does not list one at all.
+    #[error("snapshot does not list {0}")]
+    NotListed(String),
+    /// Metadata offered out of the workflow's order.
+    #[error("{0}")]
+    Order(String),
+}
+
+/// A verified role together with the bytes it was read from (what the cache stores).
+#[derive(Clone, Debug)]
+pub struct Verified<T> {
+    /// The typed view.
+    pub meta: T,
+    /// The exact bytes that verified.
+    pub bytes: Vec<u8>,
+}
+
+/// Root, timestamp, snapshot and targets (top-level and delegated) trusted so far.
+#[derive(Debug)]
+pub struct TrustedSet {
+    root: Verified<Root>,
+    timestamp: Option<Verified<Timestamp>>,
+    snapshot: Option<Verified<Snapshot>>,
+    targets: HashMap<String, Verified<Targets>>,
+    now: SystemTime,
+}
+
+fn verify_envelope(
+    bytes: &[u8],
+    role: &str,
+    keys: &HashMap<String, TufKey>,
+    role_keys: &RoleKeys,
+) -> Result<Envelope, TrustError> {
+    let envelope = Envelope::from_bytes(bytes, role)?;
+    envelope.verify_threshold(role, keys, &role_keys.keyids, role_keys.threshold)?;
+    Ok(envelope)
+}
+
+/// Checks `bytes` against a listed length and hashes (unknown hash algorithms are refused:
+/// skipping them would let a listing with only an unknown algorithm match anything).
+pub fn check_length_and_hashes(
+    role: &str,
+    bytes: &[u8],
+    meta: &MetaFile,
+) -> Result<(), TrustError> {
+    let mismatch = |detail: String| TrustError::Mismatch {
+        role: role.to_owned(),
+        detail,
+    };
+    if let Some(length) = meta.length {
+        if bytes.len() as u64 != length {
+            return Err(mismatch(format!(
+                "length {} differs from the listed {length}",
+                bytes.len()
+            )));
+        }
+    }
+    for (alg, expected) in &meta.hashes {
+        let actual = match alg.as_str() {
+            "sha256" => hex::encode(Sha256::digest(bytes)),
+            "sha512" => hex::encode(Sha512::digest(bytes)),
+            other => return Err(mismatch(format!("unsupported hash algorithm '{other}'"))),
+        };
+        if !actual.eq_ignore_ascii_case(expected) {
+            return Err(mismatch(format!("{alg} differs from the listed value")));
+        }
+    }
+    Ok(())
+}
+
+impl TrustedSet {
+    /// Starts from a root trusted out of band (shipped on the device or in the cache). It must
+    /// be signed by its own root threshold; its expiry is checked only after the root chain
+    /// was walked ([`TrustedSet::check_root_fresh`]), as the spec says.
+    pub fn new(root_bytes: &[u8], now: SystemTime) -> Result<Self, TrustError> {
+        let envelope = Envelope::from_bytes(root_bytes, "root")?;
+        let root = Root::from_signed(&envelope.signed)?;
+        let role = root
+            .role("root")
+            .ok_or_else(|| TrustError::Order("root lists no root role".into()))?;
+        envelope.verify_threshold("root", &root.keys, &role.keyids, role.threshold)?;
+        Ok(Self {
+            root: Verified {
+                meta: root,
+                bytes: root_bytes.to_vec(),
+            },
+            timestamp: None,
+            snapshot: None,
+            targets: HashMap::new(),
+            now,
+        })
+    }
+
+    /// The reference time for expiry checks.
+    pub fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    /// The trusted root.
+    pub fn root(&self) -> &Verified<Root> {
+        &self.root
+    }
+
+    /// The trusted timestamp, if loaded.
+    pub fn timestamp(&self) -> Option<&Verified<Timestamp>> {
+        self.timestamp.as_ref()
+    }
+
+    /// The trusted snapshot, if loaded.
+    pub fn snapshot(&self) -> Option<&Verified<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// Every targets role loaded and verified so far, by name.
+    pub fn loaded_targets(&self) -> impl Iterator<Item = (&String, &Verified<Targets>)> {
+        self.targets.iter()
+    }
+
+    /// A trusted targets role (`targets` or a delegated role), if loaded.
+    pub fn targets(&self, role: &str) -> Option<&Verified<Targets>> {
+        self.targets.get(role)
+    }
+
+    fn check_expiry(&self, role: &str, expires: SystemTime) -> Result<(), TrustError> {
+        if expires <= self.now {
+            return Err(TrustError::Expired {
+                role: role.to_owned(),
+                expires: format_time(expires),
+            });
+        }
+        Ok(())
+    }
+
+    /// Accepts the next root of the chain: version trusted+1, signed by a threshold of the
+    /// trusted root's root keys *and* of its own (so a rotation needs both old and new keys).
+    pub fn update_root(&mut self, bytes: &[u8]) -> Result<(), TrustError> {
+        if self.timestamp.is_some() {
+            return Err(TrustError::Order(
+                "root cannot change after timestamp was loaded".into(),
+            ));
+        }
+        let old_role = self
+            .root
+            .meta
+            .role("root")
+            .cloned()
+            .ok_or_else(|| TrustError::Order("root lists no root role".into()))?;
+        let envelope = verify_envelope(bytes, "root", &self.root.meta.keys, &old_role)?;
+        let new_root = Root::from_signed(&envelope.signed)?;
+        let expected = self.root.meta.common.version + 1;
+        if new_root.common.version != expected {
+            return Err(TrustError::RootVersion {
+                expected,
+                found: new_root.common.version,
+            });
+        }
+        let new_role = new_root
+            .role("root")
+            .ok_or_else(|| TrustError::Order("root lists no root role".into()))?;
+        envelope.verify_threshold("root", &new_root.keys, &new_role.keyids, new_role.threshold)?;
+        self.root = Verified {
+            meta: new_root,
+            bytes: bytes.to_vec(),
+        };
+        Ok(())
+    }
+
+    /// After the root chain: the final root must not have expired.
+    pub fn check_root_fresh(&self) -> Result<(), TrustError> {
+        self.check_expiry("root", self.root.meta.common.expires)
+    }
+
+    fn top_role(&self, name: &str) -> Result<RoleKeys, TrustError> {
+        self.root
+            .meta
+            .role(name)
+            .cloned()
+            .ok_or_else(|| TrustError::Order(format!("root lists no {name} role")))
+    }
+
+    /// Accepts a timestamp: signed by the root's timestamp keys, not older than the trusted
+    /// one (equal gives [`TrustError::EqualTimestamp`]), not pointing at an older snapshot, not
+    /// expired. With `from_cache` (the copy stored by a previous run) an expired timestamp is
+    /// still kept as the baseline for the rollback checks of the next one, and the expiry is
+    /// reported as the error.
+    pub fn update_timestamp(&mut self, bytes: &[u8], from_cache: bool) -> Result<(), TrustError> {
+        if self.snapshot.is_some() {
+            return Err(TrustError::Order(
+                "timestamp cannot change after snapshot was loaded".into(),
+            ));
+        }
+        self.check_root_fresh()?;
+        let role = self.top_role("timestamp")?;
+        let envelope = verify_envelope(bytes, "timestamp", &self.root.meta.keys, &role)?;
+        let new = Timestamp::from_signed(&envelope.signed)?;
+        if let Some(old) = &self.timestamp {
+            let (old_v, new_v) = (old.meta.common.version, new.common.version);
+            if new_v < old_v {
+                return Err(TrustError::Rollback {
+                    role: "timestamp".into(),
+                    trusted: old_v,
+                    offered: new_v,
+                });
+            }
+            if new_v == old_v {
+                return Err(TrustError::EqualTimestamp(new_v));
+            }
+            if new.snapshot.version < old.meta.snapshot.version {
+                return Err(TrustError::Rollback {
+                    role: "snapshot (as listed by timestamp)".into(),
+                    trusted: old.meta.snapshot.version,
+                    offered: new.snapshot.version,
+                });
+            }
+        }
+        let expiry = self.check_expiry("timestamp", new.common.expires);
+        if expiry.is_ok() || from_cache {
+            self.timestamp = Some(Verified {
+                meta: new,
+                bytes: bytes.to_vec(),
+            });
+        }
+        expiry
+    }
+
+    /// The timestamp is still checked against `now` when later roles load: a set built from a
+    /// cache must not outlive it.
+    fn fresh_timestamp(&self) -> Result<&Verified<Timestamp>, TrustError> {
+        let ts = self
+            .timestamp
+            .as_ref()
+            .ok_or_else(|| TrustError::Order("snapshot offered before timestamp".into()))?;
+        self.check_expiry("timestamp", ts.meta.common.expires)?;
+        Ok(ts)
+    }
+
+    /// Accepts a snapshot: length and hashes as the timestamp lists them, signed by the
+    /// root's snapshot keys, no targets file older than in the snapshot trusted before or
+    /// missing from it, the exact version the timestamp lists, not expired. With `from_cache`
+    /// (the copy stored by a previous run) the length/hash check is skipped and the snapshot is
+    /// kept as the rollback baseline even when it is no longer the current one; the version or
+    /// expiry failure is still returned, so the caller fetches the current one.
+    pub fn update_snapshot(&mut self, bytes: &[u8], from_cache: bool) -> Result<(), TrustError> {
+        if !self.targets.is_empty() {
+            return Err(TrustError::Order(
+                "snapshot cannot change after targets were loaded".into(),
+            ));
+        }
+        let listed = self.fresh_timestamp()?.meta.snapshot.clone();
+        if !from_cache {
+            check_length_and_hashes("snapshot", bytes, &listed)?;
+        }
+        let role = self.top_role("snapshot")?;
+        let envelope = verify_envelope(bytes, "snapshot", &self.root.meta.keys, &role)?;
+        let new = Snapshot::from_signed(&envelope.signed)?;
+        if let Some(old) = &self.snapshot {
+            for (name, old_meta) in &old.meta.meta {
+                let Some(new_meta) = new.meta.get(name) else {
+                    return Err(TrustError::NotListed(name.clone()));
+                };
+                if new_meta.version < old_meta.version {
+                    return Err(TrustError::Rollback {
+                        role: name.clone(),
+                        trusted: old_meta.version,
+                        offered: new_meta.version,
+                    });
+                }
+            }
+        }
+        let final_check = if new.common.version != listed.version {
+            Err(TrustError::VersionMismatch {
+                role: "snapshot".into(),
+                by: "timestamp".into(),
+                expected: listed.version,
+                found: new.common.version,
+            })
+        } else {
+            self.check_expiry("snapshot", new.common.expires)
+        };
+        if final_check.is_ok() || from_cache {
+            self.snapshot = Some(Verified {
+                meta: new,
+                bytes: bytes.to_vec(),
+            });
+        }
+        final_check
+    }
+
+    /// The snapshot targets may be checked against: trusted, current and fresh.
+    fn final_snapshot(&self) -> Result<&Verified<Snapshot>, TrustError> {
+        let listed = self.fresh_timestamp()?.meta.snapshot.version;
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .ok_or_else(|| TrustError::Order("targets offered before snapshot".into()))?;
+        if snapshot.meta.common.version != listed {
+            return Err(TrustError::VersionMismatch {
+                role: "snapshot".into(),
+                by: "timestamp".into(),
+                expected: listed,
+                found: snapshot.meta.common.version,
+            });
+        }
+        self.check_expiry("snapshot", snapshot.meta.common.expires)?;
+        Ok(snapshot)
+    }
+
+    /// Accepts the top-level targets role or a delegated one. `delegator` is the role that
+    /// delegates to `role` (`root` for `targets`); it must already be trusted.
+    pub fn update_targets(
+        &mut self,
+        bytes: &[u8],
+        role: &str,
+        delegator: &str,
+        from_cache: bool,
+    ) -> Result<(), TrustError> {
+        let snapshot = self.final_snapshot()?;
+        let file = format!("{role}.json");
+        let listed = snapshot
+            .meta
+            .meta
+            .get(&file)
+            .cloned()
+            .ok_or_else(|| TrustError::NotListed(file.clone()))?;
+        if !from_cache {
+            check_length_and_hashes(role, bytes, &listed)?;
+        }
+        let (keys, role_keys) = if delegator == "root" {
+            (self.root.meta.keys.clone(), self.top_role("targets")?)
+        } else {
+            let parent = self.targets.get(delegator).ok_or_else(|| {
+                TrustError::Order(format!("{role} offered before its delegator {delegator}"))
+            })?;
+            let delegations =
+                parent.meta.delegations.as_ref().ok_or_else(|| {
+                    TrustError::Order(format!("{delegator} delegates to no role"))
+                })?;
+            let entry = delegations
+                .roles
+                .iter()
+                .find(|r| r.name == role)
+                .ok_or_else(|| {
+                    TrustError::Order(format!("{delegator} does not delegate to {role}"))
+                })?;
+            (delegations.keys.clone(), entry.keys.clone())
+        };
+        let envelope = verify_envelope(bytes, role, &keys, &role_keys)?;
+        let new = Targets::from_signed(&envelope.signed, role)?;
+        if new.common.version != listed.version {
+            return Err(TrustError::VersionMismatch {
+                role: role.to_owned(),
+                by: "snapshot".into(),
+                expected: listed.version,
+                found: new.common.version,
+            });
+        }
+        self.check_expiry(role, new.common.expires)?;
+        self.targets.insert(
+            role.to_owned(),
+            Verified {
+                meta: new,
+                bytes: bytes.to_vec(),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Most roles a delegation search visits (the spec's suggested bound): a delegation graph
+/// cannot make a client fetch without end.
+pub const MAX_DELEGATIONS: usize = 32;
+
+impl TrustedSet {
+    /// Finds the authoritative entry for `path` (spec §5.6.7): a pre-order depth-first search
+    /// from `targets` through the delegations trusted for the path, stopping at a terminating
+    /// one, visiting each role once and at most [`MAX_DELEGATIONS`] roles. Roles not yet
+    /// loaded are fetched with `fetch(role, listed)` and checked by
+    /// [`TrustedSet::update_targets`]. Returns the role that listed it and the entry.
+    pub fn find_target<E, F>(
+        &mut self,
+        path: &str,
+        fetch: &mut F,
+    ) -> Result<Option<(String, super::metadata::TargetFile)>, E>
+    where
+        E: From<TrustError>,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
+        let mut visited = std::collections::HashSet::new();
+        while let Some((role, delegator)) = to_visit.pop() {
+            if visited.len() >= MAX_DELEGATIONS {
+                break;
+            }
+            if !visited.insert(role.clone()) {
+                continue;
+            }
+            self.load_targets(&role, &delegator, fetch)?;
+            let Some(targets) = self.targets.get(&role) else {
+                continue;
+            };
+            if let Some(entry) = targets.meta.targets.get(path) {
+                return Ok(Some((role, entry.clone())));
+            }
+            let mut children = Vec::new();
+            if let Some(delegations) = &targets.meta.delegations {
+                for child in &delegations.roles {
+                    if child.is_trusted_for(path) {
+                        children.push((child.name.clone(), role.clone()));
+                        if child.terminating {
+                            to_visit.clear();
+                            break;
+                        }
+                    }
+                }
+            }
+            children.reverse();
+            to_visit.extend(children);
+        }
+        Ok(None)
+    }
+
+    /// Every target path the repository can vouch for, each resolved through
+    /// [`TrustedSet::find_target`] so delegation priorities and path restrictions apply (a
+    /// delegated role listing a path it is not trusted for does not get it).
+    pub fn all_targets<E, F>(
+        &mut self,
+        fetch: &mut F,
+    ) -> Result<Vec<(String, super::metadata::TargetFile)>, E>
+    where
+        E: From<TrustError>,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        // Load every reachable role (bounded), collecting candidate paths.
+        let mut candidates = std::collections::BTreeSet::new();
+        let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
+        let mut visited = std::collections::HashSet::new();
+        while let Some((role, delegator)) = to_visit.pop() {
+            if visited.len() >= MAX_DELEGATIONS || !visited.insert(role.clone()) {
+                continue;
+            }
+            self.load_targets(&role, &delegator, fetch)?;
+            if let Some(targets) = self.targets.get(&role) {
+                candidates.extend(targets.meta.targets.keys().cloned());
+                if let Some(d) = &targets.meta.delegations {
+                    to_visit.extend(d.roles.iter().rev().map(|c| (c.name.clone(), role.clone())));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for path in candidates {
+            if let Some((_, entry)) = self.find_target(&path, fetch)? {
+                found.push((path, entry));
+            }
+        }
+        Ok(found)
+    }
+
+    fn load_targets<E, F>(&mut self, role: &str, delegator: &str, fetch: &mut F) -> Result<(), E>
+    where
+        E: From<TrustError>,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        if self.targets.contains_key(role) {
+            return Ok(());
+        }
+        let listed = self
+            .final_snapshot()?
+            .meta
+            .meta
+            .get(&format!("{role}.json"))
+            .cloned()
+            .ok_or_else(|| TrustError::NotListed(format!("{role}.json")))?;
+        let bytes = fetch(role, &listed)?;
+        self.update_targets(&bytes, role, delegator, false)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,505 @@
+//! The TUF client workflow over HTTP (specification §5): refresh the trusted metadata from a
+//! repository, resolve targets through delegations, and download targets that must match the
+//! signed length and hashes.
+//!
+//! The checks themselves live in `ota_core::tuf::trusted`; this module fetches bytes with the
+//! device's network defences ([`crate::fetch`]), keeps the metadata cache (unversioned names:
+//! `root.json`, `timestamp.json`, `snapshot.json`, `targets.json`, `ROLE.json`) and applies the
+//! clock policy ([`crate::clock`]). Nothing is written to the cache before it verified.
+
+use crate::clock;
+use crate::fetch::{FetchError, Fetched, Fetcher};
+use ota_core::tuf::metadata::{MetaFile, TargetFile};
+use ota_core::tuf::trusted::{TrustError, TrustedSet};
+use sha2::{Digest, Sha256, Sha512};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+/// Largest root file fetched (python-tuf's default).
+pub const MAX_ROOT_BYTES: u64 = 512_000;
+/// Largest timestamp file fetched.
+pub const MAX_TIMESTAMP_BYTES: u64 = 16_384;
+/// Largest snapshot file fetched when the timestamp gives no length.
+pub const MAX_SNAPSHOT_BYTES: u64 = 2_000_000;
+/// Largest targets file fetched when the snapshot gives no length.
+pub const MAX_TARGETS_BYTES: u64 = 5_000_000;
+/// Most root versions walked in one refresh.
+pub const MAX_ROOT_ROTATIONS: u64 = 32;
+
+/// Why a refresh or a target download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TufError {
+    /// Metadata refused by the TUF checks.
+    #[error("repository metadata refused: {0}")]
+    Trust(#[from] TrustError),
+    /// A download failed.
+    #[error("{0}")]
+    Fetch(#[from] FetchError),
+    /// The cache could not be read or written.
+    #[error("metadata cache {path}: {source}")]
+    Cache {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// No trusted root to start from.
+    #[error("no trusted root: {0}")]
+    NoRoot(String),
+    /// The target is not in the signed metadata.
+    #[error("target {0} is not listed by the repository's signed metadata")]
+    UnknownTarget(String),
+}
+
+/// What a refresh did, for `check --json` and logs.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RefreshReport {
+    /// Root version trusted after the refresh.
+    pub root_version: u64,
+    /// Timestamp version.
+    pub timestamp_version: u64,
+    /// Snapshot version.
+    pub snapshot_version: u64,
+    /// Whether the server answered the timestamp request with 304 Not Modified.
+    pub timestamp_not_modified: bool,
+    /// Metadata files downloaded (bodies, not 304s).
+    pub files_downloaded: u32,
+    /// Metadata bytes downloaded (bodies).
+    pub bytes_downloaded: u64,
+    /// The reference time was raised above the system clock (clock behind; see the clock
+    /// policy).
+    pub clock_behind: bool,
+}
+
+/// The metadata cache directory.
+#[derive(Debug, Clone)]
+pub struct MetadataCache {
+    dir: PathBuf,
+}
+
+impl MetadataCache {
+    /// A cache in `dir` (created when first written).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn read(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TufError> {
+        let path = self.dir.join(name);
+        std::fs::create_dir_all(&self.dir)
+            .and_then(|()| crate::fsutil::atomic_write(&path, bytes))
+            .map_err(|source| TufError::Cache {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.join(name));
+    }
+
+    /// Installs `root_bytes` as the trusted root if the cache has none (`tuf init`, and the
+    /// device's first run from its shipped root). The root must verify with its own keys.
+    pub fn init_root(&self, root_bytes: &[u8], overwrite: bool) -> Result<(), TufError> {
+        if !overwrite && self.read("root.json").is_some() {
+            return Ok(());
+        }
+        TrustedSet::new(root_bytes, std::time::SystemTime::now())?;
+        self.write("root.json", root_bytes)
+    }
+}
+
+/// A client for one repository.
+pub struct TufClient<'a> {
+    fetcher: &'a Fetcher,
+    metadata_url: String,
+    cache: MetadataCache,
+}
+
+impl<'a> TufClient<'a> {
+    /// A client fetching metadata from `metadata_url` and caching it in `cache`.
+    pub fn new(fetcher: &'a Fetcher, metadata_url: &str, cache: MetadataCache) -> Self {
+        Self {
+            fetcher,
+            metadata_url: metadata_url.trim_end_matches('/').to_owned(),
+            cache,
+        }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("{}/{name}", self.metadata_url)
+    }
+
+    /// Runs the workflow up to snapshot (targets are loaded lazily by
+    /// [`TufClient::find_target`] / [`TufClient::all_targets`]).
+    pub fn refresh(&self) -> Result<(TrustedSet, RefreshReport), TufError> {
+        let reference = clock::reference_time(self.cache.dir());
+        let mut report = RefreshReport {
+            clock_behind: reference.clock_behind,
+            ..Default::default()
+        };
+        let root_bytes = self.cache.read("root.json").ok_or_else(|| {
+            TufError::NoRoot(format!(
+                "{} has no root.json (initialise it with a root shipped out of band)",
+                self.cache.dir().display()
+            ))
+        })?;
+        let mut set = TrustedSet::new(&root_bytes, reference.now)?;
+
+        // 5.3: walk the root chain, N+1.root.json until the repository has no newer one.
+        for _ in 0..MAX_ROOT_ROTATIONS {
+            let next = set.root().meta.common.version + 1;
+            let url = self.url(&format!("{next}.root.json"));
+            let bytes = match self.fetcher.get_conditional(&url, MAX_ROOT_BYTES, None) {
+                Ok(Fetched::Body { bytes, .. }) => bytes,
+                Ok(Fetched::NotModified) => break,
+                Err(FetchError::Status { status, .. })
+                    if status == reqwest::StatusCode::NOT_FOUND
+                        || status == reqwest::StatusCode::FORBIDDEN =>
+                {
+                    break
+                }
+                Err(e) => return Err(e.into()),
+            };
+            report.files_downloaded += 1;
+            report.bytes_downloaded += bytes.len() as u64;
+            let old_keys = (
+                set.root().meta.role("timestamp").cloned(),
+                set.root().meta.role("snapshot").cloned(),
+            );
+            set.update_root(&bytes)?;
+            self.cache.write("root.json", &bytes)?;
+            // 5.3.11: after a rotation of the timestamp or snapshot keys, the cached files
+            // signed by the old keys are no baseline (fast-forward attack recovery).
+            let new_keys = (
+                set.root().meta.role("timestamp").cloned(),
+                set.root().meta.role("snapshot").cloned(),
+            );
+            if old_keys.0 != new_keys.0 || old_keys.1 != new_keys.1 {
+                self.cache.remove("timestamp.json");
+                self.cache.remove("timestamp.json.etag");
+                self.cache.remove("snapshot.json");
+            }
+        }
+        set.check_root_fresh()?;
+        report.root_version = set.root().meta.common.version;
+
+        // 5.4: timestamp. The cached one is the rollback baseline even if expired; a 304
+        // means it is still current, and then it must still be fresh.
+        let cached_ts = self.cache.read("timestamp.json");
+        let mut have_cached = false;
+        if let Some(bytes) = &cached_ts {
+            have_cached = match set.update_timestamp(bytes, true) {
+                Ok(()) => true,
+                Err(TrustError::Expired { .. }) => true,
+                Err(_) => false,
+            };
+        }
+        let etag = if have_cached {
+            self.cache
+                .read("timestamp.json.etag")
+                .and_then(|b| String::from_utf8(b).ok())
+        } else {
+            None
+        };
+        match self.fetcher.get_conditional(
+            &self.url("timestamp.json"),
+            MAX_TIMESTAMP_BYTES,
+            etag.as_deref(),
+        )? {
+            Fetched::NotModified => {
+                report.timestamp_not_modified = true;
+                let ts = set.timestamp().ok_or_else(|| {
+                    TrustError::Order("304 for a timestamp the cache does not hold".into())
+                })?;
+                if ts.meta.common.expires <= set.now() {
+                    return Err(TrustError::Expired {
+                        role: "timestamp".into(),
+                        expires: ota_core::tuf::metadata::format_time(ts.meta.common.expires),
+                    }
+                    .into());
+                }
+            }
+            Fetched::Body { bytes, etag } => {
+                report.files_downloaded += 1;
+                report.bytes_downloaded += bytes.len() as u64;
+                match set.update_timestamp(&bytes, false) {
+                    Ok(()) => {
+                        self.cache.write("timestamp.json", &bytes)?;
+                        match etag {
+                            Some(tag) => self.cache.write("timestamp.json.etag", tag.as_bytes())?,
+                            None => self.cache.remove("timestamp.json.etag"),
+                        }
+                    }
+                    // The same version again: keep the cached one, which must be fresh.
+                    Err(TrustError::EqualTimestamp(_)) => {
+                        if let Some(ts) = set.timestamp() {
+                            if ts.meta.common.expires <= set.now() {
+                                return Err(TrustError::Expired {
+                                    role: "timestamp".into(),
+                                    expires: ota_core::tuf::metadata::format_time(
+                                        ts.meta.common.expires,
+                                    ),
+                                }
+                                .into());
+                            }
+                        }
+                        if let Some(tag) = etag {
+                            self.cache.write("timestamp.json.etag", tag.as_bytes())?;
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let listed = set
+            .timestamp()
+            .map(|t| t.meta.snapshot.clone())
+            .ok_or_else(|| TrustError::Order("no timestamp".into()))?;
+        report.timestamp_version = set.timestamp().map_or(0, |t| t.meta.common.version);
+
+        // 5.5: snapshot. A cached copy of the listed version is used as is; an older one is the
+        // rollback baseline for the download.
+        let mut current = false;
+        if let Some(bytes) = self.cache.read("snapshot.json") {
+            current = set.update_snapshot(&bytes, true).is_ok();
+        }
+        if !current {
+            let name = if set.root().meta.consistent_snapshot {
+                format!("{}.snapshot.json", listed.version)
+            } else {
+                "snapshot.json".to_owned()
+            };
+            let bytes = self.fetch_listed(&name, &listed, MAX_SNAPSHOT_BYTES, &mut report)?;
+            set.update_snapshot(&bytes, false)?;
+            self.cache.write("snapshot.json", &bytes)?;
+        }
+        report.snapshot_version = set.snapshot().map_or(0, |s| s.meta.common.version);
+        clock::advance_floor(self.cache.dir(), set.now()).map_err(|source| TufError::Cache {
+            path: self.cache.dir().display().to_string(),
+            source,
+        })?;
+        Ok((set, report))
+    }
+
+    fn fetch_listed(
+        &self,
+        name: &str,
+        listed: &MetaFile,
+        default_max: u64,
+        report: &mut RefreshReport,
+    ) -> Result<Vec<u8>, TufError> {
+        let limit = listed.length.unwrap_or(default_max);
+        match self.fetcher.get_conditional(&self.url(name), limit, None)? {
+            Fetched::Body { bytes, .. } => {
+                report.files_downloaded += 1;
+                report.bytes_downloaded += bytes.len() as u64;
+                Ok(bytes)
+            }
+            Fetched::NotModified => Err(TrustError::Order(format!("304 for {name}")).into()),
+        }
+    }
+
+    /// The fetch callback for targets roles: the cached copy when it is the listed version,
+    /// else a download; verified copies are cached by the caller's success.
+    fn targets_fetcher<'s>(
+        &'s self,
+        consistent: bool,
+        report: &'s mut RefreshReport,
+    ) -> impl FnMut(&str, &MetaFile) -> Result<Vec<u8>, TufError> + 's {
+        move |role: &str, listed: &MetaFile| {
+            let cache_name = format!("{role}.json");
+            if let Some(bytes) = self.cache.read(&cache_name) {
+                if ota_core::tuf::trusted::check_length_and_hashes(role, &bytes, listed).is_ok()
+                    && version_of(&bytes) == Some(listed.version)
+                {
+                    return Ok(bytes);
+                }
+            }
+            let name = if consistent {
+                format!("{}.{role}.json", listed.version)
+            } else {
+                cache_name.clone()
+            };
+            self.fetch_listed(&name, listed, MAX_TARGETS_BYTES, report)
+        }
+    }
+
+    /// Resolves one target path (delegations included).
+    pub fn find_target(
+        &self,
+        set: &mut TrustedSet,
+        path: &str,
+        report: &mut RefreshReport,
+    ) -> Result<TargetFile, TufError> {
+        let consistent = set.root().meta.consistent_snapshot;
+        let mut fetch = self.targets_fetcher(consistent, report);
+        let found = set.find_target::<TufError, _>(path, &mut fetch);
+        self.cache_verified_targets(set)?;
+        found?
+            .map(|(_, entry)| entry)
+            .ok_or_else(|| TufError::UnknownTarget(path.to_owned()))
+    }
+
+    /// Every target the repository vouches for.
+    pub fn all_targets(
+        &self,
+        set: &mut TrustedSet,
+        report: &mut RefreshReport,
+    ) -> Result<Vec<(String, TargetFile)>, TufError> {
+        let consistent = set.root().meta.consistent_snapshot;
+        let mut fetch = self.targets_fetcher(consistent, report);
+        let found = set.all_targets::<TufError, _>(&mut fetch);
+        self.cache_verified_targets(set)?;
+        found
+    }
+
+    /// Stores the targets roles that verified (only those) under their unversioned names.
+    fn cache_verified_targets(&self, set: &TrustedSet) -> Result<(), TufError> {
+        for (role, verified) in set.loaded_targets() {
+            let name = format!("{role}.json");
+            if self.cache.read(&name).as_deref() != Some(verified.bytes.as_slice()) {
+                self.cache.write(&name, &verified.bytes)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn version_of(bytes: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    v.get("signed")?.get("version")?.as_u64()
+}
+
+/// The URL of a target: `BASE/DIR/HASH.NAME` with consistent snapshots (python-tuf's
+/// `prefix_targets_with_hash`), `BASE/PATH` otherwise.
+pub fn target_url(base: &str, path: &str, entry: &TargetFile, consistent: bool) -> String {
+    let base = base.trim_end_matches('/');
+    let hash = entry
+        .hashes
+        .get("sha256")
+        .or_else(|| entry.hashes.values().next());
+    match (consistent, hash) {
+        (true, Some(hash)) => match path.rsplit_once('/') {
+            Some((dir, name)) => format!("{base}/{dir}/{hash}.{name}"),
+            None => format!("{base}/{hash}.{path}"),
+        },
+        _ => format!("{base}/{path}"),
+    }
+}
+
+/// A reader that hashes what passes through and, at end of stream, refuses it unless length
+/// and every listed hash match the signed target entry. The bundle reader above it probes for
+/// end of stream before the slot switch, so a mismatch stops the install before the switch.
+pub struct VerifiedTarget<R> {
+    inner: R,
+    url: String,
+    entry: TargetFile,
+    sha256: Sha256,
+    sha512: Sha512,
+    len: u64,
+    checked: bool,
+}
+
+impl<R: Read> VerifiedTarget<R> {
+    /// Wraps `inner`, the download of `entry` from `url`. Fails at once when the entry names
+    /// no hash algorithm we can check.
+    pub fn new(inner: R, url: &str, entry: &TargetFile) -> Result<Self, FetchError> {
+        if let Some(alg) = entry
+            .hashes
+            .keys()
+            .find(|a| a.as_str() != "sha256" && a.as_str() != "sha512")
+        {
+            return Err(FetchError::Unverified {
+                url: url.to_owned(),
+                detail: format!("unsupported hash algorithm '{alg}' in the target entry"),
+            });
+        }
+        Ok(Self {
+            inner,
+            url: url.to_owned(),
+            entry: entry.clone(),
+            sha256: Sha256::new(),
+            sha512: Sha512::new(),
+            len: 0,
+            checked: false,
+        })
+    }
+
+    fn verify(&mut self) -> Result<(), FetchError> {
+        let unverified = |detail: String| FetchError::Unverified {
+            url: self.url.clone(),
+            detail,
+        };
+        if self.len != self.entry.length {
+            return Err(unverified(format!(
+                "{} bytes where the signed metadata lists {}",
+                self.len, self.entry.length
+            )));
+        }
+        for (alg, expected) in &self.entry.hashes {
+            let actual = match alg.as_str() {
+                "sha256" => hex::encode(self.sha256.clone().finalize()),
+                _ => hex::encode(self.sha512.clone().finalize()),
+            };
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(unverified(format!(
+                    "{alg} differs from the signed metadata"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for VerifiedTarget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if !self.checked {
+                self.verify()?;
+                self.checked = true;
+            }
+            return Ok(0);
+        }
+        self.len += n as u64;
+        self.sha256.update(&buf[..n]);
+        if self.entry.hashes.contains_key("sha512") {
+            self.sha512.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Downloads a target into `dest` (written to a temporary file, verified, then renamed).
+pub fn download_target_to(
+    fetcher: &Fetcher,
+    url: &str,
+    entry: &TargetFile,
+    dest: &Path,
+) -> Result<(), TufError> {
+    let download = fetcher.open(url, entry.length, true)?;
+    let mut reader = VerifiedTarget::new(download, url, entry)?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let cache_err = |source: io::Error| TufError::Cache {
+        path: dest.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(cache_err)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cache_err)?;
+    io::copy(&mut reader, &mut tmp)
+        .map_err(|e| TufError::Fetch(crate::fetch::unwrap_io(url, e)))?;
+    tmp.as_file().sync_all().map_err(cache_err)?;
+    tmp.persist(dest).map_err(|e| cache_err(e.error))?;
+    Ok(())
+}
