@@ -181,7 +181,8 @@ pub fn install(
                 slot: target.to_string(),
                 reason: format!("image {image}: {source}"),
             },
-            other => UpdateError::Bundle(other),
+            // A download error surfaces as its own class (network, unverified), not as I/O.
+            other => UpdateError::from(other),
         };
         state.last_result = Some(Outcome {
             kind: OutcomeKind::InstallFailed,

@@ -633,8 +633,10 @@ impl Repository {
                 listed != newest_targets || self.expires_soon(s, "snapshot", now)?
             }
         };
-        let need_snapshot = force || stale_snapshot;
+        // After a key rotation the published file may no longer verify under the new root.
+        let need_snapshot = force || stale_snapshot || !self.verifies_with_root("snapshot")?;
         let need_timestamp = need_snapshot
+            || !self.verifies_with_root("timestamp")?
             || match self.published_timestamp()? {
                 None => true,
                 Some(t) => self.expires_soon(&t, "timestamp", now)?,
@@ -646,6 +648,30 @@ impl Repository {
             signers_for("timestamp", &self.root_meta, keys)?;
         }
         Ok((snapshot, newest_targets, need_snapshot, need_timestamp))
+    }
+
+    /// Whether the published `role` file (snapshot or timestamp) verifies under the current
+    /// root; a missing file counts as verifying (nothing to re-sign for that reason).
+    fn verifies_with_root(&self, role: &str) -> Result<bool, RepoError> {
+        let path = if role == "timestamp" {
+            self.metadata_path().join("timestamp.json")
+        } else {
+            let Some(ts) = self.published_timestamp()? else {
+                return Ok(true);
+            };
+            let v = Timestamp::from_signed(&ts)?.snapshot.version;
+            self.metadata_path().join(format!("{v}.snapshot.json"))
+        };
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(true);
+        };
+        let envelope = Envelope::from_bytes(&bytes, role)?;
+        let Some(keys) = self.root_meta.role(role) else {
+            return Ok(false);
+        };
+        Ok(envelope
+            .verify_threshold(role, &self.root_meta.keys, &keys.keyids, keys.threshold)
+            .is_ok())
     }
 
     /// The highest N of `N.ROLE.json` present.
