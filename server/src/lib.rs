@@ -4,11 +4,20 @@
 //! - [`response`]: status, validators (ETag, Last-Modified), caching and byte ranges, decided
 //!   from metadata and request headers alone.
 //! - [`serve`]: the listener: connection limits and timeouts, TLS, graceful shutdown, access log.
+//! - [`resign`]: optional online re-signing of timestamp and snapshot with keys the server holds.
 //!
 //! Nothing served needs this server: it adds convenience (conditional GETs, ranges, cache
 //! headers), never protocol, so the same directory works behind nginx or a CDN.
 
 pub mod access_log;
+pub mod resign;
 pub mod resolve;
 pub mod response;
 pub mod serve;
+
+/// One line on stderr, prefixed `ota-server: `. Unlike `eprintln!` it never panics: a
+/// supervisor that closed the server's stderr must not take serving or re-signing down.
+pub fn log_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "ota-server: {line}");
+}

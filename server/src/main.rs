@@ -51,6 +51,16 @@ enum Command {
         /// Connections served at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        /// Online timestamp key (PEM): re-sign timestamp.json before it expires.
+        #[arg(long)]
+        timestamp_key: Option<PathBuf>,
+        /// Online snapshot key (PEM): re-sign the snapshot before it expires and when new
+        /// targets metadata was published.
+        #[arg(long, requires = "timestamp_key")]
+        snapshot_key: Option<PathBuf>,
+        /// Seconds between re-signing passes (with --timestamp-key).
+        #[arg(long, default_value_t = 60)]
+        resign_interval: u64,
     },
 }
 
@@ -90,6 +100,9 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         header_timeout,
         connection_lifetime,
         max_connections,
+        timestamp_key,
+        snapshot_key,
+        resign_interval,
     } = cli.command;
     let root = canonical_root(&repo)
         .with_context(|| format!("repository {}", repo.display()))
@@ -113,6 +126,25 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     if let (Some(cert), Some(key)) = (&tls_cert, &tls_key) {
         settings.tls = Some(
             serve::load_tls(cert, key).map_err(|e| (exit::USAGE, anyhow::anyhow!("TLS: {e}")))?,
+        );
+    }
+    let online_keys = [timestamp_key, snapshot_key]
+        .into_iter()
+        .flatten()
+        .map(|p| ota_core::keys::SigningKey::from_file(&p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (exit::USAGE, e.into()))?;
+    if !online_keys.is_empty() {
+        // A first pass now: a wrong key or a broken repository stops the server at start,
+        // not silently an interval later.
+        let report = ota_server::resign::resign_once(&repo, &online_keys)
+            .context("online re-signing")
+            .map_err(|e| (exit::USAGE, e))?;
+        ota_server::resign::log(&report);
+        ota_server::resign::spawn(
+            repo.clone(),
+            online_keys,
+            Duration::from_secs(resign_interval.max(1)),
         );
     }
     let scheme = if settings.tls.is_some() {
@@ -144,7 +176,7 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             .await
             .context("serving")
             .map_err(|e| (exit::IO, e))?;
-        eprintln!("ota-server: stopped");
+        ota_server::log_line("stopped");
         Ok(())
     })
 }

@@ -118,7 +118,7 @@ pub async fn run(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving the others.
-                    eprintln!("ota-server: accept failed: {e}");
+                    crate::log_line(&format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -158,7 +158,7 @@ pub async fn run(
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(settings.shutdown_grace) => {
-            eprintln!("ota-server: grace period over, closing the remaining connections");
+            crate::log_line("grace period over, closing the remaining connections");
         }
     }
     settings.access_log.flush();
@@ -218,7 +218,7 @@ async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         Err(e) => {
-            eprintln!("ota-server: {}: {e}", path.display());
+            crate::log_line(&format!("{}: {e}", path.display()));
             text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file\n")
         }
     }

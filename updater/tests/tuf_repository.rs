@@ -1,6 +1,6 @@
 //! The TUF client against a repository made with `ota-sign repo`, served by `ota-server`,
-//! through the real `ota-update check` / `install`: a normal update, then each attack from the
-//! TUF threat model. Every refusal must give its exit code and a one-line reason and leave the
+//! through the real `ota-update check` / `install`: a normal update, online re-signing by the
+//! server, then each attack from the TUF threat model. Every refusal must give its exit code and a one-line reason and leave the
 //! slots and the bootloader state byte-identical.
 #![allow(clippy::unwrap_used)]
 
@@ -42,6 +42,10 @@ struct Server(std::process::Child, String);
 
 impl Server {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin("ota-server"))
             .args([
                 "serve",
@@ -52,6 +56,7 @@ impl Server {
                 "--repo",
             ])
             .arg(dir)
+            .args(extra)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -901,4 +906,54 @@ fn ota_sign_repo_refuses_without_the_role_keys_and_writes_nothing() {
         .read_to_string(&mut read)
         .unwrap();
     assert!(read.contains("\"version\":1"));
+}
+
+#[test]
+fn online_keys_on_the_server_keep_the_repository_fresh() {
+    // Timestamp and snapshot live 4 s: without the server re-signing them the device would
+    // refuse them as expired within seconds.
+    let mut f = Fixture::with(RepoOptions {
+        expires: &["timestamp=4s", "snapshot=4s"],
+        ..Default::default()
+    });
+    let (ts_key, snap_key) = (f.key("timestamp"), f.key("snapshot"));
+    let server = Server::start_with(
+        &f.repo(),
+        &[
+            "--timestamp-key",
+            ts_key.to_str().unwrap(),
+            "--snapshot-key",
+            snap_key.to_str().unwrap(),
+            "--resign-interval",
+            "1",
+        ],
+    );
+    let url = server.1.clone();
+    f.server = Some(server);
+    f.configure(&url, "");
+    assert!(f.check()["update"].is_null());
+
+    // CI publishes a release with the targets key only; the server's keys make it visible.
+    f.add_release("acme-router", "2.0.0", "stable");
+    f.publish(&["targets"], None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = f.run(&["check", "--json"]);
+        if out.status.success() {
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if report["update"]["version"] == "2.0.0" {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release never became visible"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Well past the 4 s lifetimes, the metadata is still fresh.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(f.check()["update"]["version"], "2.0.0");
+    let ts = f.read_json(&f.meta("timestamp.json"));
+    assert!(ts["signed"]["version"].as_u64().unwrap() >= 4, "{ts}");
 }
