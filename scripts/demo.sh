@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # scripts/demo.sh -- the end-to-end demo on this machine, with embedded defaults:
 # vendor keygen -> sign a bundle of the images in testdata/ -> verify and extract ->
-# a tampered copy and a wrong key are refused; then a simulated A/B device (slot files, the
-# `file` bootloader) installs, trial-boots, commits, rolls back automatically and by hand.
+# a tampered copy and a wrong key are refused; the bundles are published in a TUF repository
+# (ota-sign repo) served by ota-server on 127.0.0.1 with online timestamp/snapshot keys; a
+# simulated A/B device (slot files, the `file` bootloader) checks the repository, installs,
+# trial-boots, commits, rolls back automatically and by hand.
 # Everything it makes goes to demo-out/ (or $DEMO_OUT), replaced on each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,12 +89,40 @@ for v in 2 3; do
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["output"] + ":"); [print("  %-6s %-5s %7d bytes for a %d-byte image" % (i["name"], i["payload"]["kind"], i["stored_size"], i["size"])) for i in j["images"]]'
 done
 
+step "vendor: a TUF repository with one key per role (root offline, targets in CI, snapshot and timestamp online)"
+mkdir -p "$OUT/keys"
+for role in root targets snapshot timestamp; do "$SIGN" keygen --out "$OUT/keys/$role.key" >/dev/null; done
+REPO=$OUT/repo
+"$SIGN" repo init --repo "$REPO" --root-key "$OUT/keys/root.key" --targets-key "$OUT/keys/targets.key.pub" \
+  --snapshot-key "$OUT/keys/snapshot.key.pub" --timestamp-key "$OUT/keys/timestamp.key.pub" \
+  --expires timestamp=1d --expires snapshot=7d
+echo "vendor CI: publish 2.0.0 with the targets key only"
+"$SIGN" repo add --repo "$REPO" --trusted "$OUT/vendor.key.pub" "$OUT/acme-router-2.0.0.bundle"
+"$SIGN" repo publish --repo "$REPO" --key "$OUT/keys/targets.key"
+
+step "server: serve the repository on 127.0.0.1 with the online keys (it signs snapshot and timestamp)"
+"$BIN/ota-server" serve --repo "$REPO" --listen 127.0.0.1:0 --access-log "$OUT/access.log" \
+  --timestamp-key "$OUT/keys/timestamp.key" --snapshot-key "$OUT/keys/snapshot.key" --resign-interval 2 \
+  2> "$OUT/server.log" &
+SERVER_PID=$!
+trap 'kill $SERVER_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do grep -q "serving" "$OUT/server.log" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/.* on \(http:[^ ]*\).*/\1/p' "$OUT/server.log" | head -1)
+[ -n "$URL" ] || { cat "$OUT/server.log"; exit 1; }
+cat "$OUT/server.log"
+ls "$REPO/metadata"
+cp "$REPO/metadata/1.root.json" "$DEV/root.json"
+printf '\n[repository]\nurl = "%s"\nroot = "root.json"\nchannel = "stable"\n' "$URL" >> "$DEV/updater.toml"
+
 step "device: refuse what must be refused (each leaves slot A and the bootloader untouched)"
 expect_refusal 4 $UPD install "$OUT/evil.bundle"
 expect_refusal 5 $UPD install "$OUT/tampered.bundle"
 
-step "device: install 2.0.0 into the inactive slot B (the delta from 1.0.0 matches slot A: streamed, verified, read back)"
-$UPD install "$OUT/acme-router-2.0.0.bundle"
+step "device: check the repository (TUF: root, timestamp, snapshot, targets verified)"
+$UPD check
+
+step "device: install from the repository into the inactive slot B (the delta from 1.0.0 matches slot A: streamed, verified, read back)"
+$UPD install
 status
 
 step "reboot: B boots on trial, its health check passes, B is committed"
@@ -111,8 +141,14 @@ reboot_device $UPD boot
 step "device: a downgrade to 2.0.0 is refused now that 2.0.0 runs"
 expect_refusal 8 $UPD install "$OUT/acme-router-2.0.0.bundle"
 
-step "device: install 3.0.0 into slot A"
-$UPD install "$OUT/acme-router-3.0.0.bundle"
+step "vendor CI: publish 3.0.0 (targets key); the server's online keys make it visible"
+"$SIGN" repo add --repo "$REPO" --trusted "$OUT/vendor.key.pub" "$OUT/acme-router-3.0.0.bundle"
+"$SIGN" repo publish --repo "$REPO" --key "$OUT/keys/targets.key"
+for _ in $(seq 150); do $UPD check | grep -q "3.0.0" && break; sleep 0.2; done
+$UPD check
+
+step "device: install 3.0.0 from the repository into slot A"
+$UPD install
 
 step "reboot: A boots on trial, its health check FAILS -> marked bad, back to B"
 reboot_device expect_refusal 11 $UPD boot --no-reboot

@@ -129,14 +129,14 @@ fn applicable(
     Some(by_name.values().all(|&(_, delta)| delta))
 }
 
-/// Hashes of the running slot's images: recorded ones, else read from the slot (a factory
-/// image the updater never wrote), cached per image.
+/// Hashes of the running slot's images over `size` bytes: the recorded ones when they cover
+/// exactly that length, else read from the slot, cached per image.
 fn running_image_hash(
     config: &Config,
     status: &lifecycle::Status,
     booted: &SlotName,
 ) -> impl Fn(&str, u64) -> Option<String> {
-    let recorded: BTreeMap<String, String> = status
+    let recorded: BTreeMap<String, (u64, String)> = status
         .slots
         .iter()
         .find(|s| &s.name == booted)
@@ -144,14 +144,15 @@ fn running_image_hash(
         .map(|r| {
             r.images
                 .iter()
-                .map(|(n, i)| (n.clone(), i.sha256.to_hex()))
+                .map(|(n, i)| (n.clone(), (i.size, i.sha256.to_hex())))
                 .collect()
         })
         .unwrap_or_default();
     let devices = config.slots.get(booted).cloned().unwrap_or_default();
     let computed = std::cell::RefCell::new(BTreeMap::<(String, u64), Option<String>>::new());
     move |name: &str, size: u64| {
-        if let Some(h) = recorded.get(name) {
+        // A factory record hashes the whole partition; a delta base is the image's length.
+        if let Some((_, h)) = recorded.get(name).filter(|(len, _)| *len == size) {
             return Some(h.clone());
         }
         let key = (name.to_owned(), size);
