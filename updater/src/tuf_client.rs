@@ -499,7 +499,12 @@ pub fn download_target_to(
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(cache_err)?;
     io::copy(&mut reader, &mut tmp)
         .map_err(|e| TufError::Fetch(crate::fetch::unwrap_io(url, e)))?;
-    tmp.as_file().sync_all().map_err(cache_err)?;
+    // A temporary file is private (0600); a downloaded target is an ordinary file.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(cache_err)?;
     tmp.persist(dest).map_err(|e| cache_err(e.error))?;
     Ok(())
 }

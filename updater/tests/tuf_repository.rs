@@ -957,3 +957,47 @@ fn online_keys_on_the_server_keep_the_repository_fresh() {
     let ts = f.read_json(&f.meta("timestamp.json"));
     assert!(ts["signed"]["version"].as_u64().unwrap() >= 4, "{ts}");
 }
+
+#[test]
+fn daemon_installs_and_reboots_then_backs_off_on_errors() {
+    let mut f = Fixture::new();
+    f.add_release("acme-router", "2.0.0", "stable");
+    f.publish_all();
+    let url = f.serve();
+    let marker = f.path("device/rebooted");
+    f.configure(
+        &url,
+        &format!("\n[daemon]\ninterval_secs = 1\njitter_secs = 0\nreboot = true\n"),
+    );
+    // The reboot command leaves a marker instead of rebooting the test machine.
+    let toml = fs::read_to_string(f.path("device/updater.toml"))
+        .unwrap()
+        .replace(
+            "reboot_command = [\"true\"]",
+            &format!("reboot_command = [\"touch\", \"{}\"]", marker.display()),
+        );
+    fs::write(f.path("device/updater.toml"), toml).unwrap();
+    let out = f.run(&["daemon", "--rounds", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("installed"), "{stderr}");
+    assert!(
+        marker.exists(),
+        "the daemon did not reboot after installing"
+    );
+    let status: Value = serde_json::from_str(&f.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["pending"]["version"], "2.0.0");
+
+    // A dead repository: the daemon logs, backs off, and keeps running (two rounds here).
+    f.configure(
+        "http://127.0.0.1:9",
+        "\n[daemon]\ninterval_secs = 4\njitter_secs = 0\n",
+    );
+    let started = std::time::Instant::now();
+    let out = f.run(&["daemon", "--rounds", "2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("retrying in about").count(), 2, "{stderr}");
+    // First back-off: a quarter interval doubled = 2 s, before the second round.
+    assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
+}

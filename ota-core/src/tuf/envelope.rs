@@ -95,15 +95,17 @@ impl Envelope {
                 role: role.to_owned(),
                 source,
             })?;
+        // Distinct keys are counted by their content (the SHA-256 key id computed from the key
+        // object), not by the label they are listed under: python-tuf accepts repositories whose
+        // key ids are arbitrary labels, and one key listed under two labels must count once.
         let mut valid: BTreeSet<&str> = BTreeSet::new();
         for (keyid, sig) in &self.signatures {
-            if valid.contains(keyid.as_str()) || !authorised.iter().any(|a| a == keyid) {
+            if !authorised.iter().any(|a| a == keyid) {
                 continue;
             }
             if let Some(key) = keys.get(keyid) {
-                // The id in the signature must be the key's real id, not just a map label.
-                if key.key_id() == keyid && key.verifies(&bytes, sig) {
-                    valid.insert(keyid);
+                if !valid.contains(key.key_id()) && key.verifies(&bytes, sig) {
+                    valid.insert(key.key_id());
                 }
             }
         }
@@ -170,6 +172,29 @@ mod tests {
             .verify_threshold("root.json", &f.keys, &f.ids, 2)
             .unwrap_err();
         assert_eq!(err.to_string(), "root.json: 1 of 2 required signatures");
+    }
+
+    #[test]
+    fn one_key_under_two_labels_counts_once() {
+        let f = fixture(1);
+        let key = f.keys[&f.ids[0]].clone();
+        let mut keys = f.keys.clone();
+        keys.insert("custom-label".into(), key);
+        let signed = json!({"v": 1});
+        let (_, sig) = sign_ed25519(&f.signers[0], &signed).unwrap();
+        let env = Envelope {
+            signed,
+            signatures: vec![
+                (f.ids[0].clone(), sig.clone()),
+                ("custom-label".into(), sig),
+            ],
+        };
+        let labels = vec![f.ids[0].clone(), "custom-label".to_owned()];
+        let err = env.verify_threshold("root", &keys, &labels, 2).unwrap_err();
+        assert_eq!(err.to_string(), "root: 1 of 2 required signatures");
+        // A custom label alone is accepted, as python-tuf does.
+        env.verify_threshold("root", &keys, &labels[1..], 1)
+            .unwrap();
     }
 
     #[test]

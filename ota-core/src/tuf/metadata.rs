@@ -172,30 +172,98 @@ pub struct Targets {
     pub delegations: Option<Delegations>,
 }
 
-/// Matches a TUF delegation path pattern: `*` matches within one path segment (not `/`), `?`
-/// one character, everything else literally; the pattern and path must have as many segments.
+/// Matches a TUF delegation path pattern as python-tuf does: the pattern and the path are
+/// split at `/` and must have as many segments; each segment matches like Python's `fnmatch`
+/// (case-sensitive): `*` any run of characters, `?` one character, `[seq]` / `[!seq]` one
+/// character in / not in the set (ranges `a-z` allowed), an unclosed `[` literally.
+/// Characters, not bytes: `?` matches one `é`.
 pub fn path_matches(pattern: &str, path: &str) -> bool {
     let pattern_parts: Vec<&str> = pattern.split('/').collect();
     let path_parts: Vec<&str> = path.split('/').collect();
     pattern_parts.len() == path_parts.len()
-        && pattern_parts
-            .iter()
-            .zip(&path_parts)
-            .all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
+        && pattern_parts.iter().zip(&path_parts).all(|(p, s)| {
+            let p: Vec<char> = p.chars().collect();
+            let s: Vec<char> = s.chars().collect();
+            glob_segment(&p, &s)
+        })
 }
 
-fn glob_segment(pattern: &[u8], text: &[u8]) -> bool {
-    // Iterative wildcard match with backtracking to the last `*`: linear in practice and no
-    // recursion depth an attacker could grow.
+/// One pattern element.
+enum Token {
+    Star,
+    Any,
+    Char(char),
+    /// A bracket set: negated?, items (single chars or inclusive ranges).
+    Set(bool, Vec<(char, char)>),
+}
+
+fn tokenize(pattern: &[char]) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < pattern.len() {
+        match pattern[i] {
+            '*' => tokens.push(Token::Star),
+            '?' => tokens.push(Token::Any),
+            '[' => {
+                // fnmatch: `[!` negates; a `]` right after `[` or `[!` is a member; without a
+                // closing `]` the `[` is literal.
+                let mut j = i + 1;
+                let negated = pattern.get(j) == Some(&'!');
+                if negated {
+                    j += 1;
+                }
+                let start = j;
+                if pattern.get(j) == Some(&']') {
+                    j += 1;
+                }
+                while j < pattern.len() && pattern[j] != ']' {
+                    j += 1;
+                }
+                if j >= pattern.len() {
+                    tokens.push(Token::Char('['));
+                } else {
+                    let body = &pattern[start..j];
+                    let mut items = Vec::new();
+                    let mut k = 0;
+                    while k < body.len() {
+                        if k + 2 < body.len() && body[k + 1] == '-' {
+                            items.push((body[k], body[k + 2]));
+                            k += 3;
+                        } else {
+                            items.push((body[k], body[k]));
+                            k += 1;
+                        }
+                    }
+                    tokens.push(Token::Set(negated, items));
+                    i = j;
+                }
+            }
+            c => tokens.push(Token::Char(c)),
+        }
+        i += 1;
+    }
+    tokens
+}
+
+fn glob_segment(pattern: &[char], text: &[char]) -> bool {
+    let tokens = tokenize(pattern);
+    let single = |token: &Token, c: char| match token {
+        Token::Any => true,
+        Token::Char(x) => *x == c,
+        Token::Set(negated, items) => items.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated,
+        Token::Star => false,
+    };
+    // Iterative wildcard match with backtracking to the last `*`: no recursion an attacker
+    // could deepen, quadratic at worst on one segment.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
+        match tokens.get(p) {
+            Some(Token::Star) => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == b'?' || c == text[t] => {
+            Some(token) if single(token, text[t]) => {
                 p += 1;
                 t += 1;
             }
@@ -209,7 +277,7 @@ fn glob_segment(pattern: &[u8], text: &[u8]) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    tokens[p..].iter().all(|t| matches!(t, Token::Star))
 }
 
 /// Parses a TUF time (`2030-01-01T00:00:00Z`).
@@ -516,6 +584,16 @@ mod tests {
         assert!(path_matches("router/fw-?.bundle", "router/fw-1.bundle"));
         assert!(!path_matches("router/fw-?.bundle", "router/fw-10.bundle"));
         assert!(path_matches("*", "x"));
+        assert!(path_matches("class/fw-[0-9].bin", "class/fw-1.bin"));
+        assert!(!path_matches("class/fw-[0-9].bin", "class/fw-x.bin"));
+        assert!(path_matches("fw-[!0-9].bin", "fw-x.bin"));
+        assert!(!path_matches("fw-[!0-9].bin", "fw-1.bin"));
+        assert!(!path_matches("[ab].bin", "[ab].bin"));
+        assert!(path_matches("[ab].bin", "a.bin"));
+        assert!(path_matches("[]].bin", "].bin"));
+        assert!(path_matches("[.bin", "[.bin"));
+        assert!(path_matches("?.bin", "é.bin"));
+        assert!(!path_matches("??.bin", "é.bin"));
         assert!(!path_matches("a*b*c", "aXbY"));
         assert!(path_matches("a*b*c", "aXbYc"));
     }
