@@ -967,7 +967,7 @@ fn daemon_installs_and_reboots_then_backs_off_on_errors() {
     let marker = f.path("device/rebooted");
     f.configure(
         &url,
-        &format!("\n[daemon]\ninterval_secs = 1\njitter_secs = 0\nreboot = true\n"),
+        "\n[daemon]\ninterval_secs = 1\njitter_secs = 0\nreboot = true\n",
     );
     // The reboot command leaves a marker instead of rebooting the test machine.
     let toml = fs::read_to_string(f.path("device/updater.toml"))
