@@ -76,6 +76,8 @@ make_initramfs() { # make_initramfs OUT.img [broken]
   cp "$here/guest/updater.toml" "$st/etc/ota/updater.toml"
   cp "$here/guest/health-check.sh" "$st/etc/ota/health-check.sh"
   cp "$out/keys/vendor.key.pub" "$st/etc/ota/vendor.pub"
+  # The TUF trust anchor shipped on the device: root v1 of the repository.
+  cp "$out/repo/metadata/1.root.json" "$st/etc/ota/root.json"
   : > "$st/lib/modules/load-order"
   local m
   for m in "${modlist[@]}"; do
@@ -108,8 +110,16 @@ make_slot_image() { # make_slot_image TESTDATA_DIR VERSION OUT.img [broken]
 }
 
 mkdir -p "$out/keys" "$out/images" "$out/bundles"
-if [ ! -f "$out/keys/vendor.key" ]; then
-  "$sign" keygen --out "$out/keys/vendor.key" >/dev/null
+for key in vendor root targets snapshot timestamp; do
+  [ -f "$out/keys/$key.key" ] || "$sign" keygen --out "$out/keys/$key.key" >/dev/null
+done
+# The update repository (TUF). Signed with the real clock, not SOURCE_DATE_EPOCH: metadata
+# dated at the build's fixed epoch would already have expired.
+repo() { env -u SOURCE_DATE_EPOCH "$sign" repo "$@" --repo "$out/repo" >/dev/null; }
+if [ ! -f "$out/repo/metadata/1.root.json" ]; then
+  rm -rf "$out/repo"
+  repo init --root-key "$out/keys/root.key" --targets-key "$out/keys/targets.key" \
+    --snapshot-key "$out/keys/snapshot.key" --timestamp-key "$out/keys/timestamp.key"
 fi
 log "slot images (kernel $kver)"
 make_slot_image "$root/testdata/v1" 1.0.0 "$out/images/v1.rootfs.img"
@@ -128,6 +138,9 @@ bundle 2.0.0 "$out/images/v2.rootfs.img" "$out/bundles/v2-delta.bundle" \
   --base "rootfs=$out/images/v1.rootfs.img"
 bundle 3.0.0 "$out/images/v3.rootfs.img" "$out/bundles/v3-unhealthy.bundle"
 bundle 3.1.0 "$out/images/v3.1-panic.rootfs.img" "$out/bundles/v3.1-panic.bundle"
+log "repository"
+repo add --trusted "$out/keys/vendor.key.pub" "$out/bundles/v2-full.bundle"
+repo publish --key "$out/keys/targets.key" --key "$out/keys/snapshot.key" --key "$out/keys/timestamp.key"
 
 # --- ESP: GRUB EFI image, grub.cfg, empty grubenv -------------------------------------------------
 log "ESP"

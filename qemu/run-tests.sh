@@ -241,14 +241,15 @@ scenario_f() {
   expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
 }
 
-# g: install over the network from ota-server on the host. QEMU user networking with
+# g: install the newest release from the TUF repository that ota-server on the host serves
+# (`ota-update install` without a source: metadata verified, then the bundle). QEMU user networking with
 # restrict=on: the guest reaches nothing but 10.0.2.100:80, and guestfwd runs socat for each
 # of its connections to the server on the host's 127.0.0.1 (a plain tcp: guestfwd target
 # would be one connection opened at start, which the server closes when it stays idle).
 scenario_g() {
   local disk server port
   disk=$(fresh g)
-  "$root/target/release/ota-server" serve --repo "$build/bundles" --listen 127.0.0.1:0 \
+  "$root/target/release/ota-server" serve --repo "$build/repo" --listen 127.0.0.1:0 \
     --access-log "$logs/g-server-access.log" 2> "$logs/g-server.err" &
   server=$!
   VM_PIDS+=("$server")
@@ -260,7 +261,7 @@ scenario_g() {
   [ -n "$port" ] || fail "ota-server did not start"
   VM_NET=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$port"
           -device "virtio-net-pci,netdev=n0,romfile=")
-  vm_start g "$disk" "1=fetch:v2-full.bundle 2=reboot 3=poweroff" 3
+  vm_start g "$disk" "1=update 2=reboot 3=poweroff" 3
   VM_NET=(-net none)
   vm_wait
   kill "$server" 2>/dev/null || true
@@ -268,8 +269,11 @@ scenario_g() {
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
   expect_in 1 'install rc=0' "the install from the server failed"
   expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
-  grep -q '"GET /v2-full.bundle HTTP/1.1" 200 ' "$logs/g-server-access.log" \
-    || fail "ota-server did not serve the bundle (access log: $(cat "$logs/g-server-access.log"))"
+  for request in '/metadata/timestamp.json' '/metadata/[0-9]*.snapshot.json' \
+      '/metadata/[0-9]*.targets.json' '/targets/[0-9a-f]\{64\}\.v2-full\.bundle'; do
+    grep -q "\"GET $request HTTP/1.1\" 200 " "$logs/g-server-access.log" \
+      || fail "ota-server did not serve $request (access log: $(cat "$logs/g-server-access.log"))"
+  done
 }
 
 # --- main ----------------------------------------------------------------------------------------------

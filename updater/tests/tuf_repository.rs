@@ -1001,3 +1001,40 @@ fn daemon_installs_and_reboots_then_backs_off_on_errors() {
     // First back-off: a quarter interval doubled = 2 s, before the second round.
     assert!(started.elapsed() >= Duration::from_secs(2), "{stderr}");
 }
+
+#[test]
+fn a_removed_target_is_no_longer_offered() {
+    let mut f = Fixture::new();
+    f.add_release("acme-router", "2.0.0", "stable");
+    f.add_release("acme-router", "2.1.0", "stable");
+    f.publish_all();
+    f.serve();
+    assert_eq!(f.check()["update"]["version"], "2.1.0");
+    let repo = f.repo();
+    let repo = repo.to_str().unwrap();
+    // 2.1.0 is pulled (a bad release): staged, then published.
+    f.sign_ok(
+        &["repo", "remove", "--repo", repo, "acme-router-2.1.0.bundle"],
+        None,
+    );
+    let listed = f.sign_ok(&["repo", "list", "--repo", repo], None);
+    assert!(
+        listed.contains(
+            "acme-router-2.1.0.bundle: acme-router 2.1.0 channel stable (removal staged)"
+        ),
+        "{listed}"
+    );
+    assert_eq!(
+        f.check()["update"]["version"],
+        "2.1.0",
+        "visible before publish"
+    );
+    f.publish_all();
+    assert_eq!(f.check()["update"]["version"], "2.0.0");
+    // Removing it twice is a usage error.
+    let out = Command::new(bin("ota-sign"))
+        .args(["repo", "remove", "--repo", repo, "acme-router-2.1.0.bundle"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
