@@ -557,3 +557,200 @@ impl TrustedSet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SigningKey;
+    use crate::tuf::repository::sign_envelope;
+    use serde_json::{json, Value};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const FUTURE: &str = "2100-01-01T00:00:00Z";
+
+    fn key_entry(k: &SigningKey) -> (String, Value) {
+        let tuf = TufKey::from_ed25519(&k.verifying_key());
+        (tuf.key_id().to_owned(), tuf.to_value().clone())
+    }
+
+    /// A repository in memory: one key for every top-level role, and delegated roles.
+    struct Repo {
+        top: SigningKey,
+        delegated: SigningKey,
+        files: HashMap<String, Vec<u8>>,
+    }
+
+    impl Repo {
+        fn new(delegations: Value, delegated_targets: &[(&str, Value)]) -> Self {
+            let top = SigningKey::generate();
+            let delegated = SigningKey::generate();
+            let (id, key) = key_entry(&top);
+            let role = json!({"keyids": [id], "threshold": 1});
+            let root = json!({"_type": "root", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "consistent_snapshot": true, "keys": {id.clone(): key},
+                "roles": {"root": role, "targets": role, "snapshot": role, "timestamp": role}});
+            let (did, dkey) = key_entry(&delegated);
+            let mut delegations = delegations;
+            delegations["keys"] = json!({did.clone(): dkey});
+            for r in delegations["roles"].as_array_mut().unwrap() {
+                r["keyids"] = json!([did]);
+                r["threshold"] = json!(1);
+            }
+            let targets = json!({"_type": "targets", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "targets": {}, "delegations": delegations});
+            let mut files = HashMap::new();
+            let mut meta = json!({"targets.json": {"version": 1}});
+            files.insert("root".to_owned(), sign_envelope(&root, &[&top]).unwrap());
+            files.insert(
+                "targets".to_owned(),
+                sign_envelope(&targets, &[&top]).unwrap(),
+            );
+            for (name, listed) in delegated_targets {
+                let signed = json!({"_type": "targets", "spec_version": "1.0.31", "version": 1,
+                    "expires": FUTURE, "targets": listed});
+                files.insert(
+                    (*name).to_owned(),
+                    sign_envelope(&signed, &[&delegated]).unwrap(),
+                );
+                meta[format!("{name}.json")] = json!({"version": 1});
+            }
+            let snapshot = json!({"_type": "snapshot", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "meta": meta});
+            let snap_bytes = sign_envelope(&snapshot, &[&top]).unwrap();
+            let timestamp = json!({"_type": "timestamp", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "meta": {"snapshot.json": {"version": 1,
+                "length": snap_bytes.len()}}});
+            files.insert("snapshot".to_owned(), snap_bytes);
+            files.insert(
+                "timestamp".to_owned(),
+                sign_envelope(&timestamp, &[&top]).unwrap(),
+            );
+            Self {
+                top,
+                delegated,
+                files,
+            }
+        }
+
+        fn trusted(&self) -> TrustedSet {
+            let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let mut set = TrustedSet::new(&self.files["root"], now).unwrap();
+            set.update_timestamp(&self.files["timestamp"], false)
+                .unwrap();
+            set.update_snapshot(&self.files["snapshot"], false).unwrap();
+            set
+        }
+
+        /// Resolves `path`, returning the role that listed it and the roles fetched.
+        fn find(&self, path: &str) -> (Option<String>, Vec<String>) {
+            let mut set = self.trusted();
+            let mut fetched = Vec::new();
+            let mut fetch = |role: &str, _: &MetaFile| -> Result<Vec<u8>, TrustError> {
+                fetched.push(role.to_owned());
+                Ok(self.files[role].clone())
+            };
+            let found = set.find_target(path, &mut fetch).unwrap();
+            (found.map(|(role, _)| role), fetched)
+        }
+    }
+
+    fn file() -> Value {
+        json!({"length": 1, "hashes": {"sha256": "00"}})
+    }
+
+    #[test]
+    fn a_terminating_delegation_ends_the_search() {
+        let roles = |terminating: bool| {
+            json!({"roles": [
+                {"name": "a", "terminating": terminating, "paths": ["fw/*"]},
+                {"name": "b", "terminating": false, "paths": ["fw/*"]},
+            ]})
+        };
+        let listed = [("a", json!({})), ("b", json!({"fw/x.bin": file()}))];
+        let open = Repo::new(roles(false), &listed);
+        assert_eq!(open.find("fw/x.bin").0.as_deref(), Some("b"));
+        let closed = Repo::new(roles(true), &listed);
+        let (found, fetched) = closed.find("fw/x.bin");
+        assert_eq!(found, None);
+        assert_eq!(fetched, ["targets", "a"], "b must not even be fetched");
+    }
+
+    #[test]
+    fn a_role_is_not_trusted_for_paths_outside_its_patterns() {
+        let roles = json!({"roles": [{"name": "a", "paths": ["router/*"]}]});
+        let repo = Repo::new(
+            roles,
+            &[("a", json!({"nas/x.bin": file(), "router/y.bin": file()}))],
+        );
+        assert_eq!(repo.find("router/y.bin").0.as_deref(), Some("a"));
+        assert_eq!(repo.find("nas/x.bin").0, None);
+        let mut set = repo.trusted();
+        let mut fetch = |role: &str, _: &MetaFile| -> Result<Vec<u8>, TrustError> {
+            Ok(repo.files[role].clone())
+        };
+        let all: Vec<String> = set
+            .all_targets(&mut fetch)
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(all, ["router/y.bin"]);
+    }
+
+    #[test]
+    fn a_delegation_cycle_is_visited_once_and_bounded() {
+        // a delegates to a: a cycle; the walk visits it once and terminates.
+        let roles = json!({"roles": [{"name": "a", "paths": ["*"]}]});
+        let mut repo = Repo::new(roles, &[("a", json!({}))]);
+        let (did, dkey) = key_entry(&repo.delegated);
+        let cyclic = json!({"_type": "targets", "spec_version": "1.0.31", "version": 1,
+            "expires": FUTURE, "targets": {}, "delegations": {"keys": {did.clone(): dkey},
+            "roles": [{"name": "a", "keyids": [did], "threshold": 1, "paths": ["*"]}]}});
+        repo.files.insert(
+            "a".into(),
+            sign_envelope(&cyclic, &[&repo.delegated]).unwrap(),
+        );
+        let (found, fetched) = repo.find("x");
+        assert_eq!(found, None);
+        assert_eq!(fetched, ["targets", "a"]);
+    }
+
+    #[test]
+    fn a_delegated_role_signed_by_the_wrong_key_is_refused() {
+        let roles = json!({"roles": [{"name": "a", "paths": ["*"]}]});
+        let mut repo = Repo::new(roles, &[("a", json!({"x": file()}))]);
+        let signed: Value =
+            serde_json::from_slice::<Value>(&repo.files["a"]).unwrap()["signed"].clone();
+        repo.files
+            .insert("a".into(), sign_envelope(&signed, &[&repo.top]).unwrap());
+        let mut set = repo.trusted();
+        let mut fetch = |role: &str, _: &MetaFile| -> Result<Vec<u8>, TrustError> {
+            Ok(repo.files[role].clone())
+        };
+        let err = set.find_target("x", &mut fetch).unwrap_err();
+        assert!(matches!(err, TrustError::Signature(_)), "{err}");
+    }
+
+    #[test]
+    fn out_of_order_updates_are_refused() {
+        let repo = Repo::new(json!({"roles": []}), &[]);
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut set = TrustedSet::new(&repo.files["root"], now).unwrap();
+        assert!(matches!(
+            set.update_snapshot(&repo.files["snapshot"], false),
+            Err(TrustError::Order(_))
+        ));
+        set.update_timestamp(&repo.files["timestamp"], false)
+            .unwrap();
+        set.update_snapshot(&repo.files["snapshot"], false).unwrap();
+        assert!(matches!(
+            set.update_root(&repo.files["root"]),
+            Err(TrustError::Order(_))
+        ));
+        // Metadata of one role offered as another is refused by its type.
+        let mut fresh = TrustedSet::new(&repo.files["root"], now).unwrap();
+        assert!(fresh
+            .update_timestamp(&repo.files["snapshot"], false)
+            .is_err());
+    }
+}
