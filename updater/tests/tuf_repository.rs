@@ -671,25 +671,48 @@ fn endless_data_and_tampered_targets_are_refused() {
     f.ok(&["install"]);
 }
 
-/// A server that answers every request with the file from `dir`, but sends target bodies at
-/// about `bytes_per_sec`.
-fn trickling_server(dir: PathBuf, bytes_per_sec: usize) -> String {
+/// How a [`hostile_server`] sends target bodies (metadata is always served plainly).
+#[derive(Clone, Copy)]
+enum TargetBehaviour {
+    /// About this many bytes per second.
+    Trickle(usize),
+    /// The first target request gets the full Content-Length but only half the body, then the
+    /// connection drops; later requests honour `Range: bytes=N-` with a 206.
+    DropOnceThenRanges,
+}
+
+/// Request lines seen and target body bytes sent by a [`hostile_server`].
+type ServerLog = std::sync::Arc<std::sync::Mutex<(Vec<String>, u64)>>;
+
+/// A server that answers every request with the file from `dir`, sending target bodies as
+/// `behaviour` says. Returns its URL and its log.
+fn hostile_server(dir: PathBuf, behaviour: TargetBehaviour) -> (String, ServerLog) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let log: ServerLog = Default::default();
+    let log2 = log.clone();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let dir = dir.clone();
+            let (dir, log, dropped) = (dir.clone(), log2.clone(), dropped.clone());
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut request = String::new();
                 reader.read_line(&mut request).unwrap_or(0);
+                let mut range_from = None;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
                     }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("range: bytes=") {
+                        range_from = v.trim().trim_end_matches('-').parse::<usize>().ok();
+                        request.push_str(line.trim_end());
+                    }
                 }
+                log.lock().unwrap().0.push(request.trim_end().to_owned());
                 let path = request
                     .split(' ')
                     .nth(1)
@@ -701,25 +724,88 @@ fn trickling_server(dir: PathBuf, bytes_per_sec: usize) -> String {
                     );
                     return;
                 };
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes());
-                if path.starts_with("targets/") {
-                    for piece in body.chunks(bytes_per_sec.max(1) / 10 + 1) {
-                        if stream.write_all(piece).is_err() {
-                            return;
-                        }
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                } else {
+                if !path.starts_with("targets/") {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(&body);
+                    return;
+                }
+                let mut sent = |n: usize| log.lock().unwrap().1 += n as u64;
+                match behaviour {
+                    TargetBehaviour::Trickle(bytes_per_sec) => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes());
+                        for piece in body.chunks(bytes_per_sec.max(1) / 10 + 1) {
+                            if stream.write_all(piece).is_err() {
+                                return;
+                            }
+                            sent(piece.len());
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                    TargetBehaviour::DropOnceThenRanges => {
+                        let from = range_from.unwrap_or(0).min(body.len());
+                        let head = if from > 0 {
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {from}-{}/{}\r\nConnection: close\r\n\r\n",
+                                body.len() - from,
+                                body.len() - 1,
+                                body.len()
+                            )
+                        } else {
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                        };
+                        let _ = stream.write_all(head.as_bytes());
+                        let rest = &body[from..];
+                        let cut = !dropped.swap(true, std::sync::atomic::Ordering::SeqCst);
+                        let part = if cut { &rest[..rest.len() / 2] } else { rest };
+                        if stream.write_all(part).is_ok() {
+                            sent(part.len());
+                        }
+                    }
                 }
             });
         }
     });
-    url
+    (url, log)
+}
+
+#[test]
+fn a_dropped_download_resumes_without_fetching_verified_bytes_again() {
+    let f = Fixture::new();
+    f.add_release("acme-router", "2.0.0", "stable");
+    f.publish_all();
+    let (url, log) = hostile_server(f.repo(), TargetBehaviour::DropOnceThenRanges);
+    f.configure(&url, "");
+    f.ok(&["install"]);
+    let status: Value = serde_json::from_str(&f.ok(&["status", "--json"])).unwrap();
+    assert_eq!(status["pending"]["version"], "2.0.0");
+    let (requests, sent) = log.lock().unwrap().clone();
+    let target: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("/targets/"))
+        .collect();
+    assert_eq!(target.len(), 2, "{requests:?}");
+    let length = fs::read_dir(f.path("repo/targets"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    // The resume asks for exactly the bytes after the half it received.
+    let expected = format!("range: bytes={}-", length / 2);
+    assert!(
+        target[1].to_ascii_lowercase().contains(&expected),
+        "{requests:?}"
+    );
+    assert_eq!(sent, length, "bytes were sent twice: {requests:?}");
 }
 
 #[test]
@@ -727,7 +813,7 @@ fn slow_retrieval_is_abandoned() {
     let f = Fixture::new();
     f.add_release("acme-router", "2.0.0", "stable");
     f.publish_all();
-    let url = trickling_server(f.repo(), 500);
+    let (url, _) = hostile_server(f.repo(), TargetBehaviour::Trickle(500));
     f.configure(
         &url,
         "min_speed_bytes_per_sec = 5000\nmin_speed_window_secs = 2\nconnect_timeout_secs = 2",
