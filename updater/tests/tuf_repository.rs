@@ -733,7 +733,7 @@ fn hostile_server(dir: PathBuf, behaviour: TargetBehaviour) -> (String, ServerLo
                     let _ = stream.write_all(&body);
                     return;
                 }
-                let mut sent = |n: usize| log.lock().unwrap().1 += n as u64;
+                let sent = |n: usize| log.lock().unwrap().1 += n as u64;
                 match behaviour {
                     TargetBehaviour::Trickle(bytes_per_sec) => {
                         let head = format!(
