@@ -164,6 +164,14 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
                 }
             };
             let Some(source) = source else {
+                if allow_downgrade {
+                    // The repository path installs only newer releases; a downgrade is a
+                    // deliberate act on a specific, named bundle.
+                    return Err(UpdateError::Config {
+                        path: "command line".into(),
+                        reason: "--allow-downgrade needs a SOURCE bundle; from the repository only newer releases are installed".into(),
+                    });
+                }
                 let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
                 let (report, installed) =
                     ota_updater::updates::install_update(&config, &fetcher, &progress)?;
