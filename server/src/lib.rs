@@ -4,6 +4,7 @@
 //! - [`response`]: status, validators (ETag, Last-Modified), caching and byte ranges, decided
 //!   from metadata and request headers alone.
 //! - [`serve`]: the listener: connection limits and timeouts, TLS, graceful shutdown, access log.
+//! - [`small_files`]: small files (metadata) served from memory while their identity holds.
 //! - [`resign`]: optional online re-signing of timestamp and snapshot with keys the server holds.
 //!
 //! Nothing served needs this server: it adds convenience (conditional GETs, ranges, cache
@@ -14,6 +15,7 @@ pub mod resign;
 pub mod resolve;
 pub mod response;
 pub mod serve;
+pub mod small_files;
 
 /// One line on stderr, prefixed `ota-server: `. Unlike `eprintln!` it never panics: a
 /// supervisor that closed the server's stderr must not take serving or re-signing down.

@@ -5,6 +5,7 @@
 use crate::access_log::{AccessLog, Entry};
 use crate::resolve::{resolve, Refusal};
 use crate::response::{plan, FileInfo};
+use crate::small_files::{self, Identity, SmallFiles};
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 use hyper::body::{Frame, Incoming};
@@ -104,6 +105,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let graceful = GracefulShutdown::new();
     let tls = settings.tls.clone().map(TlsAcceptor::from);
+    let small_files = Arc::new(SmallFiles::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -129,6 +131,7 @@ pub async fn run(
         let settings = settings.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let small_files = small_files.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let mut http = http1::Builder::new();
@@ -137,7 +140,9 @@ pub async fn run(
                 .max_buf_size(settings.max_head_bytes.max(8192));
             let lifetime = settings.connection_lifetime;
             let service_settings = settings.clone();
-            let service = service_fn(move |req| handle(service_settings.clone(), peer, req));
+            let service = service_fn(move |req| {
+                handle(service_settings.clone(), small_files.clone(), peer, req)
+            });
             match tls {
                 None => {
                     let conn = http.serve_connection(TokioIo::new(stream), service);
@@ -167,11 +172,12 @@ pub async fn run(
 
 async fn handle(
     settings: Arc<Settings>,
+    small_files: Arc<SmallFiles>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let response = respond(&settings.repo, &req).await;
+    let response = respond(&settings.repo, &small_files, &req).await;
     let bytes = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -197,7 +203,7 @@ async fn handle(
     Ok(response)
 }
 
-async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
+async fn respond(repo: &Path, small_files: &SmallFiles, req: &Request<Incoming>) -> Response<Body> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,
@@ -214,7 +220,7 @@ async fn respond(repo: &Path, req: &Request<Incoming>) -> Response<Body> {
         Err(Refusal::Outside) => return text(StatusCode::FORBIDDEN, "forbidden\n"),
         Err(Refusal::NotFound) => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
-    match file_response(&path, &meta, req, head) {
+    match file_response(&path, &meta, req, head, small_files) {
         Ok(r) => r,
         Err(e) if e.kind() == io::ErrorKind::NotFound => text(StatusCode::NOT_FOUND, "not found\n"),
         Err(e) => {
@@ -237,9 +243,10 @@ fn file_info(path: &Path, meta: &std::fs::Metadata) -> io::Result<FileInfo> {
 }
 
 /// Answers from the metadata `resolve` already has when no body is needed (304, 416, HEAD):
-/// the polling fleet's common case costs one `lstat`. A body is read from the file opened
-/// and `fstat`ed again, so headers and bytes describe the same file even if it was replaced
-/// in between.
+/// the polling fleet's common case costs one `lstat`. A small file whose identity matches a
+/// cached copy is answered from memory ([`SmallFiles`]). Otherwise the body is read from the
+/// file opened and `fstat`ed again, so headers and bytes describe the same file even if it was
+/// replaced in between.
 ///
 /// Reads happen on the worker thread, not tokio's blocking pool: these are page-cache hits
 /// measured in microseconds, and a pool round trip per piece costs more than the work
@@ -249,19 +256,30 @@ fn file_response(
     meta: &std::fs::Metadata,
     req: &Request<Incoming>,
     head: bool,
+    small_files: &SmallFiles,
 ) -> io::Result<Response<Body>> {
     let mut plan = plan(&file_info(path, meta)?, req.headers(), head);
     let body = match plan.body {
         None => empty(),
-        Some(_) => {
-            let file = std::fs::File::open(path)?;
-            let now = file.metadata()?;
-            if now.ino() != meta.ino()
-                || now.len() != meta.len()
-                || now.modified()? != meta.modified()?
-            {
-                plan = crate::response::plan(&file_info(path, &now)?, req.headers(), head);
+        Some(range) if meta.len() <= small_files::MAX_FILE_BYTES => {
+            match small_files.get(path, Identity::of(meta)) {
+                Some(data) => slice_body(&data, range)?,
+                None => {
+                    let (file, now) = open_same_or_replan(path, meta, req, head, &mut plan)?;
+                    match plan.body {
+                        None => empty(),
+                        Some(range) if now.len() <= small_files::MAX_FILE_BYTES => {
+                            let data = read_whole(file, now.len())?;
+                            small_files.put(path, Identity::of(&now), data.clone());
+                            slice_body(&data, range)?
+                        }
+                        Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
+                    }
+                }
             }
+        }
+        Some(_) => {
+            let (file, _) = open_same_or_replan(path, meta, req, head, &mut plan)?;
             match plan.body {
                 None => empty(),
                 Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
@@ -272,6 +290,46 @@ fn file_response(
     *response.status_mut() = plan.status;
     *response.headers_mut() = plan.headers;
     Ok(response)
+}
+
+/// Opens `path`; if it is no longer the file `meta` described (replaced since the `lstat`),
+/// decides the answer again for the file actually opened.
+fn open_same_or_replan(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    req: &Request<Incoming>,
+    head: bool,
+    plan: &mut crate::response::Plan,
+) -> io::Result<(std::fs::File, std::fs::Metadata)> {
+    let file = std::fs::File::open(path)?;
+    let now = file.metadata()?;
+    if Identity::of(&now) != Identity::of(meta) {
+        *plan = crate::response::plan(&file_info(path, &now)?, req.headers(), head);
+    }
+    Ok((file, now))
+}
+
+/// Reads a small file whole; it must have exactly the length its `fstat` gave.
+fn read_whole(file: std::fs::File, len: u64) -> io::Result<Bytes> {
+    use std::io::Read;
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 != len {
+        return Err(io::Error::other("the file changed length while being read"));
+    }
+    Ok(Bytes::from(data))
+}
+
+/// The part `range` (offset, length) of `data` as a body.
+fn slice_body(data: &Bytes, (offset, len): (u64, u64)) -> io::Result<Body> {
+    let start = usize::try_from(offset).map_err(io::Error::other)?;
+    let end = usize::try_from(offset.saturating_add(len)).map_err(io::Error::other)?;
+    if start > end || end > data.len() {
+        return Err(io::Error::other("range outside the cached file"));
+    }
+    Ok(Full::new(data.slice(start..end))
+        .map_err(|never| match never {})
+        .boxed())
 }
 
 /// A file's byte range as a response body, read piece by piece as hyper asks for it.

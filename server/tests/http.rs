@@ -231,6 +231,40 @@ fn conditional_gets_answer_304_without_a_body() {
 }
 
 #[test]
+fn small_files_served_from_memory_follow_every_change() {
+    let r = repo();
+    let srv = Server::start(&r.root, &[]);
+    let path = r.root.join("timestamp.json");
+    let v7 = std::fs::read(&path).unwrap();
+    assert_eq!(get(srv.addr, "/timestamp.json", "").body, v7);
+    // A range of a file the server holds in memory.
+    let part = get(srv.addr, "/timestamp.json", "Range: bytes=2-7");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, &v7[2..8]);
+
+    // Rewritten in place with the same length (a careless publisher): new bytes, new ETag.
+    std::thread::sleep(Duration::from_millis(20));
+    let v8 = br#"{"signed":{"version":8}}"#;
+    assert_eq!(v8.len(), v7.len());
+    std::fs::write(&path, v8).unwrap();
+    assert_eq!(get(srv.addr, "/timestamp.json", "").body, v8);
+
+    // Grown past the in-memory limit: streamed from the file, whole.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    let tmp = r.root.join("timestamp.json.new");
+    std::fs::write(&tmp, &big).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let g = get(srv.addr, "/timestamp.json", "");
+    assert_eq!(g.headers["content-length"], big.len().to_string());
+    assert!(g.body == big, "large replacement differs");
+
+    // And small again.
+    std::fs::write(&tmp, v7.as_slice()).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(get(srv.addr, "/timestamp.json", "").body, v7);
+}
+
+#[test]
 fn byte_ranges() {
     let r = repo();
     let srv = Server::start(&r.root, &[]);
