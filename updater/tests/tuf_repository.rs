@@ -906,6 +906,11 @@ fn other_products_channels_and_older_versions_are_not_installed() {
     let out = f.ok(&["install"]);
     assert!(out.contains("up to date"), "{out}");
     assert!(f.device_bytes() == before);
+    // A downgrade is only ever a named bundle, never a repository pick.
+    let out = f.run(&["install", "--allow-downgrade"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-downgrade needs a SOURCE"));
+    assert!(f.device_bytes() == before);
 
     f.add_release("acme-router", "1.1.0", "stable");
     f.publish_all();
