@@ -21,7 +21,9 @@ for t in wrk nginx curl; do
 done
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 rm -rf "$OUT"; mkdir -p "$OUT/repo" "$OUT/nginx"
-cargo build --release -q -p ota-server --manifest-path "$ROOT/Cargo.toml"
+# PROFILE=bench-fast measures a build at opt-level 3 throughout (the release profile is size-tuned).
+PROFILE=${PROFILE:-release}
+cargo build --profile "$PROFILE" -q -p ota-server --manifest-path "$ROOT/Cargo.toml"
 
 # A timestamp.json of realistic size (python-tuf's are ~500 B-1 KiB).
 python3 - "$OUT/repo/timestamp.json" <<'PY'
@@ -59,7 +61,7 @@ http {
 }
 NGINX
 "$NGINX" -c "$OUT/nginx/nginx.conf"
-"$ROOT/target/release/ota-server" serve --repo "$OUT/repo" --listen 127.0.0.1:18180 \
+"$ROOT/target/$PROFILE/ota-server" serve --repo "$OUT/repo" --listen 127.0.0.1:18180 \
   --access-log "$OUT/ota-server-access.log" 2>"$OUT/ota-server.err" &
 OTA_PID=$!
 trap 'kill $OTA_PID 2>/dev/null; "$NGINX" -c "$OUT/nginx/nginx.conf" -s stop 2>/dev/null || true' EXIT
