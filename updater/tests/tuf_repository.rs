@@ -645,6 +645,20 @@ fn endless_data_and_tampered_targets_are_refused() {
         .unwrap();
     let good = fs::read(&target).unwrap();
 
+    // Endless metadata: a timestamp past its 16,384-byte cap, a next root past 512,000 bytes.
+    let timestamp = f.meta("timestamp.json");
+    let good_timestamp = fs::read(&timestamp).unwrap();
+    let mut endless = good_timestamp.clone();
+    endless.extend(std::iter::repeat_n(b' ', 20_000));
+    fs::write(&timestamp, &endless).unwrap();
+    f.refused(EXIT_NETWORK, "more than the 16384 bytes");
+    fs::write(&timestamp, &good_timestamp).unwrap();
+    let next_root = f.meta("2.root.json");
+    fs::write(&next_root, vec![b' '; 600_000]).unwrap();
+    f.refused(EXIT_NETWORK, "more than the 512000 bytes");
+    fs::remove_file(&next_root).unwrap();
+    f.check();
+
     // More bytes than the signed length: the download stops at the length.
     let mut longer = good.clone();
     longer.extend(std::iter::repeat_n(0u8, 1 << 20));
