@@ -261,30 +261,22 @@ fn file_response(
     let mut plan = plan(&file_info(path, meta)?, req.headers(), head);
     let body = match plan.body {
         None => empty(),
-        Some(range) if meta.len() <= small_files::MAX_FILE_BYTES => {
-            match small_files.get(path, Identity::of(meta)) {
-                Some(data) => slice_body(&data, range)?,
-                None => {
-                    let (file, now) = open_same_or_replan(path, meta, req, head, &mut plan)?;
-                    match plan.body {
-                        None => empty(),
-                        Some(range) if now.len() <= small_files::MAX_FILE_BYTES => {
-                            let data = read_whole(file, now.len())?;
-                            small_files.put(path, Identity::of(&now), data.clone());
-                            slice_body(&data, range)?
-                        }
-                        Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
+        // Large files are never cached, so for them this lookup only ever misses.
+        Some(range) => match small_files.get(path, Identity::of(meta)) {
+            Some(data) => slice_body(&data, range)?,
+            None => {
+                let (file, now) = open_same_or_replan(path, meta, req, head, &mut plan)?;
+                match plan.body {
+                    None => empty(),
+                    Some(range) if now.len() <= small_files::MAX_FILE_BYTES => {
+                        let data = read_whole(file, now.len())?;
+                        small_files.put(path, Identity::of(&now), data.clone());
+                        slice_body(&data, range)?
                     }
+                    Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
                 }
             }
-        }
-        Some(_) => {
-            let (file, _) = open_same_or_replan(path, meta, req, head, &mut plan)?;
-            match plan.body {
-                None => empty(),
-                Some((offset, len)) => FileBody::new(file, offset, len).boxed(),
-            }
-        }
+        },
     };
     let mut response = Response::new(body);
     *response.status_mut() = plan.status;
