@@ -222,6 +222,27 @@ impl Nginx {
         panic!("nginx found no free port in 5 attempts");
     }
 
+    /// Status line and `Cache-Control` of a HEAD request for `path`.
+    fn head(&self, path: &str) -> (String, Option<String>) {
+        use std::io::Read;
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        let mut lines = reply.lines();
+        let status = lines.next().unwrap_or_default().to_owned();
+        let cache_control = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v.trim().to_owned());
+        (status, cache_control)
+    }
+
     fn access_log(&self) -> String {
         fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
     }
@@ -254,6 +275,21 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root "{root}";
+        # The server block of docs/repository.md, "Serving with nginx" (without TLS).
+        etag on;
+        location ~ /\. {{ deny all; }}
+        location = /metadata/timestamp.json {{
+            add_header Cache-Control "public, max-age=10, must-revalidate";
+        }}
+        location ~ "^/metadata/[0-9]+\.[^/]+\.json$" {{
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }}
+        location ~ "^/targets/[0-9a-f]{{64}}\.[^/]+$" {{
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }}
+        location / {{
+            add_header Cache-Control "public, max-age=60, must-revalidate";
+        }}
     }}
 }}
 "#,
@@ -664,6 +700,42 @@ fn repository_served_by_nginx_installs_end_to_end() {
         log.contains("\"GET /metadata/timestamp.json HTTP/1.1\" 304"),
         "nginx did not answer a conditional request with 304:\n{log}"
     );
+
+    // What docs/repository.md says of its nginx configuration: the staging directory is not
+    // served, and the cache policy is ota-server's.
+    assert!(repo.join(".ota-repo/settings.json").exists());
+    let (status, _) = nginx.head("/.ota-repo/settings.json");
+    assert!(status.contains(" 403 "), "{status}");
+    let first_in = |dir: &str, suffix: &str| {
+        fs::read_dir(repo.join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|name| name.ends_with(suffix))
+            .map(|name| format!("/{dir}/{name}"))
+            .unwrap()
+    };
+    let bundle_path = first_in("targets", ".bundle");
+    let snapshot_path = first_in("metadata", ".snapshot.json");
+    for (path, policy) in [
+        (
+            "/metadata/timestamp.json",
+            "public, max-age=10, must-revalidate",
+        ),
+        (
+            "/metadata/1.root.json",
+            "public, max-age=31536000, immutable",
+        ),
+        (
+            snapshot_path.as_str(),
+            "public, max-age=31536000, immutable",
+        ),
+        (bundle_path.as_str(), "public, max-age=31536000, immutable"),
+        ("/metadata/root.json", "public, max-age=60, must-revalidate"),
+    ] {
+        let (status, cache_control) = nginx.head(path);
+        assert!(status.contains(" 200 "), "{path}: {status}");
+        assert_eq!(cache_control.as_deref(), Some(policy), "{path}");
+    }
 }
 
 /// Which target paths a delegation covers, python-tuf's `DelegatedRole.is_delegated_path` (the
