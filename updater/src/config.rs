@@ -3,13 +3,16 @@
 //!
 //! Relative paths are taken relative to the configuration file's directory.
 
+use crate::bootloader::ubootenv::UbootEnvConfig;
 use crate::error::{Result, UpdateError};
+use crate::fetch::FetchSettings;
 use crate::slot::SlotName;
 use ota_core::bundle::TrustPolicy;
 use ota_core::keys::VerifyingKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ota/updater.toml";
@@ -205,224 +208,36 @@ impl Config {
 
     /// Parses configuration text; `path` locates relative paths and names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let bad = |reason: String| UpdateError::Config {
+        Self::check(text, path).map_err(|reason| UpdateError::Config {
             path: path.display().to_string(),
             reason,
-        };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let message = e.message().replace('\n', " ");
-            match line {
-                Some(line) => bad(format!("line {line}: {message}")),
-                None => bad(message),
-            }
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p.strip_prefix("./").unwrap_or(p))
-            }
-        };
+        })
+    }
 
-        if !ota_core::bundle::manifest::is_valid_product(&raw.product) {
-            return Err(bad(format!(
-                "product {:?}: use printable ASCII without spaces",
-                raw.product
-            )));
-        }
-        let factory_version = raw
-            .factory_version
-            .as_deref()
-            .map(semver::Version::parse)
-            .transpose()
-            .map_err(|e| bad(format!("factory_version: not a semantic version: {e}")))?;
-        let reboot_command = raw.reboot_command.unwrap_or_else(|| vec!["reboot".into()]);
-        if reboot_command.is_empty() {
-            return Err(bad("reboot_command: must name a program".into()));
-        }
-
-        if raw.slots.len() != 2 {
-            return Err(bad(format!(
-                "[slots]: exactly two slots are needed (A/B), found {}",
-                raw.slots.len()
-            )));
-        }
-        let mut slots = BTreeMap::new();
-        let mut image_names: Option<Vec<String>> = None;
-        for (name, images) in raw.slots {
-            let slot = SlotName::parse(&name).map_err(|e| bad(format!("[slots.{name}]: {e}")))?;
-            if images.is_empty() {
-                return Err(bad(format!("[slots.{name}]: map at least one image to a device, e.g. rootfs = \"/dev/mmcblk0p2\"")));
-            }
-            for image in images.keys() {
-                if !ota_core::bundle::manifest::is_valid_image_name(image) {
-                    return Err(bad(format!("[slots.{name}]: invalid image name {image:?}")));
-                }
-            }
-            let names: Vec<String> = images.keys().cloned().collect();
-            match &image_names {
-                Some(first) if *first != names => {
-                    return Err(bad(format!(
-                        "[slots.{name}]: both slots must hold the same images ({} vs {})",
-                        first.join(", "),
-                        names.join(", ")
-                    )))
-                }
-                _ => image_names = Some(names),
-            }
-            slots.insert(
-                slot,
-                images.into_iter().map(|(k, v)| (k, resolve(&v))).collect(),
-            );
-        }
-        let mut all_devices: Vec<&PathBuf> = slots
-            .values()
-            .flat_map(|m: &BTreeMap<String, PathBuf>| m.values())
-            .collect();
-        all_devices.sort();
-        if all_devices.windows(2).any(|w| w[0] == w[1]) {
-            return Err(bad(
-                "[slots]: two images share one device; every image needs its own".into(),
-            ));
-        }
-
-        let bootloader = match raw.bootloader {
-            RawBootloader::Grub { grubenv, cmdline } => BootloaderConfig::Grub {
-                grubenv: resolve(&grubenv),
-                cmdline: resolve(&cmdline.unwrap_or_else(|| "/proc/cmdline".into())),
-            },
-            RawBootloader::Uboot {
-                env_size,
-                env,
-                cmdline,
-            } => {
-                let copies: Vec<(PathBuf, u64)> = env
-                    .into_iter()
-                    .map(|c| (resolve(&c.device), c.offset))
-                    .collect();
-                if copies.is_empty() || copies.len() > 2 {
-                    return Err(bad(
-                        "[bootloader] env: give one copy (single) or two (redundant)".into(),
-                    ));
-                }
-                let env = crate::bootloader::ubootenv::UbootEnvConfig {
-                    copies,
-                    size: env_size,
-                };
-                BootloaderConfig::Uboot {
-                    env,
-                    cmdline: resolve(&cmdline.unwrap_or_else(|| "/proc/cmdline".into())),
-                }
-            }
-            RawBootloader::File { path } => BootloaderConfig::File {
-                path: resolve(&path),
-            },
-        };
-
-        if raw.trust.keys.is_empty() {
-            return Err(bad(
-                "[trust] keys: list at least one trusted public key".into()
-            ));
-        }
-        let mut keys = Vec::new();
-        for key in &raw.trust.keys {
-            keys.push(
-                VerifyingKey::from_file(&resolve(key))
-                    .map_err(|e| bad(format!("[trust] keys: {e}")))?,
-            );
-        }
-        let trust = TrustPolicy::new(keys, raw.trust.threshold.unwrap_or(1))
-            .map_err(|e| bad(format!("[trust] threshold: {e}")))?;
-
-        let health_check = match raw.health_check {
-            Some(h) => {
-                if h.command.is_empty() {
-                    return Err(bad("[health_check] command: must name a program".into()));
-                }
-                let timeout_secs = h.timeout_secs.unwrap_or(60);
-                if timeout_secs == 0 {
-                    return Err(bad("[health_check] timeout_secs: must be at least 1".into()));
-                }
-                let mut command = h.command;
-                // A relative program path with a slash is relative to this file, like every
-                // other path here; a bare name is looked up in PATH.
-                if command[0].contains('/') {
-                    command[0] = resolve(Path::new(&command[0])).display().to_string();
-                }
-                Some(HealthCheck {
-                    command,
-                    timeout_secs,
-                })
-            }
-            None => None,
-        };
-        let mut fetch = crate::fetch::FetchSettings::default();
-        if let Some(r) = &raw.repository {
-            fetch.ca_file = r.ca_file.as_deref().map(&resolve);
-            if let Some(s) = r.connect_timeout_secs {
-                fetch.connect_timeout = std::time::Duration::from_secs(s.max(1));
-            }
-            if let Some(b) = r.min_speed_bytes_per_sec {
-                fetch.min_bytes_per_sec = b;
-            }
-            if let Some(s) = r.min_speed_window_secs {
-                fetch.min_speed_window = std::time::Duration::from_secs(s.max(1));
-            }
-        }
-        let repository = match raw.repository {
-            None => None,
-            Some(r) => {
-                let base = r.url.trim_end_matches('/').to_owned();
-                if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    return Err(bad(
-                        "repository.url must start with http:// or https://".into()
-                    ));
-                }
-                Some(Repository {
-                    metadata_url: r
-                        .metadata_url
-                        .map(|u| u.trim_end_matches('/').to_owned())
-                        .unwrap_or_else(|| format!("{base}/metadata")),
-                    targets_url: r
-                        .targets_url
-                        .map(|u| u.trim_end_matches('/').to_owned())
-                        .unwrap_or_else(|| format!("{base}/targets")),
-                    url: base,
-                    channel: r.channel.unwrap_or_else(|| "stable".into()),
-                    root: resolve(&r.root),
-                })
-            }
-        };
-        let defaults = DaemonSettings::default();
-        let daemon = match raw.daemon {
-            None => defaults,
-            Some(d) => DaemonSettings {
-                interval_secs: d.interval_secs.unwrap_or(defaults.interval_secs).max(1),
-                jitter_secs: d.jitter_secs.unwrap_or(defaults.jitter_secs),
-                reboot: d.reboot.unwrap_or(defaults.reboot),
-                max_backoff_secs: d
-                    .max_backoff_secs
-                    .unwrap_or(defaults.max_backoff_secs)
-                    .max(1),
-            },
-        };
+    /// Checks every key, section by section, in the order of docs/updater.md. A new top-level
+    /// key is a field in `RawConfig` and in `Config`, and a `check_*` function called here.
+    fn check(text: &str, path: &Path) -> Checked<Self> {
+        let raw = parse_toml(text)?;
+        let paths = Paths::of_config(path);
         Ok(Config {
             path: path.to_owned(),
-            product: raw.product,
-            state_dir: resolve(&raw.state_dir),
-            factory_version,
-            reboot_command,
-            slots,
-            bootloader,
-            trust,
-            health_check,
-            repository,
-            fetch,
-            daemon,
+            product: check_product(raw.product)?,
+            state_dir: paths.resolve(&raw.state_dir),
+            factory_version: check_factory_version(raw.factory_version.as_deref())?,
+            reboot_command: check_reboot_command(raw.reboot_command)?,
+            slots: check_slots(raw.slots, &paths)?,
+            bootloader: check_bootloader(raw.bootloader, &paths)?,
+            trust: check_trust(&raw.trust, &paths)?,
+            health_check: raw
+                .health_check
+                .map(|h| check_health_check(h, &paths))
+                .transpose()?,
+            fetch: fetch_settings(raw.repository.as_ref(), &paths),
+            repository: raw
+                .repository
+                .map(|r| check_repository(r, &paths))
+                .transpose()?,
+            daemon: daemon_settings(raw.daemon),
         })
     }
 
@@ -449,6 +264,254 @@ impl Config {
                     .join(", ")
             )))
         }
+    }
+}
+
+/// A checked value, or the one-line reason it is refused, naming the key.
+type Checked<T> = std::result::Result<T, String>;
+
+/// Slot → image name → device.
+type Slots = BTreeMap<SlotName, BTreeMap<String, PathBuf>>;
+
+/// Resolves the configuration's relative paths against the file's directory.
+struct Paths {
+    /// The configuration file's directory.
+    base: PathBuf,
+}
+
+impl Paths {
+    /// For the configuration file at `config`.
+    fn of_config(config: &Path) -> Self {
+        Paths {
+            base: config.parent().unwrap_or(Path::new(".")).to_owned(),
+        }
+    }
+
+    /// `path` itself when absolute, else `path` in the configuration's directory.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base.join(path.strip_prefix("./").unwrap_or(path))
+        }
+    }
+}
+
+/// The TOML structure; a syntax error, unknown key or wrong type names its line.
+fn parse_toml(text: &str) -> Checked<RawConfig> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().replace('\n', " ");
+        match e.span() {
+            Some(span) => {
+                let newlines = text.bytes().take(span.start).filter(|b| *b == b'\n');
+                format!("line {}: {message}", newlines.count() + 1)
+            }
+            None => message,
+        }
+    })
+}
+
+/// `product`.
+fn check_product(product: String) -> Checked<String> {
+    if ota_core::bundle::manifest::is_valid_product(&product) {
+        Ok(product)
+    } else {
+        Err(format!(
+            "product {product:?}: use printable ASCII without spaces"
+        ))
+    }
+}
+
+/// `factory_version`.
+fn check_factory_version(version: Option<&str>) -> Checked<Option<semver::Version>> {
+    version
+        .map(semver::Version::parse)
+        .transpose()
+        .map_err(|e| format!("factory_version: not a semantic version: {e}"))
+}
+
+/// `reboot_command` (default `["reboot"]`).
+fn check_reboot_command(command: Option<Vec<String>>) -> Checked<Vec<String>> {
+    let command = command.unwrap_or_else(|| vec!["reboot".into()]);
+    if command.is_empty() {
+        return Err("reboot_command: must name a program".into());
+    }
+    Ok(command)
+}
+
+/// `[slots.<NAME>]`: two slots holding the same image names, every image on its own device.
+fn check_slots(raw: BTreeMap<String, BTreeMap<String, PathBuf>>, paths: &Paths) -> Checked<Slots> {
+    if raw.len() != 2 {
+        return Err(format!(
+            "[slots]: exactly two slots are needed (A/B), found {}",
+            raw.len()
+        ));
+    }
+    let mut slots = Slots::new();
+    let mut image_names: Option<Vec<String>> = None;
+    for (name, images) in raw {
+        let slot = SlotName::parse(&name).map_err(|e| format!("[slots.{name}]: {e}"))?;
+        if images.is_empty() {
+            return Err(format!("[slots.{name}]: map at least one image to a device, e.g. rootfs = \"/dev/mmcblk0p2\""));
+        }
+        if let Some(image) = images
+            .keys()
+            .find(|i| !ota_core::bundle::manifest::is_valid_image_name(i))
+        {
+            return Err(format!("[slots.{name}]: invalid image name {image:?}"));
+        }
+        let names: Vec<String> = images.keys().cloned().collect();
+        if let Some(first) = image_names.as_ref().filter(|first| **first != names) {
+            return Err(format!(
+                "[slots.{name}]: both slots must hold the same images ({} vs {})",
+                first.join(", "),
+                names.join(", ")
+            ));
+        }
+        image_names = Some(names);
+        let devices = images.into_iter().map(|(k, v)| (k, paths.resolve(&v)));
+        slots.insert(slot, devices.collect());
+    }
+    check_distinct_devices(&slots)?;
+    Ok(slots)
+}
+
+/// Every image of both slots on its own device.
+fn check_distinct_devices(slots: &Slots) -> Checked<()> {
+    let mut all_devices: Vec<&PathBuf> = slots.values().flat_map(|m| m.values()).collect();
+    all_devices.sort();
+    if all_devices.windows(2).any(|w| w[0] == w[1]) {
+        return Err("[slots]: two images share one device; every image needs its own".into());
+    }
+    Ok(())
+}
+
+/// `[bootloader]`.
+fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConfig> {
+    let cmdline =
+        |c: Option<PathBuf>| paths.resolve(&c.unwrap_or_else(|| PathBuf::from("/proc/cmdline")));
+    Ok(match raw {
+        RawBootloader::Grub {
+            grubenv,
+            cmdline: c,
+        } => BootloaderConfig::Grub {
+            grubenv: paths.resolve(&grubenv),
+            cmdline: cmdline(c),
+        },
+        RawBootloader::Uboot {
+            env_size,
+            env,
+            cmdline: c,
+        } => BootloaderConfig::Uboot {
+            env: check_uboot_env(env, env_size, paths)?,
+            cmdline: cmdline(c),
+        },
+        RawBootloader::File { path } => BootloaderConfig::File {
+            path: paths.resolve(&path),
+        },
+    })
+}
+
+/// `[bootloader] env`, `env_size` of the U-Boot backend.
+fn check_uboot_env(env: Vec<RawUbootCopy>, size: usize, paths: &Paths) -> Checked<UbootEnvConfig> {
+    let copies: Vec<(PathBuf, u64)> = env
+        .into_iter()
+        .map(|c| (paths.resolve(&c.device), c.offset))
+        .collect();
+    if copies.is_empty() || copies.len() > 2 {
+        return Err("[bootloader] env: give one copy (single) or two (redundant)".into());
+    }
+    Ok(UbootEnvConfig { copies, size })
+}
+
+/// `[trust]`: the keys are read now, so a missing or invalid key fails at load.
+fn check_trust(raw: &RawTrust, paths: &Paths) -> Checked<TrustPolicy> {
+    if raw.keys.is_empty() {
+        return Err("[trust] keys: list at least one trusted public key".into());
+    }
+    let keys = raw
+        .keys
+        .iter()
+        .map(|key| VerifyingKey::from_file(&paths.resolve(key)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| format!("[trust] keys: {e}"))?;
+    TrustPolicy::new(keys, raw.threshold.unwrap_or(1))
+        .map_err(|e| format!("[trust] threshold: {e}"))
+}
+
+/// `[health_check]`.
+fn check_health_check(raw: RawHealthCheck, paths: &Paths) -> Checked<HealthCheck> {
+    let mut command = raw.command;
+    let Some(program) = command.first_mut() else {
+        return Err("[health_check] command: must name a program".into());
+    };
+    // A program path with a slash is a path like every other here (relative ones are in the
+    // configuration's directory); a bare name is looked up in PATH.
+    if program.contains('/') {
+        *program = paths.resolve(Path::new(program)).display().to_string();
+    }
+    let timeout_secs = raw.timeout_secs.unwrap_or(60);
+    if timeout_secs == 0 {
+        return Err("[health_check] timeout_secs: must be at least 1".into());
+    }
+    Ok(HealthCheck {
+        command,
+        timeout_secs,
+    })
+}
+
+/// The download settings of `[repository]`, defaults without it.
+fn fetch_settings(raw: Option<&RawRepository>, paths: &Paths) -> FetchSettings {
+    let mut fetch = FetchSettings::default();
+    let Some(r) = raw else {
+        return fetch;
+    };
+    fetch.ca_file = r.ca_file.as_deref().map(|p| paths.resolve(p));
+    if let Some(s) = r.connect_timeout_secs {
+        fetch.connect_timeout = Duration::from_secs(s.max(1));
+    }
+    if let Some(b) = r.min_speed_bytes_per_sec {
+        fetch.min_bytes_per_sec = b;
+    }
+    if let Some(s) = r.min_speed_window_secs {
+        fetch.min_speed_window = Duration::from_secs(s.max(1));
+    }
+    fetch
+}
+
+/// `[repository]`: where updates come from.
+fn check_repository(raw: RawRepository, paths: &Paths) -> Checked<Repository> {
+    let url = raw.url.trim_end_matches('/').to_owned();
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("repository.url must start with http:// or https://".into());
+    }
+    let under = |u: Option<String>, default: &str| match u {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => format!("{url}/{default}"),
+    };
+    Ok(Repository {
+        metadata_url: under(raw.metadata_url, "metadata"),
+        targets_url: under(raw.targets_url, "targets"),
+        channel: raw.channel.unwrap_or_else(|| "stable".into()),
+        root: paths.resolve(&raw.root),
+        url,
+    })
+}
+
+/// `[daemon]`, defaults for what is not given.
+fn daemon_settings(raw: Option<RawDaemon>) -> DaemonSettings {
+    let defaults = DaemonSettings::default();
+    let Some(d) = raw else {
+        return defaults;
+    };
+    DaemonSettings {
+        interval_secs: d.interval_secs.unwrap_or(defaults.interval_secs).max(1),
+        jitter_secs: d.jitter_secs.unwrap_or(defaults.jitter_secs),
+        reboot: d.reboot.unwrap_or(defaults.reboot),
+        max_backoff_secs: d
+            .max_backoff_secs
+            .unwrap_or(defaults.max_backoff_secs)
+            .max(1),
     }
 }
 
