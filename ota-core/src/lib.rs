@@ -5,12 +5,14 @@
 //! - [`bundle`]: the signed, chunk-verified bundle format: manifest, signature block, payload;
 //!   a builder for the signer and a streaming verifier for the updater.
 //! - [`tuf`]: TUF 1.0 metadata (canonical JSON so far), interoperable with python-tuf.
+//! - [`exit`]: the exit codes of every OTA command, one table.
 //!
 //! Nothing here prints or reads configuration: the binaries own I/O policy, progress and errors.
 
 pub mod bundle;
 pub mod delta;
 pub mod digest;
+pub mod exit;
 pub mod keys;
 pub mod tuf;
 

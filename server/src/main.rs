@@ -3,6 +3,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+// Exit codes: the table shared by every OTA command (2 usage or TLS, 3 I/O here).
+use ota_core::exit;
 use ota_server::access_log::AccessLog;
 use ota_server::resolve::canonical_root;
 use ota_server::serve::{self, Settings};
@@ -62,11 +64,6 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         resign_interval: u64,
     },
-}
-
-mod exit {
-    pub const USAGE: u8 = 2;
-    pub const IO: u8 = 3;
 }
 
 fn main() -> ExitCode {

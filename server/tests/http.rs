@@ -3,6 +3,7 @@
 //! TLS.
 #![allow(clippy::unwrap_used)]
 
+use ota_core::exit;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -551,10 +552,10 @@ fn bad_invocations_exit_with_distinct_codes() {
         "--listen",
         "127.0.0.1:0",
     ]);
-    assert_eq!(missing.status.code(), Some(3));
+    assert_eq!(missing.status.code(), Some(i32::from(exit::IO)));
     assert_eq!(String::from_utf8_lossy(&missing.stderr).lines().count(), 1);
     let usage = run(&["serve", "--repo", ".", "--tls-cert", "x.pem"]);
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(usage.status.code(), Some(i32::from(exit::USAGE)));
     let r = repo();
     let bad_tls = run(&[
         "serve",
@@ -565,6 +566,6 @@ fn bad_invocations_exit_with_distinct_codes() {
         "--tls-key",
         "/nonexistent.key",
     ]);
-    assert_eq!(bad_tls.status.code(), Some(2));
+    assert_eq!(bad_tls.status.code(), Some(i32::from(exit::USAGE)));
     assert!(String::from_utf8_lossy(&bad_tls.stderr).contains("TLS"));
 }

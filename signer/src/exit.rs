@@ -1,20 +1,14 @@
-//! Exit codes, documented in README.md and docs/bundle-format.md. Scripts rely on them: never
-//! renumber, only add.
+//! Exit codes of `ota-sign`: which code of the shared table ([`ota_core::exit`]) an error gets.
+//! Documented in README.md, docs/bundle-format.md and docs/signing-in-ci.md. Scripts rely on
+//! them: never renumber, only add (in the table).
+//!
+//! Bundle errors (4 signature, 5 corrupt, 6 unsupported, 7 wrong delta base, and 2/3) come
+//! from `ErrorClass::exit_code`, shared with ota-update; clap's own usage errors exit with 2.
 
 use ota_core::bundle::BundleError;
+use ota_core::exit::{CORRUPT, FAILURE, IO, USAGE};
 use ota_core::keys::KeyError;
 use ota_core::tuf::repository::RepoError;
-
-/// Anything not covered below.
-pub const FAILURE: u8 = 1;
-/// Bad arguments or unusable inputs (clap also exits with 2).
-pub const USAGE: u8 = 2;
-/// A file could not be read or written.
-pub const IO: u8 = 3;
-/// Corrupt input (a repository's own metadata here; bundles map through `ErrorClass`).
-pub const CORRUPT: u8 = 5;
-// Bundle errors (4 signature, 5 corrupt, 6 unsupported, 7 wrong delta base, and 2/3 above)
-// come from `ErrorClass::exit_code`, shared with ota-update.
 
 /// Picks the exit code for an error by the most specific typed cause in its chain.
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -1,15 +1,11 @@
 //! `ota-sign` through its real command line: round trips, tampering, truncation, keys,
 //! thresholds, reproducibility, exit codes.
 
+use ota_core::exit;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-const EXIT_USAGE: i32 = 2;
-const EXIT_SIGNATURE: i32 = 4;
-const EXIT_CORRUPT: i32 = 5;
-const EXIT_UNSUPPORTED: i32 = 6;
 
 fn ota_sign() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ota-sign"))
@@ -263,7 +259,12 @@ fn assert_each_flip_refused(f: &Fixture, original: &[u8], offsets: &[usize]) {
                     assert!(!out.status.success(), "flip at offset {at} was accepted");
                     let code = out.status.code().expect("code");
                     assert!(
-                        [EXIT_SIGNATURE, EXIT_CORRUPT, EXIT_UNSUPPORTED].contains(&code),
+                        [
+                            i32::from(exit::SIGNATURE),
+                            i32::from(exit::CORRUPT),
+                            i32::from(exit::UNSUPPORTED)
+                        ]
+                        .contains(&code),
                         "flip at {at}: unexpected exit {code}: {}",
                         String::from_utf8_lossy(&out.stderr)
                     );
@@ -309,12 +310,16 @@ fn truncated_and_extended_bundles_are_refused() {
     cuts.extend([1, 23, 24, 25, head_len(&original), original.len() - 1]);
     for cut in cuts {
         fs::write(&path, &original[..cut]).expect("write");
-        assert_eq!(fails(&mut f.verify(&path)), EXIT_CORRUPT, "cut at {cut}");
+        assert_eq!(
+            fails(&mut f.verify(&path)),
+            i32::from(exit::CORRUPT),
+            "cut at {cut}"
+        );
     }
     let mut longer = original.clone();
     longer.push(0);
     fs::write(&path, &longer).expect("write");
-    assert_eq!(fails(&mut f.verify(&path)), EXIT_CORRUPT);
+    assert_eq!(fails(&mut f.verify(&path)), i32::from(exit::CORRUPT));
 }
 
 #[test]
@@ -330,7 +335,7 @@ fn wrong_key_and_unmet_threshold_are_refused() {
                 .arg(&other_public)
                 .arg(&bundle)
         ),
-        EXIT_SIGNATURE
+        i32::from(exit::SIGNATURE)
     );
     // Trusting both keys but requiring two: only one signed.
     assert_eq!(
@@ -344,7 +349,7 @@ fn wrong_key_and_unmet_threshold_are_refused() {
                 .args(["--threshold", "2"])
                 .arg(&bundle)
         ),
-        EXIT_SIGNATURE
+        i32::from(exit::SIGNATURE)
     );
     // A threshold larger than the trusted set is a usage error, not a verification result.
     assert_eq!(
@@ -356,7 +361,7 @@ fn wrong_key_and_unmet_threshold_are_refused() {
                 .args(["--threshold", "2"])
                 .arg(&bundle)
         ),
-        EXIT_USAGE
+        i32::from(exit::USAGE)
     );
 }
 
@@ -407,7 +412,7 @@ fn duplicate_signatures_from_one_key_count_once() {
         .arg(&other_public)
         .args(["--threshold", "2"])
         .arg(&path);
-    assert_eq!(fails(&mut cmd), EXIT_SIGNATURE);
+    assert_eq!(fails(&mut cmd), i32::from(exit::SIGNATURE));
 }
 
 #[test]
@@ -421,7 +426,7 @@ fn unsigned_bundle_is_refused() {
     unsigned.extend_from_slice(&0u32.to_le_bytes());
     unsigned.extend_from_slice(&original[sig_start + 4 + 96..]);
     let path = f.write("unsigned.bundle", &unsigned);
-    assert_eq!(fails(&mut f.verify(&path)), EXIT_SIGNATURE);
+    assert_eq!(fails(&mut f.verify(&path)), i32::from(exit::SIGNATURE));
 }
 
 #[test]
@@ -431,11 +436,11 @@ fn newer_format_version_gets_its_own_exit_code() {
     bytes[8] = 2;
     let path = f.write("v2.bundle", &bytes);
     let out = run(&mut f.verify(&path));
-    assert_eq!(out.status.code(), Some(EXIT_UNSUPPORTED));
+    assert_eq!(out.status.code(), Some(i32::from(exit::UNSUPPORTED)));
     assert!(String::from_utf8_lossy(&out.stderr).contains("format version 2 is not supported"));
     assert_eq!(
         fails(ota_sign().arg("inspect").arg(&path)),
-        EXIT_UNSUPPORTED
+        i32::from(exit::UNSUPPORTED)
     );
 }
 
@@ -443,7 +448,7 @@ fn newer_format_version_gets_its_own_exit_code() {
 fn not_a_bundle_is_corrupt() {
     let f = Fixture::new();
     let path = f.write("junk.bundle", b"this is not a bundle at all, just text");
-    assert_eq!(fails(&mut f.verify(&path)), EXIT_CORRUPT);
+    assert_eq!(fails(&mut f.verify(&path)), i32::from(exit::CORRUPT));
 }
 
 #[test]
@@ -551,7 +556,7 @@ fn signing_key_from_environment_variable() {
         .arg(format!("rootfs={}", image.display()))
         .arg("-o")
         .arg(f.path("bad.bundle"));
-    assert_eq!(fails(&mut cmd), EXIT_USAGE);
+    assert_eq!(fails(&mut cmd), i32::from(exit::USAGE));
     assert!(!f.path("bad.bundle").exists());
 }
 
@@ -570,7 +575,7 @@ fn keygen_writes_private_key_with_mode_0600() {
     // Refuses to overwrite without --force.
     assert_eq!(
         fails(ota_sign().arg("keygen").arg("--out").arg(&f.key)),
-        EXIT_USAGE
+        i32::from(exit::USAGE)
     );
 }
 
@@ -616,7 +621,7 @@ fn inspect_says_unverified_without_trusted_keys() {
                 .arg(&other)
                 .arg(&bundle)
         ),
-        EXIT_SIGNATURE
+        i32::from(exit::SIGNATURE)
     );
 }
 
@@ -627,7 +632,7 @@ fn extract_of_unknown_image_is_a_usage_error_and_writes_nothing() {
     let mut cmd = f.verify(&bundle);
     cmd.arg("--extract")
         .arg(format!("nope={}", f.path("nope.out").display()));
-    assert_eq!(fails(&mut cmd), EXIT_USAGE);
+    assert_eq!(fails(&mut cmd), i32::from(exit::USAGE));
     assert!(!f.path("nope.out").exists());
 }
 
@@ -642,7 +647,7 @@ fn corrupt_payload_leaves_no_extracted_file() {
     let mut cmd = f.verify(&path);
     cmd.arg("--extract")
         .arg(format!("kernel={}", out_path.display()));
-    assert_eq!(fails(&mut cmd), EXIT_CORRUPT);
+    assert_eq!(fails(&mut cmd), i32::from(exit::CORRUPT));
     assert!(!out_path.exists());
     let leftovers: Vec<_> = fs::read_dir(f.dir.path())
         .expect("dir")
@@ -692,7 +697,7 @@ fn delta_bundle_extracts_with_its_base_and_refuses_another() {
         .arg(format!("rootfs={}", other.display()))
         .arg("--extract")
         .arg(format!("rootfs={}", out2.display()));
-    assert_eq!(fails(&mut cmd), 7);
+    assert_eq!(fails(&mut cmd), i32::from(exit::INCOMPATIBLE));
     assert!(!out2.exists());
     // Base and output may not be the same file (A/B).
     let mut cmd = f.verify(&delta);
@@ -700,7 +705,7 @@ fn delta_bundle_extracts_with_its_base_and_refuses_another() {
         .arg(format!("rootfs={}", old_path.display()))
         .arg("--extract")
         .arg(format!("rootfs={}", old_path.display()));
-    assert_eq!(fails(&mut cmd), EXIT_USAGE);
+    assert_eq!(fails(&mut cmd), i32::from(exit::USAGE));
     assert_eq!(fs::read(&old_path).expect("old"), old);
 }
 

@@ -67,38 +67,9 @@ pub enum UpdateError {
     },
 }
 
-/// Exit codes of `ota-update`, documented in docs/updater.md. Never renumber, only add.
-pub mod exit {
-    /// Any other failure.
-    pub const FAILURE: u8 = 1;
-    /// Bad arguments or configuration.
-    pub const USAGE: u8 = 2;
-    /// A file, slot or device could not be read or written.
-    pub const IO: u8 = 3;
-    /// Bundle signatures invalid, missing or below the threshold.
-    pub const SIGNATURE: u8 = 4;
-    /// Bundle corrupt or truncated, or a written image failed its read-back check.
-    pub const CORRUPT: u8 = 5;
-    /// Bundle format version or payload kind not supported.
-    pub const UNSUPPORTED: u8 = 6;
-    /// Bundle for another product, or its images do not fit this device's slots.
-    pub const INCOMPATIBLE: u8 = 7;
-    /// Bundle version not newer than the booted one.
-    pub const DOWNGRADE: u8 = 8;
-    /// Another updater process is running.
-    pub const BUSY: u8 = 9;
-    /// Not possible in the current state (e.g. rollback to a slot without a verified image).
-    pub const REFUSED: u8 = 10;
-    /// The health check failed (`boot`).
-    pub const HEALTH_CHECK: u8 = 11;
-    /// A download failed: unreachable server, HTTP error, too much data, too slow.
-    pub const NETWORK: u8 = 12;
-    /// Repository metadata expired (freeze attack, or a repository nobody refreshes).
-    pub const EXPIRED: u8 = 13;
-    /// Repository metadata refused: rollback of a version, mix-and-match, length or hash
-    /// mismatch with what the signed metadata lists.
-    pub const METADATA: u8 = 14;
-}
+/// Exit codes of `ota-update`: the table shared by every OTA command, documented for
+/// `ota-update` in docs/updater.md. Never renumber, only add.
+pub use ota_core::exit;
 
 impl UpdateError {
     /// The exit code for this error.

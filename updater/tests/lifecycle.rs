@@ -8,19 +8,13 @@
 #![allow(clippy::unwrap_used)]
 
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
+use ota_core::exit;
 use ota_core::keys::SigningKey;
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 const SLOT_SIZE: u64 = 512 * 1024;
-const EXIT_SIGNATURE: i32 = 4;
-const EXIT_CORRUPT: i32 = 5;
-const EXIT_INCOMPATIBLE: i32 = 7;
-const EXIT_DOWNGRADE: i32 = 8;
-const EXIT_BUSY: i32 = 9;
-const EXIT_REFUSED: i32 = 10;
-const EXIT_HEALTH: i32 = 11;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
@@ -333,7 +327,7 @@ fn full_lifecycle(backend: Backend) {
     let bundle = d.bundle("v3.bundle", "acme-router", "3.0.0", &v3, None);
     d.ok(&["install", bundle.to_str().unwrap()]);
     assert!(d.ok(&["simulate-boot"]).contains("slot A"));
-    d.refused(&["boot", "--no-reboot"], EXIT_HEALTH);
+    d.refused(&["boot", "--no-reboot"], i32::from(exit::HEALTH_CHECK));
     let s = d.status();
     assert_eq!(s["next_boot"], "B");
     assert_eq!(slot_of(&s, "A")["record"]["content"], "bad");
@@ -365,7 +359,7 @@ fn full_lifecycle(backend: Backend) {
     assert_eq!(slot_of(&s, "A")["record"]["content"], "bad");
 
     // Admin rollback to A is refused: it holds the failed v4.
-    let stderr = d.refused(&["rollback"], EXIT_REFUSED);
+    let stderr = d.refused(&["rollback"], i32::from(exit::REFUSED));
     assert!(stderr.contains("failed its trial"), "{stderr}");
 
     // A good v5 into A, committed; then the admin rolls back to B (v2), verified by hash.
@@ -429,13 +423,13 @@ fn refusals_leave_everything_untouched(backend: Backend) {
     assert_refusal_changes_nothing(
         &d,
         &["install", wrong_product.to_str().unwrap()],
-        EXIT_INCOMPATIBLE,
+        i32::from(exit::INCOMPATIBLE),
     );
     let downgrade = d.bundle("d.bundle", "acme-router", "1.0.0", &good, None);
     assert_refusal_changes_nothing(
         &d,
         &["install", downgrade.to_str().unwrap()],
-        EXIT_DOWNGRADE,
+        i32::from(exit::DOWNGRADE),
     );
     let too_big = d.bundle(
         "big.bundle",
@@ -447,11 +441,15 @@ fn refusals_leave_everything_untouched(backend: Backend) {
     assert_refusal_changes_nothing(
         &d,
         &["install", too_big.to_str().unwrap()],
-        EXIT_INCOMPATIBLE,
+        i32::from(exit::INCOMPATIBLE),
     );
     let stranger = SigningKey::generate();
     let unsigned = d.bundle("u.bundle", "acme-router", "2.0.0", &good, Some(&stranger));
-    assert_refusal_changes_nothing(&d, &["install", unsigned.to_str().unwrap()], EXIT_SIGNATURE);
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", unsigned.to_str().unwrap()],
+        i32::from(exit::SIGNATURE),
+    );
     let valid = d.bundle("v.bundle", "acme-router", "2.0.0", &good, None);
     let mut header_broken = fs::read(&valid).unwrap();
     header_broken[30] ^= 0x20; // inside the signed manifest
@@ -459,18 +457,26 @@ fn refusals_leave_everything_untouched(backend: Backend) {
     assert_refusal_changes_nothing(
         &d,
         &["install", d.path("m.bundle").to_str().unwrap()],
-        EXIT_SIGNATURE,
+        i32::from(exit::SIGNATURE),
     );
     // Another updater holds the lock.
     let lock = fs::File::create(d.path("state/lock")).unwrap();
     lock.try_lock().unwrap();
-    assert_refusal_changes_nothing(&d, &["install", valid.to_str().unwrap()], EXIT_BUSY);
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", valid.to_str().unwrap()],
+        i32::from(exit::BUSY),
+    );
     drop(lock);
     // A trial boot in progress: installing would destroy the only fallback.
     d.ok(&["install", valid.to_str().unwrap()]);
     d.ok(&["simulate-boot"]);
     let v3 = d.bundle("v3.bundle", "acme-router", "3.0.0", &good, None);
-    assert_refusal_changes_nothing(&d, &["install", v3.to_str().unwrap()], EXIT_REFUSED);
+    assert_refusal_changes_nothing(
+        &d,
+        &["install", v3.to_str().unwrap()],
+        i32::from(exit::REFUSED),
+    );
 }
 
 #[test]
@@ -503,7 +509,10 @@ fn corrupt_payload_never_reaches_the_boot_order() {
     bytes[last] ^= 1;
     fs::write(&bundle, bytes).unwrap();
     let slot_a = d.slot("A");
-    d.refused(&["install", bundle.to_str().unwrap()], EXIT_CORRUPT);
+    d.refused(
+        &["install", bundle.to_str().unwrap()],
+        i32::from(exit::CORRUPT),
+    );
     assert!(d.slot("A") == slot_a);
     let s = d.status();
     assert_eq!(s["next_boot"], "A");
@@ -568,7 +577,7 @@ fn rollback_refuses_a_slot_whose_bytes_changed() {
     let mut a = d.slot("A");
     a[1000] ^= 0xff;
     fs::write(d.path("slot-a.rootfs"), a).unwrap();
-    let stderr = d.refused(&["rollback"], EXIT_REFUSED);
+    let stderr = d.refused(&["rollback"], i32::from(exit::REFUSED));
     assert!(
         stderr.contains("no longer matches its recorded hash"),
         "{stderr}"
@@ -690,7 +699,10 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
     };
     // Only a delta from another base: refused before anything is written.
     let unrelated = build("unrelated.bundle", &["unrelated.img"], false);
-    let stderr = d.refused(&["install", unrelated.to_str().unwrap()], EXIT_INCOMPATIBLE);
+    let stderr = d.refused(
+        &["install", unrelated.to_str().unwrap()],
+        i32::from(exit::INCOMPATIBLE),
+    );
     assert!(
         stderr.contains("none made from what slot A holds"),
         "{stderr}"
@@ -739,7 +751,7 @@ fn reboots_come_after_the_decision_is_recorded_and_said() {
     // exits with the health-check code and one error line.
     d.ok(&["simulate-boot"]);
     let out = d.run(&["boot", "--json"]);
-    assert_eq!(out.status.code(), Some(EXIT_HEALTH));
+    assert_eq!(out.status.code(), Some(i32::from(exit::HEALTH_CHECK)));
     let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(said["result"], "fell_back");
     assert!(said["reason"]

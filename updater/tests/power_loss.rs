@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
+use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use serde_json::Value;
@@ -36,9 +37,6 @@ const CHUNK_SIZE: u32 = 4 << 10;
 const V3_LEN: usize = 350_000;
 const PRODUCT: &str = "acme-router";
 
-const EXIT_DOWNGRADE: i32 = 8;
-const EXIT_REFUSED: i32 = 10;
-const EXIT_HEALTH_CHECK: i32 = 11;
 /// `std::process::abort` raises SIGABRT.
 const SIGABRT: i32 = 6;
 
@@ -499,7 +497,7 @@ impl Scenario {
             releases,
             template,
             action: vec!["boot".into(), "--no-reboot".into()],
-            code: EXIT_HEALTH_CHECK,
+            code: i32::from(exit::HEALTH_CHECK),
         }
     }
 
@@ -581,7 +579,7 @@ fn install_survives_power_loss_at_every_durable_step() {
             assert_eq!(device.power_on(), "B", "{context}: re-install");
         } else {
             booted_new_slot += 1;
-            device.fails_with(&releases.install_v2(), EXIT_DOWNGRADE);
+            device.fails_with(&releases.install_v2(), i32::from(exit::DOWNGRADE));
         }
         assert!(
             device.slot_bytes("B")[..V2_LEN] == releases.v2[..],
@@ -677,7 +675,7 @@ fn install_over_the_previous_release_never_leaves_a_torn_slot_to_roll_back_to() 
             // Switched: A holds exactly v3, which commits.
             assert_eq!(holds, "3.0.0", "{context}");
             device.assert_committed_on("A", "3.0.0", context);
-            device.fails_with(&scenario.action, EXIT_DOWNGRADE);
+            device.fails_with(&scenario.action, i32::from(exit::DOWNGRADE));
             return;
         }
         assert_eq!(holds, "v2", "{context}");
@@ -695,7 +693,7 @@ fn install_over_the_previous_release_never_leaves_a_torn_slot_to_roll_back_to() 
                 );
                 device.assert_committed_on("A", "1.0.0", context);
             }
-            Some(EXIT_REFUSED) => {
+            Some(code) if code == i32::from(exit::REFUSED) => {
                 refused += 1;
                 assert!(
                     device.slot_bytes("B") == running_slot,
@@ -747,7 +745,7 @@ fn failed_trial_fallback_survives_power_loss() {
         );
         assert_eq!(device.power_on(), "B", "{context}: second boot");
         // Nothing to roll back to.
-        device.fails_with(&["rollback"], EXIT_REFUSED);
+        device.fails_with(&["rollback"], i32::from(exit::REFUSED));
         device.assert_records_match_slots(context);
     });
     println!("failed trial fallback: {count} power cuts");

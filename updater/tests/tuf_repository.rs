@@ -4,6 +4,7 @@
 //! slots and the bootloader state byte-identical.
 #![allow(clippy::unwrap_used)]
 
+use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::tuf::repository::sign_envelope;
 use serde_json::{json, Value};
@@ -13,11 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const EXIT_SIGNATURE: i32 = 4;
-const EXIT_CORRUPT: i32 = 5;
-const EXIT_NETWORK: i32 = 12;
-const EXIT_EXPIRED: i32 = 13;
-const EXIT_METADATA: i32 = 14;
 const DAY: u64 = 86_400;
 
 fn bin(name: &str) -> PathBuf {
@@ -464,12 +460,15 @@ fn wrong_signature_is_refused() {
     let flipped = if sig.starts_with('0') { "1" } else { "0" };
     ts["signatures"][0]["sig"] = json!(format!("{flipped}{}", &sig[1..]));
     fs::write(f.meta("timestamp.json"), serde_json::to_vec(&ts).unwrap()).unwrap();
-    f.refused(EXIT_SIGNATURE, "timestamp: 0 of 1 required signatures");
+    f.refused(
+        i32::from(exit::SIGNATURE),
+        "timestamp: 0 of 1 required signatures",
+    );
 
     // Signed by a key the root does not authorise for the role (the targets key).
     let signed = ts["signed"].clone();
     f.write_signed(&f.meta("timestamp.json"), &signed, &["targets"]);
-    f.refused(EXIT_SIGNATURE, "timestamp: 0 of 1");
+    f.refused(i32::from(exit::SIGNATURE), "timestamp: 0 of 1");
 }
 
 #[test]
@@ -484,10 +483,13 @@ fn threshold_not_met_is_refused() {
     assert_eq!(f.check()["update"]["version"], "2.0.0");
     // A new timestamp with only one of the two required signatures.
     f.forge_timestamp(5, 2, &["timestamp"]);
-    f.refused(EXIT_SIGNATURE, "timestamp: 1 of 2 required signatures");
+    f.refused(
+        i32::from(exit::SIGNATURE),
+        "timestamp: 1 of 2 required signatures",
+    );
     // The same key twice still counts once.
     f.forge_timestamp(5, 2, &["timestamp", "timestamp"]);
-    f.refused(EXIT_SIGNATURE, "1 of 2");
+    f.refused(i32::from(exit::SIGNATURE), "1 of 2");
     f.forge_timestamp(5, 2, &["timestamp", "timestamp2"]);
     assert!(f.check()["update"].is_object());
 }
@@ -508,7 +510,7 @@ fn rollback_of_each_role_is_refused() {
     fs::write(f.meta("timestamp.json"), &old_timestamp).unwrap();
     // (init published version 1 of every role, so the releases made versions 2 and 3.)
     f.refused(
-        EXIT_METADATA,
+        i32::from(exit::METADATA),
         "timestamp: version 2 is older than the trusted version 3",
     );
     fs::write(f.meta("timestamp.json"), &new_timestamp).unwrap();
@@ -516,7 +518,7 @@ fn rollback_of_each_role_is_refused() {
     // Snapshot: a newer timestamp (attacker holds the online key) pointing at snapshot v2.
     f.forge_timestamp(4, 2, &["timestamp"]);
     f.refused(
-        EXIT_METADATA,
+        i32::from(exit::METADATA),
         "snapshot (as listed by timestamp): version 2 is older than the trusted version 3",
     );
     fs::write(f.meta("timestamp.json"), &new_timestamp).unwrap();
@@ -528,7 +530,7 @@ fn rollback_of_each_role_is_refused() {
     f.write_signed(&f.meta("4.snapshot.json"), &snap, &["snapshot"]);
     f.forge_timestamp(4, 4, &["timestamp"]);
     f.refused(
-        EXIT_METADATA,
+        i32::from(exit::METADATA),
         "targets.json: version 2 is older than the trusted version 3",
     );
 
@@ -537,7 +539,7 @@ fn rollback_of_each_role_is_refused() {
     // also discards the cached timestamp and snapshot (spec 5.3.11, fast-forward recovery).
     fs::write(f.meta("timestamp.json"), &new_timestamp).unwrap();
     f.refused(
-        EXIT_METADATA,
+        i32::from(exit::METADATA),
         "timestamp: version 3 is older than the trusted version 4",
     );
     f.sign_ok(
@@ -589,7 +591,10 @@ fn expired_fixture(role: &str) -> Fixture {
 fn expired_metadata_of_every_role_is_refused_freeze() {
     for role in ["timestamp", "snapshot", "targets", "root"] {
         let f = expired_fixture(role);
-        let err = f.refused(EXIT_EXPIRED, &format!("{role} metadata expired at"));
+        let err = f.refused(
+            i32::from(exit::EXPIRED),
+            &format!("{role} metadata expired at"),
+        );
         assert!(err.contains("freeze"), "{err}");
     }
 }
@@ -613,7 +618,7 @@ fn a_clock_set_back_cannot_revive_expired_metadata() {
         format!("{}\n", unix_now() + 2 * DAY),
     )
     .unwrap();
-    f.refused(EXIT_EXPIRED, "timestamp metadata expired");
+    f.refused(i32::from(exit::EXPIRED), "timestamp metadata expired");
 }
 
 #[test]
@@ -627,7 +632,7 @@ fn mix_and_match_is_refused() {
     // The current snapshot lists targets v3 (v1 came with init); serve v2 under the v3 name.
     fs::copy(f.meta("2.targets.json"), f.meta("3.targets.json")).unwrap();
     f.refused(
-        EXIT_METADATA,
+        i32::from(exit::METADATA),
         "targets: version 2 does not match version 3 listed by snapshot",
     );
 }
@@ -651,11 +656,11 @@ fn endless_data_and_tampered_targets_are_refused() {
     let mut endless = good_timestamp.clone();
     endless.extend(std::iter::repeat_n(b' ', 20_000));
     fs::write(&timestamp, &endless).unwrap();
-    f.refused(EXIT_NETWORK, "more than the 16384 bytes");
+    f.refused(i32::from(exit::NETWORK), "more than the 16384 bytes");
     fs::write(&timestamp, &good_timestamp).unwrap();
     let next_root = f.meta("2.root.json");
     fs::write(&next_root, vec![b' '; 600_000]).unwrap();
-    f.refused(EXIT_NETWORK, "more than the 512000 bytes");
+    f.refused(i32::from(exit::NETWORK), "more than the 512000 bytes");
     fs::remove_file(&next_root).unwrap();
     f.check();
 
@@ -663,7 +668,7 @@ fn endless_data_and_tampered_targets_are_refused() {
     let mut longer = good.clone();
     longer.extend(std::iter::repeat_n(0u8, 1 << 20));
     fs::write(&target, &longer).unwrap();
-    f.install_refused(EXIT_NETWORK, "more than the");
+    f.install_refused(i32::from(exit::NETWORK), "more than the");
 
     // Same length, one byte changed in the payload's tail: the bundle's chunk hash or the TUF
     // hash catches it before the switch.
@@ -673,7 +678,7 @@ fn endless_data_and_tampered_targets_are_refused() {
     fs::write(&target, &changed).unwrap();
     let before = f.device_bytes();
     let out = f.run(&["install"]);
-    assert_eq!(out.status.code(), Some(EXIT_CORRUPT), "{out:?}");
+    assert_eq!(out.status.code(), Some(i32::from(exit::CORRUPT)), "{out:?}");
     assert!(
         f.device_bytes()[2] == before[2],
         "the bootloader state changed"
@@ -833,7 +838,7 @@ fn slow_retrieval_is_abandoned() {
         "min_speed_bytes_per_sec = 5000\nmin_speed_window_secs = 2\nconnect_timeout_secs = 2",
     );
     let started = std::time::Instant::now();
-    f.install_refused(EXIT_NETWORK, "slow retrieval");
+    f.install_refused(i32::from(exit::NETWORK), "slow retrieval");
     // 200 kB at 500 B/s would take minutes; the guard gives up after its window.
     assert!(started.elapsed() < Duration::from_secs(60));
 }
@@ -881,7 +886,10 @@ fn root_rotation_needs_both_thresholds_and_revokes_old_keys() {
         &ts["signed"].clone(),
         &["timestamp"],
     );
-    f.refused(EXIT_SIGNATURE, "timestamp: 0 of 1 required signatures");
+    f.refused(
+        i32::from(exit::SIGNATURE),
+        "timestamp: 0 of 1 required signatures",
+    );
     f.publish(&["snapshot", "timestamp2"], None);
 
     // Root v3 signed by the new key only (not by v2's root key): refused.
@@ -893,7 +901,10 @@ fn root_rotation_needs_both_thresholds_and_revokes_old_keys() {
     root3["keys"][tuf_key.key_id()] = tuf_key.to_value().clone();
     root3["roles"]["root"]["keyids"] = json!([tuf_key.key_id()]);
     f.write_signed(&f.meta("3.root.json"), &root3, &["root3"]);
-    f.refused(EXIT_SIGNATURE, "root: 0 of 1 required signatures");
+    f.refused(
+        i32::from(exit::SIGNATURE),
+        "root: 0 of 1 required signatures",
+    );
     // Signed by both the v2 root key and the new one: accepted.
     f.write_signed(&f.meta("3.root.json"), &root3, &["root2", "root3"]);
     assert_eq!(f.check()["refresh"]["root_version"], 3);
@@ -922,7 +933,7 @@ fn other_products_channels_and_older_versions_are_not_installed() {
     assert!(f.device_bytes() == before);
     // A downgrade is only ever a named bundle, never a repository pick.
     let out = f.run(&["install", "--allow-downgrade"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-downgrade needs a SOURCE"));
     assert!(f.device_bytes() == before);
 
@@ -995,7 +1006,7 @@ fn ota_sign_repo_refuses_without_the_role_keys_and_writes_nothing() {
         .arg(f.key("snapshot"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("targets: 0 of the given keys are authorised"),
@@ -1141,5 +1152,5 @@ fn a_removed_target_is_no_longer_offered() {
         .args(["repo", "remove", "--repo", repo, "acme-router-2.1.0.bundle"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)));
 }

@@ -111,16 +111,17 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    /// The exit code every OTA command uses for this class (documented in README.md):
-    /// 2 usage, 3 I/O, 4 signature, 5 corrupt, 6 unsupported, 7 incompatible.
+    /// The exit code every OTA command uses for this class, from the one table in
+    /// [`crate::exit`].
     pub fn exit_code(self) -> u8 {
+        use crate::exit;
         match self {
-            ErrorClass::Usage => 2,
-            ErrorClass::Io => 3,
-            ErrorClass::Signature => 4,
-            ErrorClass::Corrupt => 5,
-            ErrorClass::Unsupported => 6,
-            ErrorClass::Incompatible => 7,
+            ErrorClass::Usage => exit::USAGE,
+            ErrorClass::Io => exit::IO,
+            ErrorClass::Signature => exit::SIGNATURE,
+            ErrorClass::Corrupt => exit::CORRUPT,
+            ErrorClass::Unsupported => exit::UNSUPPORTED,
+            ErrorClass::Incompatible => exit::INCOMPATIBLE,
         }
     }
 }

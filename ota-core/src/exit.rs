@@ -1,0 +1,92 @@
+//! The exit codes of every OTA command (`ota-sign`, `ota-server`, `ota-update`): one table.
+//!
+//! Scripts and CI pipelines act on these numbers: never renumber, only add. Each command uses
+//! the subset that can happen to it; docs/ lists them per command, with what each means there
+//! (`ota-sign`: docs/bundle-format.md and docs/signing-in-ci.md; `ota-server`: docs/server.md;
+//! `ota-update`: docs/updater.md).
+//!
+//! | code | constant | meaning |
+//! |---:|---|---|
+//! | 0 | [`OK`] | success |
+//! | 1 | [`FAILURE`] | any other failure |
+//! | 2 | [`USAGE`] | bad arguments, configuration or key file contents |
+//! | 3 | [`IO`] | a file, slot, device or socket could not be read or written |
+//! | 4 | [`SIGNATURE`] | signatures invalid, missing, untrusted or below the threshold |
+//! | 5 | [`CORRUPT`] | corrupt or truncated input, a hash or length mismatch |
+//! | 6 | [`UNSUPPORTED`] | format version or payload kind not supported |
+//! | 7 | [`INCOMPATIBLE`] | not for this device or this base (also `ota-sign`'s wrong delta base) |
+//! | 8 | [`DOWNGRADE`] | version not newer than the booted one |
+//! | 9 | [`BUSY`] | another updater process is running |
+//! | 10 | [`REFUSED`] | not possible in the current state |
+//! | 11 | [`HEALTH_CHECK`] | the health check failed |
+//! | 12 | [`NETWORK`] | a download failed (unreachable, HTTP error, too much data, too slow) |
+//! | 13 | [`EXPIRED`] | repository metadata expired |
+//! | 14 | [`METADATA`] | repository metadata refused (rollback, mix-and-match, length or hash) |
+//!
+//! The constants are `u8` for `std::process::ExitCode::from`; tests comparing with
+//! `ExitStatus::code()` use `i32::from(exit::X)`.
+
+/// Success.
+pub const OK: u8 = 0;
+/// Any other failure.
+pub const FAILURE: u8 = 1;
+/// Bad arguments, configuration or key file contents (clap's own usage errors are also 2).
+pub const USAGE: u8 = 2;
+/// A file, slot, device or socket could not be read or written.
+pub const IO: u8 = 3;
+/// Signatures invalid, missing, from untrusted keys or below the threshold (bundles and
+/// repository metadata).
+pub const SIGNATURE: u8 = 4;
+/// Corrupt or truncated input: a bundle, a chunk or image hash mismatch, a written image that
+/// failed its read-back check, a download that differs from its signed length or hash, a
+/// repository's unreadable metadata.
+pub const CORRUPT: u8 = 5;
+/// Bundle format version or payload kind not supported.
+pub const UNSUPPORTED: u8 = 6;
+/// Not for this device: another product, images that do not fit the slots, a delta whose base
+/// is not the image it was made from (`ota-sign verify --base` too).
+pub const INCOMPATIBLE: u8 = 7;
+/// Bundle version not newer than the booted one.
+pub const DOWNGRADE: u8 = 8;
+/// Another updater process is running (lock held).
+pub const BUSY: u8 = 9;
+/// Not possible in the current state (e.g. rollback to a slot without a verified image).
+pub const REFUSED: u8 = 10;
+/// The health check failed (`ota-update boot`).
+pub const HEALTH_CHECK: u8 = 11;
+/// A download failed: unreachable server, HTTP error, too much data, too slow.
+pub const NETWORK: u8 = 12;
+/// Repository metadata expired (freeze attack, or a repository nobody refreshes).
+pub const EXPIRED: u8 = 13;
+/// Repository metadata refused: rollback of a version, mix-and-match, length or hash
+/// mismatch with what the signed metadata lists.
+pub const METADATA: u8 = 14;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers are an interface: this test fails if one is changed.
+    #[test]
+    fn codes_are_never_renumbered() {
+        let table = [
+            OK,
+            FAILURE,
+            USAGE,
+            IO,
+            SIGNATURE,
+            CORRUPT,
+            UNSUPPORTED,
+            INCOMPATIBLE,
+            DOWNGRADE,
+            BUSY,
+            REFUSED,
+            HEALTH_CHECK,
+            NETWORK,
+            EXPIRED,
+            METADATA,
+        ];
+        let expected: Vec<u8> = (0..=14).collect();
+        assert_eq!(table.to_vec(), expected);
+    }
+}
