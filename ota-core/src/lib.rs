@@ -4,6 +4,8 @@
 //! - [`keys`]: ed25519 signing and verifying keys in PEM (PKCS#8 / SPKI), key ids, key generation.
 //! - [`bundle`]: the signed, chunk-verified bundle format: manifest, signature block, payload;
 //!   a builder for the signer and a streaming verifier for the updater.
+//! - [`release`]: the release model of a repository target (`custom` metadata) and the rule
+//!   that picks a delta or a full payload per image.
 //! - [`tuf`]: TUF 1.0 metadata (canonical JSON so far), interoperable with python-tuf.
 //! - [`exit`]: the exit codes of every OTA command, one table.
 //!
@@ -14,6 +16,7 @@ pub mod delta;
 pub mod digest;
 pub mod exit;
 pub mod keys;
+pub mod release;
 pub mod tuf;
 
 pub use digest::Sha256Digest;

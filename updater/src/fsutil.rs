@@ -1,7 +1,8 @@
 //! Durable file writes: the only way the updater changes its state files.
 
 use crate::fault;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -16,22 +17,23 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        fault::point("atomic-write: temp written");
-        file.sync_all()?;
-    }
+    // A unique name, created exclusively (O_EXCL, never through a link): two processes never
+    // share a temporary file, and nothing planted in the directory can redirect the write.
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.as_file_mut().write_all(bytes)?;
+    fault::point("atomic-write: temp written");
+    // Temporary files are private (0600); the records are ordinary files.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
     fault::point("atomic-write: temp synced");
-    fs::rename(&tmp, path)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     fault::point("atomic-write: renamed");
     File::open(dir)?.sync_all()?;
     fault::point("atomic-write: directory synced");

@@ -14,14 +14,13 @@
 //! A power cut before step 6's bootloader write boots the old slot as before; after it, the
 //! new slot gets exactly one try and the old one stays good as fallback.
 
-use crate::bootloader;
 use crate::config::Config;
+use crate::device::{Device, Installed};
 use crate::error::{Result, UpdateError};
-use crate::slot::{device_size, SlotImageSink, SlotName};
-use crate::state::{
-    now, ImageRecord, Outcome, OutcomeKind, Pending, SlotContent, SlotRecord, StateStore,
-};
+use crate::slot::{device_size, hash_prefix, SlotImageSink, SlotName};
+use crate::state::ImageRecord;
 use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind};
+use ota_core::release::{choose_payloads, manifest_offers};
 use ota_core::delta::apply::BaseRead;
 use serde::Serialize;
 use std::io::Read;
@@ -31,6 +30,9 @@ use std::io::Read;
 pub struct InstallOptions {
     /// Accept a version that is not newer than the booted one (signatures still required).
     pub allow_downgrade: bool,
+    /// SHA-256 of the repository target the bundle is, when installed from a repository
+    /// (recorded, so a failed release is recognised by its target too).
+    pub target_sha256: Option<String>,
 }
 
 /// Progress of an install, for a progress bar or `--json` event lines.
@@ -80,39 +82,27 @@ pub fn install(
     options: &InstallOptions,
     events: &dyn Fn(InstallEvent),
 ) -> Result<InstallReport> {
-    let store = StateStore::open(&config.state_dir)?;
-    let _lock = store.lock()?;
-    let mut bl = bootloader::open(config)?;
-    let booted = bl.booted_slot()?;
-    config.check_slot(&booted)?;
-    let target = config.other_slot(&booted)?;
-    let mut boot = bl.read_state()?;
-    if !boot.flags(&booted).good {
-        return Err(UpdateError::Refused(format!(
-            "the booted slot {booted} is still on trial: let `ota-update boot` commit it (or run `ota-update commit`) before installing, so slot {target} stays a fallback"
-        )));
-    }
-    let mut state = store.load()?;
+    install_on(&mut Device::open(config)?, source, options, events)
+}
 
+/// [`install`] on a device already opened (the repository path checks, then installs, under
+/// one lock).
+pub fn install_on(
+    device: &mut Device,
+    source: Box<dyn Read + Send>,
+    options: &InstallOptions,
+    events: &dyn Fn(InstallEvent),
+) -> Result<InstallReport> {
+    let config = device.config();
+    // Said before reading the bundle: nothing can be installed until a trial ends.
+    device.ensure_installable()?;
     let reader = BundleReader::open(source, &config.trust)?;
     let manifest = reader.manifest().clone();
-    let booted_version = state
-        .slots
-        .get(&booted)
-        .and_then(|r| r.version.clone())
-        .or_else(|| config.factory_version.clone());
-    let chosen = check_compatible(
-        config,
-        &manifest,
-        &booted,
-        &target,
-        booted_version.as_ref(),
-        options,
-    )?;
+    let chosen = check_compatible(device, &manifest, options)?;
     events(InstallEvent::Accepted {
         product: manifest.product.clone(),
         version: manifest.version.to_string(),
-        slot: target.to_string(),
+        slot: device.other().to_string(),
         payload_size: manifest.payload_size,
         images: chosen
             .iter()
@@ -128,29 +118,50 @@ pub fn install(
             .collect(),
     });
 
-    // From here on the target slot is overwritten: make sure nothing boots it.
-    let before = boot.clone();
-    boot.set(&target, false, 0);
-    boot.put_first(&booted);
-    if boot != before {
-        bl.write_state(&boot)?;
+    // From here on the target slot is overwritten: nothing may boot it.
+    let target = device.begin_writing(&manifest.version)?;
+    if let Err(err) = write_images(device, reader, &chosen, events) {
+        device.record_install_failure(Some(&manifest.version), &err.to_string());
+        return Err(err);
     }
-    state.slots.insert(
-        target.clone(),
-        SlotRecord {
-            content: SlotContent::Writing,
-            version: Some(manifest.version.clone()),
-            images: Default::default(),
-            updated: now(),
-        },
-    );
-    if state.pending.as_ref().is_some_and(|p| p.slot == target) {
-        state.pending = None;
-    }
-    store.save(&state)?;
+    let images = chosen
+        .iter()
+        .map(|&index| &manifest.images[index])
+        .map(|i| {
+            let record = ImageRecord {
+                size: i.size,
+                sha256: i.sha256,
+            };
+            (i.name.clone(), record)
+        })
+        .collect();
+    device.switch_to_trial(Installed {
+        version: manifest.version.clone(),
+        images,
+        target_sha256: options.target_sha256.clone(),
+    })?;
+    events(InstallEvent::Switched {
+        slot: target.to_string(),
+        version: manifest.version.to_string(),
+    });
+    Ok(InstallReport {
+        slot: target,
+        version: manifest.version,
+    })
+}
 
-    let devices = &config.slots[&target];
-    let active_devices = &config.slots[&booted];
+/// Streams the payload into the other slot: each chunk hashed before it is decompressed or
+/// applied, each image fsynced and read back against its signed hash.
+fn write_images(
+    device: &Device,
+    reader: BundleReader<Box<dyn Read + Send>>,
+    chosen: &[usize],
+    events: &dyn Fn(InstallEvent),
+) -> Result<()> {
+    let config = device.config();
+    let target = device.other();
+    let devices = &config.slots[target];
+    let active_devices = &config.slots[device.booted()];
     let streamed = reader.stream_payload(
         |index, image| -> std::io::Result<ImageAction> {
             if !chosen.contains(&index) {
@@ -175,73 +186,13 @@ pub fn install(
         },
         &|bytes| events(InstallEvent::Progress { bytes }),
     );
-    if let Err(err) = streamed {
-        let err = match err {
-            BundleError::Sink { image, source } => UpdateError::Slot {
-                slot: target.to_string(),
-                reason: format!("image {image}: {source}"),
-            },
-            // A download error surfaces as its own class (network, unverified), not as I/O.
-            other => UpdateError::from(other),
-        };
-        state.last_result = Some(Outcome {
-            kind: OutcomeKind::InstallFailed,
-            slot: target.clone(),
-            version: Some(manifest.version.clone()),
-            reason: err.to_string(),
-            at: now(),
-        });
-        // Best effort: the install error is what the caller must see.
-        let _ = store.save(&state);
-        return Err(err);
-    }
-
-    state.slots.insert(
-        target.clone(),
-        SlotRecord {
-            content: SlotContent::Installed,
-            version: Some(manifest.version.clone()),
-            images: chosen
-                .iter()
-                .map(|&index| &manifest.images[index])
-                .map(|i| {
-                    (
-                        i.name.clone(),
-                        ImageRecord {
-                            size: i.size,
-                            sha256: i.sha256,
-                        },
-                    )
-                })
-                .collect(),
-            updated: now(),
+    streamed.map_err(|err| match err {
+        BundleError::Sink { image, source } => UpdateError::Slot {
+            slot: target.to_string(),
+            reason: format!("image {image}: {source}"),
         },
-    );
-    state.pending = Some(Pending {
-        slot: target.clone(),
-        version: manifest.version.clone(),
-        installed: now(),
-    });
-    state.last_result = Some(Outcome {
-        kind: OutcomeKind::Installed,
-        slot: target.clone(),
-        version: Some(manifest.version.clone()),
-        reason: format!("installed into slot {target}; reboot to try it"),
-        at: now(),
-    });
-    store.save(&state)?;
-
-    // The switch: one atomic bootloader write.
-    boot.set(&target, false, 1);
-    boot.put_first(&target);
-    bl.write_state(&boot)?;
-    events(InstallEvent::Switched {
-        slot: target.to_string(),
-        version: manifest.version.to_string(),
-    });
-    Ok(InstallReport {
-        slot: target,
-        version: manifest.version,
+        // A download error surfaces as its own class (network, unverified), not as I/O.
+        other => UpdateError::from(other),
     })
 }
 
@@ -249,24 +200,23 @@ pub fn install(
 /// entries to install: per image, the delta whose base is exactly what the active slot holds,
 /// else the full image.
 fn check_compatible(
-    config: &Config,
+    device: &Device,
     manifest: &Manifest,
-    booted: &SlotName,
-    target: &SlotName,
-    booted_version: Option<&semver::Version>,
     options: &InstallOptions,
 ) -> Result<Vec<usize>> {
+    let config = device.config();
+    let (booted, target) = (device.booted(), device.other());
     if manifest.product != config.product {
         return Err(UpdateError::Incompatible(format!(
             "the bundle is for product '{}', this device is '{}'",
             manifest.product, config.product
         )));
     }
-    if let Some(booted) = booted_version {
-        if manifest.version <= *booted && !options.allow_downgrade {
+    if let Some(running) = device.booted_version() {
+        if manifest.version <= running && !options.allow_downgrade {
             return Err(UpdateError::Downgrade {
                 bundle: manifest.version.to_string(),
-                booted: booted.to_string(),
+                booted: running.to_string(),
             });
         }
     }
@@ -282,8 +232,17 @@ fn check_compatible(
             slot_names.join(", ")
         )));
     }
-    let chosen = choose_entries(config, manifest, booted)?;
-    for image in chosen.iter().map(|&i| &manifest.images[i]) {
+    let active = &config.slots[booted];
+    let chosen = choose_payloads(&manifest_offers(manifest), &slot_names, |name, len| {
+        hash_prefix(active.get(name)?, len).ok()
+    })
+    .map_err(|e| {
+        UpdateError::Incompatible(format!(
+            "the bundle has only deltas for image {} (from bases {}), none made from what slot {booted} holds, and no full image",
+            e.image, e.bases
+        ))
+    })?;
+    for image in chosen.values().map(|c| &manifest.images[c.index]) {
         let device = &devices[&image.name];
         let capacity = device_size(device).map_err(|e| UpdateError::Slot {
             slot: target.to_string(),
@@ -302,51 +261,5 @@ fn check_compatible(
             )));
         }
     }
-    Ok(chosen)
-}
-
-/// Per image name: the delta whose base hash equals the active slot's first `base_size` bytes,
-/// else the full image.
-fn choose_entries(config: &Config, manifest: &Manifest, booted: &SlotName) -> Result<Vec<usize>> {
-    let mut chosen = Vec::new();
-    for (name, active) in &config.slots[booted] {
-        let mut delta_pick = None;
-        let mut full = None;
-        let mut bases_offered = Vec::new();
-        let mut hashes: std::collections::BTreeMap<u64, Option<ota_core::Sha256Digest>> =
-            Default::default();
-        for (index, image) in manifest
-            .images
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| &i.name == name)
-        {
-            match &image.payload {
-                PayloadKind::Full => full = Some(index),
-                PayloadKind::Delta {
-                    base_sha256,
-                    base_size,
-                    ..
-                } => {
-                    bases_offered.push(base_sha256.to_hex()[..16].to_owned());
-                    let hash = *hashes
-                        .entry(*base_size)
-                        .or_insert_with(|| crate::slot::hash_prefix(active, *base_size).ok());
-                    if delta_pick.is_none() && hash == Some(*base_sha256) {
-                        delta_pick = Some(index);
-                    }
-                }
-            }
-        }
-        match delta_pick.or(full) {
-            Some(index) => chosen.push(index),
-            None => {
-                return Err(UpdateError::Incompatible(format!(
-                    "the bundle has only deltas for image {name} (from bases {}…), none made from what slot {booted} holds, and no full image",
-                    bases_offered.join("…, ")
-                )))
-            }
-        }
-    }
-    Ok(chosen)
+    Ok(chosen.values().map(|c| c.index).collect())
 }

@@ -4,7 +4,9 @@
 //!
 //! Where things happen:
 //! - signature and hash checks of bundles: `ota_core::bundle::verify`, called from [`install`];
-//! - the slot switch: the last step of [`install::install`], one atomic bootloader write;
+//! - the device context and its named, crash-ordered transitions: [`device`];
+//! - the slot switch: [`device::Device::switch_to_trial`], the last step of
+//!   [`install::install`], one atomic bootloader write;
 //! - commit / fall back / rollback detection: [`lifecycle`];
 //! - downloads (length caps, minimum speed, resume with Range): [`fetch`];
 //! - the TUF client workflow and its metadata cache: [`tuf_client`], clock policy: [`clock`];
@@ -14,6 +16,7 @@
 pub mod bootloader;
 pub mod clock;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod fault;
 pub mod fetch;

@@ -1,14 +1,14 @@
 //! After the install: what happens at every boot (trial, health check, commit or fall back,
-//! rollback detection), the admin's commit and rollback, and the status report.
+//! rollback detection), the admin's commit, rollback and holds, and the status report. Each is
+//! one short sequence of [`Device`] transitions.
 
-use crate::bootloader::{self, BootState, SlotBoot};
+use crate::bootloader::{self, SlotBoot};
 use crate::config::Config;
+use crate::device::{Device, DeviceView, Settled};
 use crate::error::{Result, UpdateError};
 use crate::health;
-use crate::slot::{device_size, hash_prefix, SlotName};
-use crate::state::{
-    now, DeviceState, ImageRecord, Outcome, OutcomeKind, SlotContent, SlotRecord, StateStore,
-};
+use crate::slot::SlotName;
+use crate::state::{FailedRelease, Hold, Outcome, Pending, Recovery, SlotRecord};
 use serde::Serialize;
 use std::process::Command;
 
@@ -39,229 +39,66 @@ pub enum BootOutcome {
 /// slot made to boot next, then returned as [`UpdateError::HealthCheck`]: the caller says so,
 /// then reboots ([`request_reboot`]), so that the reason reaches the console before the reset.
 pub fn boot(config: &Config) -> Result<BootOutcome> {
-    let store = StateStore::open(&config.state_dir)?;
-    let _lock = store.lock()?;
-    let mut bl = bootloader::open(config)?;
-    let booted = bl.booted_slot()?;
-    config.check_slot(&booted)?;
-    let other = config.other_slot(&booted)?;
-    let mut boot = bl.read_state()?;
-    let mut state = store.load()?;
-    state.last_booted = Some(booted.clone());
-    if !state.slots.contains_key(&booted) {
-        // First boot of a factory image: remember it as it is now, so that a later admin
-        // rollback to it can prove the slot still holds exactly this.
-        state
-            .slots
-            .insert(booted.clone(), factory_record(config, &booted)?);
-    }
-
-    if !boot.flags(&booted).good {
+    let mut device = Device::open(config)?;
+    device.note_booted()?;
+    let booted = device.booted().clone();
+    if device.booted_on_trial() {
         // A trial boot: the health check decides.
-        let version = state.slots.get(&booted).and_then(|r| r.version.clone());
+        let version = device
+            .records()
+            .slots
+            .get(&booted)
+            .and_then(|r| r.version.clone());
         let verdict = match &config.health_check {
             Some(check) => health::run(config, check, &booted, version.as_ref()),
             None => Ok(()),
         };
         return match verdict {
             Ok(()) => {
-                commit_slot(&mut boot, &mut state, &booted, "health check passed");
-                bl.write_state(&boot)?;
-                store.save(&state)?;
+                device.commit_booted("health check passed")?;
                 Ok(BootOutcome::Committed { slot: booted })
             }
             Err(reason) => {
-                // Record first, then fall back: the failed slot gets no tries and goes last.
-                // In this order a power cut in between leaves a slot without tries, which the
-                // bootloader skips, and records that explain it; the other order would leave
-                // the failure unrecorded and look like an interrupted install.
-                mark_failed(
-                    &mut state,
-                    &booted,
-                    format!("health check failed on slot {booted}: {reason}"),
-                );
-                store.save(&state)?;
-                boot.set(&booted, false, 0);
-                boot.put_first(&other);
-                bl.write_state(&boot)?;
+                let next = device.fall_back(&reason)?;
                 Err(UpdateError::HealthCheck(format!(
-                    "{reason}; slot {other} boots next"
+                    "{reason}; slot {next} boots next"
                 )))
             }
         };
     }
-
-    let mut outcome = BootOutcome::Steady {
-        slot: booted.clone(),
-    };
-    if let Some(pending) = state.pending.clone() {
-        if pending.slot == booted {
-            // Committed some other way (by hand) before this boot.
-            commit_slot(&mut boot, &mut state, &booted, "committed before this boot");
-        } else {
-            let flags = boot.flags(&pending.slot);
-            let switched = boot.order.first() == Some(&pending.slot);
-            if !switched {
-                // The install recorded the slot but was cut before its bootloader switch: the
-                // slot never booted, so this is an interrupted install, not a failed trial.
-                state.pending = None;
-                state.last_result = Some(Outcome {
-                    kind: OutcomeKind::InstallFailed,
-                    slot: pending.slot.clone(),
-                    version: Some(pending.version.clone()),
-                    reason: format!(
-                        "the install of {} into slot {} was interrupted before the bootloader switch; run the install again",
-                        pending.version, pending.slot
-                    ),
-                    at: now(),
-                });
-            } else if !flags.good && flags.tries == 0 {
-                // The bootloader consumed the new slot's try and came back here: the new
-                // system crashed, hung, or lost power before it could commit.
-                mark_failed(
-                    &mut state,
-                    &pending.slot,
-                    format!(
-                        "slot {} ({}) was tried but never committed (crash, hang or power loss during its trial boot); the bootloader fell back to slot {booted}",
-                        pending.slot, pending.version
-                    ),
-                );
-                boot.put_first(&booted);
-                outcome = BootOutcome::RollbackDetected {
-                    failed: pending.slot.clone(),
-                    running: booted.clone(),
-                };
-            }
-        }
-    }
-    // A good slot that booted without being first (the bootloader skipped a slot with no
-    // tries) is made first, so the order says what actually boots.
-    boot.put_first(&booted);
-    // Records before the order: a cut in between must not hide a detected rollback.
-    store.save(&state)?;
-    if bl.read_state()? != boot {
-        bl.write_state(&boot)?;
-    }
-    Ok(outcome)
-}
-
-fn commit_slot(boot: &mut BootState, state: &mut DeviceState, slot: &SlotName, why: &str) {
-    boot.set(slot, true, 0);
-    boot.put_first(slot);
-    state.conclude(
-        slot,
-        SlotContent::Good,
-        OutcomeKind::Committed,
-        why.to_owned(),
-    );
-}
-
-fn mark_failed(state: &mut DeviceState, slot: &SlotName, reason: String) {
-    state.conclude(slot, SlotContent::Bad, OutcomeKind::RolledBack, reason);
-}
-
-/// The record of a factory slot: its version from the configuration, and the hash of every
-/// image device as a whole (the updater does not know the image's own length).
-fn factory_record(config: &Config, slot: &SlotName) -> Result<SlotRecord> {
-    let mut images = std::collections::BTreeMap::new();
-    for (name, device) in &config.slots[slot] {
-        let slot_err = |e: std::io::Error| UpdateError::Slot {
-            slot: slot.to_string(),
-            reason: format!("cannot read {}: {e}", device.display()),
-        };
-        let size = device_size(device).map_err(slot_err)?;
-        let sha256 = hash_prefix(device, size).map_err(slot_err)?;
-        images.insert(name.clone(), ImageRecord { size, sha256 });
-    }
-    Ok(SlotRecord {
-        content: SlotContent::Good,
-        version: config.factory_version.clone(),
-        images,
-        updated: now(),
+    Ok(match device.settle()? {
+        Settled::Steady => BootOutcome::Steady { slot: booted },
+        Settled::RollbackDetected { failed } => BootOutcome::RollbackDetected {
+            failed,
+            running: booted,
+        },
     })
 }
 
 /// `ota-update commit`: marks the booted slot good by hand.
 pub fn commit(config: &Config) -> Result<SlotName> {
-    let store = StateStore::open(&config.state_dir)?;
-    let _lock = store.lock()?;
-    let mut bl = bootloader::open(config)?;
-    let booted = bl.booted_slot()?;
-    config.check_slot(&booted)?;
-    let mut boot = bl.read_state()?;
-    let mut state = store.load()?;
-    if !state.slots.contains_key(&booted) {
-        state
-            .slots
-            .insert(booted.clone(), factory_record(config, &booted)?);
-    }
-    commit_slot(
-        &mut boot,
-        &mut state,
-        &booted,
-        "committed by the administrator",
-    );
-    bl.write_state(&boot)?;
-    store.save(&state)?;
-    Ok(booted)
+    let mut device = Device::open(config)?;
+    device.note_booted()?;
+    device.commit_booted("committed by the administrator")?;
+    Ok(device.booted().clone())
 }
 
 /// `ota-update rollback`: makes the other slot boot next, only when it holds an image that
-/// was good before and still hashes to what was recorded then.
+/// was good before and still hashes to what was recorded then. The release left is held
+/// (`ota-update release-hold` lifts it).
 pub fn rollback(config: &Config) -> Result<SlotName> {
-    let store = StateStore::open(&config.state_dir)?;
-    let _lock = store.lock()?;
-    let mut bl = bootloader::open(config)?;
-    let booted = bl.booted_slot()?;
-    config.check_slot(&booted)?;
-    let other = config.other_slot(&booted)?;
-    let mut state = store.load()?;
-    let record = state.slots.get(&other).cloned().ok_or_else(|| {
-        UpdateError::Refused(format!(
-            "slot {other} holds nothing the updater knows of; there is nothing to roll back to"
-        ))
-    })?;
-    if record.content != SlotContent::Good {
-        return Err(UpdateError::Refused(format!(
-            "slot {other} holds {} which is {}, not a known-good image; staying on slot {booted}",
-            record
-                .version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "an unknown version".into()),
-            match record.content {
-                SlotContent::Writing => "incompletely written",
-                SlotContent::Installed => "installed but never booted",
-                SlotContent::Bad => "one that failed its trial",
-                SlotContent::Good => "good",
-            }
-        )));
-    }
-    for (name, image) in &record.images {
-        let device = &config.slots[&other][name];
-        let actual = hash_prefix(device, image.size).map_err(|e| UpdateError::Slot {
-            slot: other.to_string(),
-            reason: format!("cannot read {}: {e}", device.display()),
-        })?;
-        if actual != image.sha256 {
-            return Err(UpdateError::Refused(format!(
-                "slot {other} image {name} no longer matches its recorded hash (changed or corrupted since it was good); staying on slot {booted}"
-            )));
-        }
-    }
-    let mut boot = bl.read_state()?;
-    boot.set(&other, true, 0);
-    boot.put_first(&other);
-    bl.write_state(&boot)?;
-    state.pending = None;
-    state.last_result = Some(Outcome {
-        kind: OutcomeKind::RolledBack,
-        slot: other.clone(),
-        version: record.version.clone(),
-        reason: format!("administrator rolled back from slot {booted} to slot {other}"),
-        at: now(),
-    });
-    store.save(&state)?;
-    Ok(other)
+    Device::open(config)?.roll_back()
+}
+
+/// `ota-update hold`: the daemon and `install` without a source install nothing until
+/// `until` (seconds since the epoch) or until `release-hold`.
+pub fn hold(config: &Config, until: Option<u64>, reason: &str) -> Result<()> {
+    Device::open(config)?.hold_updates(until, reason)
+}
+
+/// `ota-update release-hold`: lifts every hold, or only the one on `version`.
+pub fn release_hold(config: &Config, version: Option<&semver::Version>) -> Result<Vec<Hold>> {
+    Device::open(config)?.release_holds(version)
 }
 
 /// Runs the configured reboot command. On a device it does not return; in tests and the demo
@@ -327,40 +164,57 @@ pub struct Status {
     pub order: Vec<SlotName>,
     /// Each slot.
     pub slots: Vec<SlotStatus>,
-    /// An update waiting for its trial boot.
-    pub pending: Option<crate::state::Pending>,
+    /// An update installed or being installed, waiting for its trial boot.
+    pub pending: Option<Pending>,
+    /// True when the pending update is installed and the bootloader tries it at the next boot.
+    pub reboot_pending: bool,
     /// How the last update or admin action ended.
     pub last_result: Option<Outcome>,
+    /// Releases that failed their trial here (never installed again without a source).
+    pub failed_releases: Vec<FailedRelease>,
+    /// Holds in force.
+    pub holds: Vec<Hold>,
+    /// Set when the records were rebuilt from the bootloader state.
+    pub recovered: Option<Recovery>,
+    /// Set when the bootloader environment was never initialised (a fresh board): what the
+    /// bootloader does then, and how to initialise it.
+    pub bootloader_uninitialised: Option<String>,
 }
 
 /// Gathers the status. Takes no lock: it only reads, and must answer while an install runs.
 pub fn status(config: &Config) -> Result<Status> {
-    let store = StateStore::open(&config.state_dir)?;
-    let bl = bootloader::open(config)?;
-    let boot = bl.read_state()?;
-    let state = store.load()?;
-    let (booted, booted_error) = match bl.booted_slot() {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
+    let view = DeviceView::read(config)?;
+    let booted = view.booted.as_ref().ok().cloned();
     let slots = config
         .slots
         .keys()
         .map(|name| SlotStatus {
             name: name.clone(),
             booted: booted.as_ref() == Some(name),
-            boot: boot.flags(name),
-            record: state.slots.get(name).cloned(),
+            boot: view.boot.flags(name),
+            record: view.state.slots.get(name).cloned(),
         })
         .collect();
+    let now = crate::state::now();
     Ok(Status {
-        bootloader: bl.name().to_owned(),
+        bootloader: view.bootloader.to_owned(),
+        booted_error: view.booted.as_ref().err().cloned(),
         booted,
-        booted_error,
-        next_boot: boot.next_boot(),
-        order: boot.order.clone(),
+        next_boot: view.boot.next_boot(),
+        order: view.boot.order.clone(),
         slots,
-        pending: state.pending,
-        last_result: state.last_result,
+        reboot_pending: view.reboot_pending().is_some(),
+        pending: view.state.pending.clone(),
+        last_result: view.state.last_result.clone(),
+        failed_releases: view.state.failed_releases.clone(),
+        holds: view
+            .state
+            .holds
+            .iter()
+            .filter(|h| h.active(now))
+            .cloned()
+            .collect(),
+        recovered: view.state.recovered.clone(),
+        bootloader_uninitialised: view.bootloader_uninitialised.clone(),
     })
 }

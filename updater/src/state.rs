@@ -11,6 +11,7 @@ use ota_core::Sha256Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// What a slot holds, as far as the updater knows.
@@ -54,10 +55,61 @@ pub struct SlotRecord {
 pub struct Pending {
     /// The slot it was installed into.
     pub slot: SlotName,
-    /// Its version.
-    pub version: semver::Version,
+    /// Its version (unknown only in records rebuilt from the bootloader).
+    pub version: Option<semver::Version>,
     /// When it was installed.
     pub installed: u64,
+    /// SHA-256 of the repository target it came from, when installed from a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_sha256: Option<String>,
+}
+
+/// A release that failed its trial on this device: never installed again without an explicit
+/// source (`ota-update install SOURCE`), so a bad release cannot become a reboot loop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRelease {
+    /// Its version, if known.
+    pub version: Option<semver::Version>,
+    /// The images it wrote (name → SHA-256).
+    pub images: BTreeMap<String, Sha256Digest>,
+    /// SHA-256 of the repository target, when it came from a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_sha256: Option<String>,
+    /// When it failed (seconds since the epoch).
+    pub at: u64,
+    /// Why, in one line.
+    pub reason: String,
+}
+
+/// A hold: the daemon and `install` without a source install nothing it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The release held back, or `None` for every update.
+    pub version: Option<semver::Version>,
+    /// When it ends by itself (seconds since the epoch); `None` until `release-hold`.
+    pub until: Option<u64>,
+    /// Why, in one line.
+    pub reason: String,
+    /// When it was set.
+    pub at: u64,
+}
+
+impl Hold {
+    /// Whether the hold is still in force at `now`.
+    pub fn active(&self, now: u64) -> bool {
+        self.until.is_none_or(|until| now < until)
+    }
+}
+
+/// The records were unreadable and were rebuilt from the bootloader state and the slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// When.
+    pub at: u64,
+    /// Why the old records were refused.
+    pub reason: String,
+    /// Where the unreadable file was kept for inspection.
+    pub kept_as: Option<String>,
 }
 
 /// How the last update or admin action ended.
@@ -89,6 +141,9 @@ pub struct Outcome {
     pub at: u64,
 }
 
+/// Most failed releases remembered; the oldest is forgotten first.
+pub const MAX_FAILED_RELEASES: usize = 16;
+
 /// Everything in `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceState {
@@ -100,6 +155,15 @@ pub struct DeviceState {
     pub last_result: Option<Outcome>,
     /// The slot seen booted by the last `ota-update boot`.
     pub last_booted: Option<SlotName>,
+    /// Releases that failed their trial here, oldest first.
+    #[serde(default)]
+    pub failed_releases: Vec<FailedRelease>,
+    /// Holds set by the administrator (or by a rollback or downgrade).
+    #[serde(default)]
+    pub holds: Vec<Hold>,
+    /// Set when these records were rebuilt from the bootloader state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Recovery>,
 }
 
 impl DeviceState {
@@ -128,6 +192,62 @@ impl DeviceState {
             at: now(),
         });
     }
+
+    /// Remembers that the release in `slot` failed its trial (before [`Self::conclude`] drops
+    /// the pending entry that names its repository target).
+    pub fn remember_failure(&mut self, slot: &SlotName, reason: &str) {
+        let record = self.slots.get(slot);
+        let pending = self.pending.as_ref().filter(|p| &p.slot == slot);
+        let failed = FailedRelease {
+            version: record
+                .and_then(|r| r.version.clone())
+                .or_else(|| pending.and_then(|p| p.version.clone())),
+            images: record
+                .map(|r| r.images.iter().map(|(n, i)| (n.clone(), i.sha256)).collect())
+                .unwrap_or_default(),
+            target_sha256: pending.and_then(|p| p.target_sha256.clone()),
+            at: now(),
+            reason: reason.to_owned(),
+        };
+        if let Some(version) = &failed.version {
+            self.failed_releases
+                .retain(|f| f.version.as_ref() != Some(version));
+        }
+        self.failed_releases.push(failed);
+        let excess = self
+            .failed_releases
+            .len()
+            .saturating_sub(MAX_FAILED_RELEASES);
+        self.failed_releases.drain(..excess);
+    }
+
+    /// The failure recorded for `version`, if it failed here.
+    pub fn failure_of(&self, version: &semver::Version) -> Option<&FailedRelease> {
+        self.failed_releases
+            .iter()
+            .rev()
+            .find(|f| f.version.as_ref() == Some(version))
+    }
+
+    /// Forgets a failure of `version` (it was installed explicitly and committed).
+    pub fn forget_failure(&mut self, version: &semver::Version) {
+        self.failed_releases
+            .retain(|f| f.version.as_ref() != Some(version));
+    }
+
+    /// The hold in force at `now` that covers `version` (a hold of every update covers all).
+    pub fn hold_on(&self, version: &semver::Version, now: u64) -> Option<&Hold> {
+        self.holds.iter().find(|h| {
+            h.active(now) && h.version.as_ref().is_none_or(|held| held == version)
+        })
+    }
+
+    /// The hold of every update in force at `now`, if any.
+    pub fn device_hold(&self, now: u64) -> Option<&Hold> {
+        self.holds
+            .iter()
+            .find(|h| h.active(now) && h.version.is_none())
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -138,9 +258,29 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The state directory: `state.json` and the lock file.
+/// Why the records could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// `state.json` exists but is not a valid state file (truncated, corrupt, a symlink...):
+    /// the caller rebuilds the records from the bootloader state.
+    Unreadable(String),
+    /// Reading failed for another reason (I/O error): nothing to rebuild from, report it.
+    Io(UpdateError),
+}
+
+/// The state directory: `state.json` and the lock file. Every file in it is opened without
+/// following symbolic links, and replaced through a temporary file with a unique name, so a
+/// link planted in the directory can neither redirect a write nor be truncated through.
 pub struct StateStore {
     dir: PathBuf,
+}
+
+/// Opens `path` for reading without following a symbolic link at its last component.
+pub fn open_no_follow(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 impl StateStore {
@@ -155,29 +295,64 @@ impl StateStore {
         })
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn state_path(&self) -> PathBuf {
         self.dir.join("state.json")
     }
 
     /// Reads the records (empty on a device that never ran the updater).
-    pub fn load(&self) -> Result<DeviceState> {
+    pub fn load(&self) -> std::result::Result<DeviceState, LoadError> {
         let path = self.state_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| UpdateError::Io {
-                context: format!("{} is not a valid state file", path.display()),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        let mut bytes = Vec::new();
+        let read = open_no_follow(&path).and_then(|mut f| {
+            use std::io::Read;
+            // The records are a few KiB; a huge file is as unreadable as a corrupt one.
+            f.by_ref().take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes)
+        });
+        match read {
+            Ok(_) if bytes.len() as u64 > MAX_STATE_BYTES => Err(LoadError::Unreadable(format!(
+                "{} is larger than {MAX_STATE_BYTES} bytes",
+                path.display()
+            ))),
+            Ok(_) => serde_json::from_slice(&bytes).map_err(|e| {
+                LoadError::Unreadable(format!("{} is not a valid state file: {e}", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceState::default()),
-            Err(e) => Err(UpdateError::io(format!("cannot read {}", path.display()))(
-                e,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(LoadError::Unreadable(
+                format!("{} is a symbolic link", path.display()),
             )),
+            Err(e) => Err(LoadError::Io(UpdateError::io(format!(
+                "cannot read {}",
+                path.display()
+            ))(e))),
+        }
+    }
+
+    /// Moves an unreadable `state.json` aside (kept for inspection) and returns its new name.
+    pub fn move_aside(&self) -> Result<Option<PathBuf>> {
+        let path = self.state_path();
+        let kept = self.dir.join(format!("state.json.unreadable-{}", now()));
+        match std::fs::rename(&path, &kept) {
+            Ok(()) => Ok(Some(kept)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(UpdateError::io(format!(
+                "cannot move the unreadable {} aside",
+                path.display()
+            ))(e)),
         }
     }
 
     /// Replaces the records atomically.
     pub fn save(&self, state: &DeviceState) -> Result<()> {
         let path = self.state_path();
-        let bytes = serde_json::to_vec_pretty(state).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| UpdateError::Io {
+            context: format!("cannot encode {}", path.display()),
+            source: std::io::Error::other(e),
+        })?;
         atomic_write(&path, &bytes)
             .map_err(UpdateError::io(format!("cannot write {}", path.display())))
     }
@@ -186,10 +361,7 @@ impl StateStore {
     /// the kernel releases flock locks, so a power cut or kill never leaves a stale lock).
     pub fn lock(&self) -> Result<LockGuard> {
         let path = self.dir.join("lock");
-        let file = File::create(&path).map_err(UpdateError::io(format!(
-            "cannot open lock {}",
-            path.display()
-        )))?;
+        let file = open_lock_file(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(LockGuard { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -201,6 +373,31 @@ impl StateStore {
             ))(e)),
         }
     }
+}
+
+/// Largest `state.json` read.
+pub const MAX_STATE_BYTES: u64 = 1 << 20;
+
+/// Opens (creating) a lock file without following a link and without truncating anything. A
+/// symbolic link in its place is removed (the updater never makes one) and the file made anew.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let opened = match open() {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            std::fs::remove_file(path).and_then(|()| open())
+        }
+        other => other,
+    };
+    opened.map_err(UpdateError::io(format!("cannot open lock {}", path.display())))
 }
 
 /// Holds the updater lock.

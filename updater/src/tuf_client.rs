@@ -108,6 +108,24 @@ impl MetadataCache {
         let _ = std::fs::remove_file(self.dir.join(name));
     }
 
+    /// Takes the cache's own lock, waiting for another process that holds it (a refresh is
+    /// bounded by the download timeouts): refreshes never race on the cache files, and a
+    /// `check` never waits for an install holding the device lock.
+    pub fn lock(&self) -> Result<MetadataLock, TufError> {
+        let path = self.dir.join(".lock");
+        let cache_err = |source: io::Error| TufError::Cache {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(cache_err)?;
+        let file = crate::state::open_lock_file(&path).map_err(|e| match e {
+            crate::UpdateError::Io { source, .. } => cache_err(source),
+            other => cache_err(io::Error::other(other.to_string())),
+        })?;
+        file.lock().map_err(cache_err)?;
+        Ok(MetadataLock { _file: file })
+    }
+
     /// Installs `root_bytes` as the trusted root if the cache has none (`tuf init`, and the
     /// device's first run from its shipped root). The root must verify with its own keys.
     pub fn init_root(&self, root_bytes: &[u8], overwrite: bool) -> Result<(), TufError> {
@@ -117,6 +135,11 @@ impl MetadataCache {
         TrustedSet::new(root_bytes, std::time::SystemTime::now())?;
         self.write("root.json", root_bytes)
     }
+}
+
+/// Holds the metadata cache's lock until dropped.
+pub struct MetadataLock {
+    _file: std::fs::File,
 }
 
 /// A client for one repository.

@@ -8,18 +8,22 @@
 //! checked before the slot switch) and by its own signatures and chunk hashes.
 
 use crate::config::{Config, Repository};
+use crate::device::{Device, DeviceView};
 use crate::error::{Result, UpdateError};
 use crate::fetch::Fetcher;
 use crate::install::{InstallEvent, InstallOptions, InstallReport};
 use crate::lifecycle;
-use crate::slot::SlotName;
+use crate::slot::{device_size, hash_prefix, SlotName};
+use crate::state::{Hold, ImageRecord, Pending};
 use crate::tuf_client::{target_url, MetadataCache, RefreshReport, TufClient, VerifiedTarget};
+use ota_core::release::{choose_payloads, ReleaseInfo};
 use ota_core::tuf::metadata::TargetFile;
+use ota_core::Sha256Digest;
 use serde::Serialize;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// The update chosen for this device.
@@ -60,8 +64,12 @@ pub struct CheckReport {
     pub booted_slot: SlotName,
     /// The booted version, if known.
     pub booted_version: Option<semver::Version>,
-    /// The update to install, if any.
+    /// The update to install, if any (`null` when there is nothing to install now).
     pub update: Option<Candidate>,
+    /// An installed release waiting for its reboot (never downloaded or written again).
+    pub reboot_pending: Option<Pending>,
+    /// The hold that stops every update now, if any.
+    pub held: Option<Hold>,
     /// Targets for this product and channel that were not chosen.
     pub skipped: Vec<Skipped>,
     /// What the metadata refresh did.
@@ -91,83 +99,129 @@ fn device_cache(config: &Config, repo: &Repository) -> Result<MetadataCache> {
     Ok(cache)
 }
 
-fn custom_str<'a>(custom: Option<&'a Value>, key: &str) -> Option<&'a str> {
-    custom?.get(key)?.as_str()
+/// What a refresh gives `check`: every target, the refresh report, and whether the repository
+/// uses consistent snapshots (hash-prefixed target names).
+struct Refreshed {
+    targets: Vec<(String, TargetFile)>,
+    report: RefreshReport,
+    consistent: bool,
 }
 
-/// Which image names a target can be applied with, given the running slot's image hashes.
-fn applicable(
-    custom: Option<&Value>,
-    running: &dyn Fn(&str, u64) -> Option<String>,
-) -> Option<bool> {
-    let Some(images) = custom
-        .and_then(|c| c.get("images"))
-        .and_then(Value::as_array)
-    else {
-        // No image list: a bundle not made by `ota-sign repo add`; the installer decides.
-        return Some(false);
-    };
-    let mut by_name: BTreeMap<&str, (bool, bool)> = BTreeMap::new();
-    for image in images {
-        let name = image.get("name").and_then(Value::as_str)?;
-        let entry = by_name.entry(name).or_insert((false, false));
-        match image.get("kind").and_then(Value::as_str) {
-            Some("full") => entry.0 = true,
-            Some("delta") => {
-                let base = image.get("base_sha256").and_then(Value::as_str)?;
-                let size = image.get("base_size").and_then(Value::as_u64).unwrap_or(0);
-                if running(name, size).as_deref() == Some(base) {
-                    entry.1 = true;
-                }
-            }
-            _ => return None,
+/// Refreshes the metadata (under the cache's own lock: parallel checks wait for each other
+/// instead of racing on the cache) and returns every target with the refresh report.
+fn refresh_targets(config: &Config, repo: &Repository, fetcher: &Fetcher) -> Result<Refreshed> {
+    let cache = MetadataCache::new(&config.state_dir.join("tuf"));
+    let _guard = cache.lock()?;
+    let cache = device_cache(config, repo)?;
+    let client = TufClient::new(fetcher, &repo.metadata_url, cache);
+    let (mut set, mut refresh) = client.refresh()?;
+    let targets = client.all_targets(&mut set, &mut refresh)?;
+    Ok(Refreshed {
+        targets,
+        report: refresh,
+        consistent: set.root().meta.consistent_snapshot,
+    })
+}
+
+/// Most distinct base lengths hashed per image in one check: a release offers deltas from a
+/// few bases; anything more is not worth reading the slot for (and bounds what a hostile
+/// targets key can make a device do).
+const MAX_BASE_LENGTHS_PER_IMAGE: usize = 8;
+
+/// SHA-256 of the running slot's images over a given length: the recorded hash when it covers
+/// exactly that length, else read from the slot; cached, clamped to the device, bounded.
+struct RunningImages {
+    recorded: BTreeMap<String, ImageRecord>,
+    devices: BTreeMap<String, PathBuf>,
+    computed: RefCell<BTreeMap<(String, u64), Option<Sha256Digest>>>,
+}
+
+impl RunningImages {
+    fn new(config: &Config, view: &DeviceView, booted: &SlotName) -> Self {
+        RunningImages {
+            recorded: view
+                .state
+                .slots
+                .get(booted)
+                .map(|r| r.images.clone())
+                .unwrap_or_default(),
+            devices: config.slots.get(booted).cloned().unwrap_or_default(),
+            computed: RefCell::new(BTreeMap::new()),
         }
     }
-    if by_name.values().any(|&(full, delta)| !full && !delta) {
-        return None;
-    }
-    Some(by_name.values().all(|&(_, delta)| delta))
-}
 
-/// Hashes of the running slot's images over `size` bytes: the recorded ones when they cover
-/// exactly that length, else read from the slot, cached per image.
-fn running_image_hash(
-    config: &Config,
-    status: &lifecycle::Status,
-    booted: &SlotName,
-) -> impl Fn(&str, u64) -> Option<String> {
-    let recorded: BTreeMap<String, (u64, String)> = status
-        .slots
-        .iter()
-        .find(|s| &s.name == booted)
-        .and_then(|s| s.record.as_ref())
-        .map(|r| {
-            r.images
-                .iter()
-                .map(|(n, i)| (n.clone(), (i.size, i.sha256.to_hex())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let devices = config.slots.get(booted).cloned().unwrap_or_default();
-    let computed = std::cell::RefCell::new(BTreeMap::<(String, u64), Option<String>>::new());
-    move |name: &str, size: u64| {
+    fn hash(&self, name: &str, len: u64) -> Option<Sha256Digest> {
         // A factory record hashes the whole partition; a delta base is the image's length.
-        if let Some((_, h)) = recorded.get(name).filter(|(len, _)| *len == size) {
-            return Some(h.clone());
+        if let Some(image) = self.recorded.get(name).filter(|i| i.size == len) {
+            return Some(image.sha256);
         }
-        let key = (name.to_owned(), size);
-        if let Some(h) = computed.borrow().get(&key) {
-            return h.clone();
+        let key = (name.to_owned(), len);
+        if let Some(known) = self.computed.borrow().get(&key) {
+            return *known;
         }
-        let hash = devices.get(name).and_then(|path| {
-            let file = std::fs::File::open(path).ok()?;
-            let mut hasher = Sha256::new();
-            std::io::copy(&mut file.take(size), &mut hasher).ok()?;
-            Some(hex::encode(hasher.finalize()))
-        });
-        computed.borrow_mut().insert(key, hash.clone());
+        let tried = self
+            .computed
+            .borrow()
+            .keys()
+            .filter(|(n, _)| n == name)
+            .count();
+        let device = self.devices.get(name)?;
+        let fits = device_size(device).is_ok_and(|size| len <= size);
+        let hash = if fits && tried < MAX_BASE_LENGTHS_PER_IMAGE {
+            hash_prefix(device, len).ok()
+        } else {
+            None
+        };
+        self.computed.borrow_mut().insert(key, hash);
         hash
     }
+
+    /// Whether the running slot holds exactly this release's full images.
+    fn holds(&self, release: &ReleaseInfo) -> bool {
+        let full = release.full_images();
+        !full.is_empty()
+            && full.len() == self.devices.len()
+            && full.iter().all(|(name, (sha256, size))| {
+                size.is_some_and(|len| self.hash(name, len) == Some(*sha256))
+            })
+    }
+}
+
+/// A target of this product and channel, read from its signed `custom`.
+struct Offer {
+    name: String,
+    entry: TargetFile,
+    release: ReleaseInfo,
+}
+
+/// The targets for this product and channel; others are not this device's business and are
+/// not even listed. Ours that cannot be read are listed as skipped.
+fn offers_for(
+    config: &Config,
+    channel: &str,
+    targets: Vec<(String, TargetFile)>,
+    skipped: &mut Vec<Skipped>,
+) -> Vec<Offer> {
+    let mut offers = Vec::new();
+    for (name, entry) in targets {
+        let Some(custom) = entry.custom.as_ref() else {
+            continue;
+        };
+        let ours = custom.get("product").and_then(|p| p.as_str()) == Some(config.product.as_str())
+            && custom.get("channel").and_then(|c| c.as_str()) == Some(channel);
+        if !ours {
+            continue;
+        }
+        match ReleaseInfo::from_custom(custom) {
+            Ok(release) => offers.push(Offer {
+                name,
+                entry,
+                release,
+            }),
+            Err(e) => skipped.push(skipped_as(&name, e.to_string())),
+        }
+    }
+    offers
 }
 
 fn skipped_as(name: &str, reason: String) -> Skipped {
@@ -177,114 +231,190 @@ fn skipped_as(name: &str, reason: String) -> Skipped {
     }
 }
 
+/// Why this device does not take `release` now, if it does not (the device-side policy).
+fn policy_refusal(
+    view: &DeviceView,
+    booted_version: Option<&semver::Version>,
+    release: &ReleaseInfo,
+    now: u64,
+) -> Option<String> {
+    let version = &release.version;
+    if let Some(running) = booted_version.filter(|running| version <= *running) {
+        return Some(format!(
+            "version {version} is not newer than the booted {running}"
+        ));
+    }
+    if let Some(failed) = view.state.failure_of(version) {
+        return Some(format!(
+            "{version} failed its trial on this device at {}: {}; only `ota-update install SOURCE` retries it",
+            format_time(failed.at),
+            failed.reason
+        ));
+    }
+    if let Some(hold) = view.state.hold_on(version, now).filter(|h| h.version.is_some()) {
+        return Some(format!(
+            "{version} is held ({}); `ota-update release-hold` lifts it",
+            hold.reason
+        ));
+    }
+    if let Some(pending) = view.reboot_pending() {
+        if pending.version.as_ref().is_some_and(|p| version <= p) {
+            return Some(format!(
+                "{} is installed in slot {}, reboot pending",
+                pending
+                    .version
+                    .as_ref()
+                    .map_or_else(String::new, |v| v.to_string()),
+                pending.slot
+            ));
+        }
+    }
+    None
+}
+
+fn format_time(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .to_string()
+}
+
 /// Refreshes the metadata and chooses the update for this device.
 pub fn check(config: &Config, fetcher: &Fetcher) -> Result<CheckReport> {
+    check_device(config, fetcher, &DeviceView::read(config)?)
+}
+
+/// [`check`] for a device already read (the install holds the lock while it checks).
+fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result<CheckReport> {
     let repo = repository(config)?;
-    let cache = device_cache(config, repo)?;
-    let client = TufClient::new(fetcher, &repo.metadata_url, cache);
-    let (mut set, mut refresh) = client.refresh()?;
-    let targets = client.all_targets(&mut set, &mut refresh)?;
-    let consistent = set.root().meta.consistent_snapshot;
-
-    let status = lifecycle::status(config)?;
-    let booted = status.booted.clone().ok_or_else(|| {
-        UpdateError::Bootloader(
-            status
-                .booted_error
-                .clone()
-                .unwrap_or_else(|| "the booted slot is unknown".into()),
-        )
-    })?;
-    let booted_version = status
-        .slots
-        .iter()
-        .find(|s| s.name == booted)
-        .and_then(|s| s.record.as_ref())
-        .and_then(|r| r.version.clone())
-        .or_else(|| config.factory_version.clone());
-    let running = running_image_hash(config, &status, &booted);
-
+    let booted = view.booted_slot()?.clone();
+    let Refreshed {
+        targets,
+        report: refresh,
+        consistent,
+    } = refresh_targets(config, repo, fetcher)?;
     let mut skipped = Vec::new();
-    let mut best: Option<(Candidate, bool)> = None;
-    for (name, entry) in targets {
-        let custom = entry.custom.as_ref();
-        if custom_str(custom, "product") != Some(config.product.as_str())
-            || custom_str(custom, "channel") != Some(repo.channel.as_str())
-        {
-            // Other products and channels are not this device's business; not even listed.
+    let offers = offers_for(config, &repo.channel, targets, &mut skipped);
+    let running = RunningImages::new(config, view, &booted);
+    // Records rebuilt after a loss know no running version: recognise it by its images.
+    let booted_version = view.booted_version(config).or_else(|| {
+        offers
+            .iter()
+            .filter(|o| running.holds(&o.release))
+            .map(|o| o.release.version.clone())
+            .max()
+    });
+    let now = crate::state::now();
+    let slot_images: Vec<&str> = config.slots[&booted].keys().map(String::as_str).collect();
+    let mut best: Option<Candidate> = None;
+    for offer in offers {
+        let release = &offer.release;
+        if let Some(reason) = policy_refusal(view, booted_version.as_ref(), release, now) {
+            skipped.push(skipped_as(&offer.name, reason));
             continue;
         }
-        let Some(version) =
-            custom_str(custom, "version").and_then(|v| semver::Version::parse(v).ok())
-        else {
-            skipped.push(skipped_as(&name, "no valid custom.version".into()));
-            continue;
-        };
-        if let Some(b) = &booted_version {
-            if &version <= b {
-                skipped.push(skipped_as(
-                    &name,
-                    format!("version {version} is not newer than the booted {b}"),
-                ));
+        let kind = match applicable_kind(release, &slot_images, &running) {
+            Ok(kind) => kind,
+            Err(reason) => {
+                skipped.push(skipped_as(&offer.name, reason));
                 continue;
             }
-        }
-        let Some(is_delta) = applicable(custom, &running) else {
-            skipped.push(skipped_as(
-                &name,
-                "a delta from a base this device does not run, without a full image".into(),
-            ));
-            continue;
         };
         let candidate = Candidate {
-            url: target_url(&repo.targets_url, &name, &entry, consistent),
-            length: entry.length,
-            kind: if is_delta { "delta" } else { "full" },
-            name: name.clone(),
-            version,
-            entry,
+            url: target_url(&repo.targets_url, &offer.name, &offer.entry, consistent),
+            length: offer.entry.length,
+            kind,
+            name: offer.name,
+            version: release.version.clone(),
+            entry: offer.entry,
         };
-        let better = match &best {
-            None => true,
-            Some((b, _)) => {
-                candidate.version > b.version
-                    || (candidate.version == b.version && candidate.length < b.length)
-            }
-        };
-        if better {
-            if let Some((old, _)) = best.take() {
-                skipped.push(Skipped {
-                    name: old.name.clone(),
-                    reason: format!("{} {} preferred", candidate.name, candidate.version),
-                });
-            }
-            best = Some((candidate, is_delta));
-        } else {
-            skipped.push(skipped_as(
-                &name,
-                "an equal or newer release is preferred".into(),
-            ));
-        }
+        prefer(&mut best, candidate, &mut skipped);
+    }
+    let held = view.state.device_hold(now).cloned();
+    if let (Some(hold), Some(candidate)) = (&held, &best) {
+        let until = hold
+            .until
+            .map_or_else(|| "until released".to_owned(), |t| format!("until {}", format_time(t)));
+        skipped.push(skipped_as(
+            &candidate.name,
+            format!("updates are held {until} ({}); `ota-update release-hold` lifts it", hold.reason),
+        ));
+        best = None;
     }
     Ok(CheckReport {
         product: config.product.clone(),
         channel: repo.channel.clone(),
         booted_slot: booted,
         booted_version,
-        update: best.map(|(c, _)| c),
+        update: best,
+        reboot_pending: view.reboot_pending().cloned(),
+        held,
         skipped,
         refresh,
     })
 }
 
+/// `delta` when every image applies as a delta from the running slot, `full` when some needs
+/// its full image; an error saying why when the release cannot be applied here.
+fn applicable_kind(
+    release: &ReleaseInfo,
+    slot_images: &[&str],
+    running: &RunningImages,
+) -> std::result::Result<&'static str, String> {
+    if release.images.is_empty() {
+        // No image list: a bundle not added by `ota-sign repo add`; the installer decides.
+        return Ok("full");
+    }
+    if release.image_names() != slot_images {
+        return Err(format!(
+            "it updates images [{}], this device's slots hold [{}]",
+            release.image_names().join(", "),
+            slot_images.join(", ")
+        ));
+    }
+    let chosen = choose_payloads(&release.offers(), slot_images, |name, len| {
+        running.hash(name, len)
+    })
+    .map_err(|e| format!("{e}: this device runs none of those bases"))?;
+    Ok(if chosen.values().all(|c| c.delta) {
+        "delta"
+    } else {
+        "full"
+    })
+}
+
+/// Keeps the newest release, the smallest bundle among equals; the loser is listed as skipped.
+fn prefer(best: &mut Option<Candidate>, candidate: Candidate, skipped: &mut Vec<Skipped>) {
+    let better = best.as_ref().is_none_or(|b| {
+        candidate.version > b.version
+            || (candidate.version == b.version && candidate.length < b.length)
+    });
+    if better {
+        if let Some(old) = best.take() {
+            skipped.push(skipped_as(
+                &old.name,
+                format!("{} {} preferred", candidate.name, candidate.version),
+            ));
+        }
+        *best = Some(candidate);
+    } else {
+        skipped.push(skipped_as(
+            &candidate.name,
+            "an equal or newer release is preferred".into(),
+        ));
+    }
+}
+
 /// Installs the update `check` chose, if any: streams the bundle through the TUF length and
-/// hash check into the installer.
+/// hash check into the installer. The device lock is taken first, so the check and the install
+/// see the same device.
 pub fn install_update(
     config: &Config,
     fetcher: &Fetcher,
     events: &dyn Fn(InstallEvent),
 ) -> Result<(CheckReport, Option<InstallReport>)> {
-    let report = check(config, fetcher)?;
+    let mut device = Device::open(config)?;
+    // Nothing is fetched while a trial runs: the other slot is its fallback.
+    device.ensure_installable()?;
+    let report = check_device(config, fetcher, &device.view())?;
     let Some(candidate) = &report.update else {
         return Ok((report, None));
     };
@@ -294,14 +424,11 @@ pub fn install_update(
     let verified = VerifiedTarget::new(download, &candidate.url, &candidate.entry)
         .map_err(UpdateError::Fetch)?;
     let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, verified));
-    let installed = crate::install::install(
-        config,
-        input,
-        &InstallOptions {
-            allow_downgrade: false,
-        },
-        events,
-    )?;
+    let options = InstallOptions {
+        allow_downgrade: false,
+        target_sha256: candidate.entry.hashes.get("sha256").cloned(),
+    };
+    let installed = crate::install::install_on(&mut device, input, &options, events)?;
     Ok((report, Some(installed)))
 }
 
@@ -345,8 +472,16 @@ pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
                 }
                 settings.interval_secs
             }
-            Ok((_, None)) => {
+            Ok((report, None)) => {
                 failures = 0;
+                if let Some(hold) = &report.held {
+                    log_line(&format!("updates held ({}); idle", hold.reason));
+                } else if let Some(pending) = &report.reboot_pending {
+                    log_line(&format!(
+                        "slot {} is installed and waits for a reboot; idle",
+                        pending.slot
+                    ));
+                }
                 settings.interval_secs
             }
             // Not worth retrying until something changes on the device.

@@ -9,10 +9,11 @@ use crate::cli::{
 };
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
-use ota_core::bundle::{read_unverified, BundleReader, Manifest, PayloadKind};
+use ota_core::bundle::{read_unverified, BundleReader};
+use ota_core::release::ReleaseInfo;
 use ota_core::keys::{SigningKey, VerifyingKey};
 use ota_core::tuf::repository::{Lifetimes, PublishReport, Repository, RoleSpec};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -158,33 +159,6 @@ fn init(args: RepoInitArgs) -> Result<()> {
     Ok(())
 }
 
-/// The target's `custom` object: what devices choose updates by.
-fn custom_for(manifest: &Manifest, channel: &str) -> Value {
-    let images: Vec<Value> = manifest
-        .images
-        .iter()
-        .map(|i| match &i.payload {
-            PayloadKind::Full => {
-                json!({"name": i.name, "kind": "full", "sha256": i.sha256.to_hex()})
-            }
-            PayloadKind::Delta {
-                base_sha256,
-                base_size,
-                ..
-            } => json!({
-                "name": i.name, "kind": "delta", "sha256": i.sha256.to_hex(),
-                "base_sha256": base_sha256.to_hex(), "base_size": base_size,
-            }),
-        })
-        .collect();
-    json!({
-        "product": manifest.product,
-        "version": manifest.version.to_string(),
-        "channel": channel,
-        "images": images,
-    })
-}
-
 fn add(args: RepoAddArgs) -> Result<()> {
     if args.channel.is_empty()
         || args
@@ -216,7 +190,11 @@ fn add(args: RepoAddArgs) -> Result<()> {
             .ok_or_else(|| UsageError("the bundle path has no file name; pass --name".into()))?,
     };
     let mut repo = Repository::open(&args.repo)?;
-    let entry = repo.add_target(&name, &args.bundle, custom_for(&manifest, &args.channel))?;
+    let entry = repo.add_target(
+        &name,
+        &args.bundle,
+        ReleaseInfo::from_manifest(&manifest, &args.channel).to_custom(),
+    )?;
     if args.json {
         println!("{}", json!({"name": name, "target": entry}));
     } else {

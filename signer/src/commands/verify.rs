@@ -6,6 +6,7 @@ use crate::cli::VerifyArgs;
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use ota_core::bundle::{BundleReader, FileImageSink, ImageAction, PayloadKind};
+use ota_core::release::{choose_payloads, manifest_offers};
 use ota_core::Sha256Digest;
 use std::collections::BTreeMap;
 
@@ -117,66 +118,47 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Per image name, which manifest entry to apply: the delta whose base hash matches the given
-/// base, else the full image. Entries not chosen are still checked as far as possible.
+/// Per image name, which manifest entry to apply ([`choose_payloads`], the rule the device
+/// uses): the delta whose base hash matches the given base, else the full image. A base given
+/// for an image that matches none of its deltas is an error (exit 7) even when a full image is
+/// there too: the caller said which base the device runs. Images with only deltas and no base
+/// given are checked as far as possible, not applied.
 fn choose_entries(
     manifest: &ota_core::bundle::Manifest,
     bases: &BTreeMap<String, (std::path::PathBuf, u64)>,
 ) -> Result<Vec<usize>> {
-    let mut chosen = Vec::new();
-    let mut names: Vec<&str> = manifest.images.iter().map(|i| i.name.as_str()).collect();
+    let offers = manifest_offers(manifest);
+    let mut names: Vec<&str> = offers
+        .iter()
+        .filter(|o| o.base.is_none() || bases.contains_key(o.name))
+        .map(|o| o.name)
+        .collect();
+    names.sort_unstable();
     names.dedup();
-    let mut base_hashes: BTreeMap<(String, u64), Sha256Digest> = BTreeMap::new();
-    for name in names {
-        let mut pick = None;
-        for (index, image) in manifest
-            .images
-            .iter()
-            .enumerate()
-            .filter(|(_, i)| i.name == name)
-        {
-            match &image.payload {
-                PayloadKind::Delta {
-                    base_sha256,
-                    base_size,
-                    ..
-                } => {
-                    let Some((path, _)) = bases.get(name) else {
-                        continue;
-                    };
-                    let key = (name.to_owned(), *base_size);
-                    let hash = match base_hashes.get(&key) {
-                        Some(h) => *h,
-                        None => {
-                            let h = hash_prefix(path, *base_size)?;
-                            base_hashes.insert(key, h);
-                            h
-                        }
-                    };
-                    if hash == *base_sha256 {
-                        pick = Some(index);
-                    }
-                }
-                PayloadKind::Full => {
-                    if pick.is_none() {
-                        pick = Some(index);
-                    }
-                }
-            }
+    let mut read_error = None;
+    let chosen = choose_payloads(&offers, &names, |name, len| {
+        let (path, _) = bases.get(name)?;
+        hash_prefix(path, len)
+            .map_err(|e| read_error.get_or_insert(e))
+            .ok()
+    });
+    if let Some(e) = read_error {
+        return Err(e);
+    }
+    let wrong_base = |image: &str| {
+        ota_core::bundle::BundleError::WrongBase {
+            image: image.to_owned(),
+            reason: "the given base matches none of the bundle's deltas for it".into(),
         }
-        match pick {
-            Some(index) => chosen.push(index),
-            None if bases.contains_key(name) => {
-                return Err(ota_core::bundle::BundleError::WrongBase {
-                    image: name.to_owned(),
-                    reason: "the given base matches none of the bundle's deltas and the bundle has no full image".into(),
-                }
-                .into())
-            }
-            None => {}
+    };
+    let chosen = chosen.map_err(|e| wrong_base(&e.image))?;
+    for (name, pick) in &chosen {
+        let has_deltas = offers.iter().any(|o| o.name == name && o.base.is_some());
+        if bases.contains_key(name) && has_deltas && !pick.delta {
+            return Err(wrong_base(name).into());
         }
     }
-    Ok(chosen)
+    Ok(chosen.values().map(|c| c.index).collect())
 }
 
 /// SHA-256 of the first `len` bytes of a file (all of it when shorter: then it cannot match).

@@ -1,0 +1,613 @@
+//! The device: one context, opened once under the updater lock, that owns the state store, the
+//! bootloader, the booted and the other slot, the boot state and the records, and changes them
+//! only through named transitions. Each transition persists its writes in the order documented
+//! in docs/architecture.md ("Crash ordering"), so a power cut between any two writes leaves a
+//! device that boots a good slot and records that `ota-update boot` can settle.
+//!
+//! Read-only commands (`status`, `check`) take a [`DeviceView`] instead: no lock, nothing
+//! written, the same record recovery done in memory.
+
+use crate::bootloader::{self, BootState, Bootloader};
+use crate::config::Config;
+use crate::error::{Result, UpdateError};
+use crate::slot::{device_size, hash_prefix, SlotName};
+use crate::state::{
+    now, DeviceState, Hold, ImageRecord, LoadError, LockGuard, Outcome, OutcomeKind, Pending,
+    Recovery, SlotContent, SlotRecord, StateStore,
+};
+use std::collections::BTreeMap;
+
+/// The device, opened for changes (the updater lock is held while it lives).
+pub struct Device<'c> {
+    config: &'c Config,
+    store: StateStore,
+    _lock: LockGuard,
+    bootloader: Box<dyn Bootloader>,
+    booted: SlotName,
+    other: SlotName,
+    boot: BootState,
+    state: DeviceState,
+}
+
+/// What an install writes into the target slot, for [`Device::switch_to_trial`].
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The release's version.
+    pub version: semver::Version,
+    /// The images written and verified by read-back.
+    pub images: BTreeMap<String, ImageRecord>,
+    /// SHA-256 of the repository target, when installed from a repository.
+    pub target_sha256: Option<String>,
+}
+
+/// What `ota-update boot` concluded on a booted slot that was already good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Nothing was waiting.
+    Steady,
+    /// The pending slot was tried and the bootloader came back: recorded as failed.
+    RollbackDetected {
+        /// The slot that failed.
+        failed: SlotName,
+    },
+}
+
+impl<'c> Device<'c> {
+    /// Takes the lock, reads the bootloader and the records; unreadable records are moved
+    /// aside and rebuilt from the bootloader state (and saved) before anything else happens.
+    pub fn open(config: &'c Config) -> Result<Self> {
+        let store = StateStore::open(&config.state_dir)?;
+        let lock = store.lock()?;
+        let bootloader = bootloader::open(config)?;
+        Self::with_bootloader(config, store, lock, bootloader)
+    }
+
+    /// [`Device::open`] with a given bootloader (tests wrap the file backend).
+    pub fn with_bootloader(
+        config: &'c Config,
+        store: StateStore,
+        lock: LockGuard,
+        bootloader: Box<dyn Bootloader>,
+    ) -> Result<Self> {
+        let booted = bootloader.booted_slot()?;
+        config.check_slot(&booted)?;
+        let other = config.other_slot(&booted)?;
+        let boot = bootloader.read_state()?;
+        let state = match store.load() {
+            Ok(state) => state,
+            Err(LoadError::Io(e)) => return Err(e),
+            Err(LoadError::Unreadable(reason)) => {
+                let kept = store.move_aside()?;
+                let state = rebuild_records(config, &boot, Some(&booted), reason, kept);
+                store.save(&state)?;
+                state
+            }
+        };
+        Ok(Device {
+            config,
+            store,
+            _lock: lock,
+            bootloader,
+            booted,
+            other,
+            boot,
+            state,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+    /// The running slot.
+    pub fn booted(&self) -> &SlotName {
+        &self.booted
+    }
+    /// The slot that is not running (the one installs write).
+    pub fn other(&self) -> &SlotName {
+        &self.other
+    }
+    /// The bootloader state as last read or written.
+    pub fn boot_state(&self) -> &BootState {
+        &self.boot
+    }
+    /// The records.
+    pub fn records(&self) -> &DeviceState {
+        &self.state
+    }
+
+    /// The device as a read-only view (what `check` decides on).
+    pub fn view(&self) -> DeviceView {
+        DeviceView {
+            bootloader: self.bootloader.name(),
+            booted: Ok(self.booted.clone()),
+            boot: self.boot.clone(),
+            state: self.state.clone(),
+            bootloader_uninitialised: self.bootloader.uninitialised(),
+        }
+    }
+
+    /// The version running now: recorded, else the factory version of the configuration.
+    pub fn booted_version(&self) -> Option<semver::Version> {
+        booted_version(self.config, &self.state, &self.booted)
+    }
+
+    /// Whether the running slot is on trial (booted but not committed).
+    pub fn booted_on_trial(&self) -> bool {
+        !self.boot.flags(&self.booted).good
+    }
+
+    fn write_boot(&mut self, boot: BootState) -> Result<()> {
+        if boot != self.boot {
+            self.bootloader.write_state(&boot)?;
+            self.boot = boot;
+        }
+        Ok(())
+    }
+
+    fn save(&self) -> Result<()> {
+        self.store.save(&self.state)
+    }
+
+    /// Notes the booted slot in the records (in memory; saved by the transition that
+    /// follows). A factory slot the updater never wrote is hashed once, so that a later admin
+    /// rollback to it can prove it still holds exactly this.
+    pub fn note_booted(&mut self) -> Result<()> {
+        self.state.last_booted = Some(self.booted.clone());
+        if !self.state.slots.contains_key(&self.booted) {
+            let record = factory_record(self.config, &self.booted)?;
+            self.state.slots.insert(self.booted.clone(), record);
+        }
+        Ok(())
+    }
+
+    /// Refuses an install while the running slot is on trial: the other slot is then its only
+    /// fallback and must not be overwritten.
+    pub fn ensure_installable(&self) -> Result<()> {
+        if self.booted_on_trial() {
+            return Err(UpdateError::Refused(format!(
+                "the booted slot {} is still on trial: let `ota-update boot` commit it (or run `ota-update commit`) before installing, so slot {} stays a fallback",
+                self.booted, self.other
+            )));
+        }
+        Ok(())
+    }
+
+    /// Install, step 1 (before the first byte is written to the other slot). Refused while
+    /// the running slot is on trial: the other slot is then its only fallback.
+    /// Order: bootloader (the other slot can no longer boot), then records (`writing`).
+    pub fn begin_writing(&mut self, version: &semver::Version) -> Result<SlotName> {
+        self.ensure_installable()?;
+        let target = self.other.clone();
+        let mut boot = self.boot.clone();
+        boot.make_unbootable(&target);
+        boot.put_first(&self.booted);
+        self.write_boot(boot)?;
+        self.state.slots.insert(
+            target.clone(),
+            SlotRecord {
+                content: SlotContent::Writing,
+                version: Some(version.clone()),
+                images: BTreeMap::new(),
+                updated: now(),
+            },
+        );
+        if self.state.pending.as_ref().is_some_and(|p| p.slot == target) {
+            self.state.pending = None;
+        }
+        self.save()?;
+        Ok(target)
+    }
+
+    /// An install failed after [`Device::begin_writing`]: the reason is recorded (best effort:
+    /// the install's own error is what the caller must see). The slot stays unbootable.
+    pub fn record_install_failure(&mut self, version: Option<&semver::Version>, reason: &str) {
+        self.state.last_result = Some(Outcome {
+            kind: OutcomeKind::InstallFailed,
+            slot: self.other.clone(),
+            version: version.cloned(),
+            reason: reason.to_owned(),
+            at: now(),
+        });
+        let _ = self.save();
+    }
+
+    /// Install, last step: the images are written, fsynced and verified by read-back.
+    /// Order: records (`installed`, pending, a hold on the release left by a downgrade), then
+    /// the switch: one atomic bootloader write giving the slot one try, first in order.
+    pub fn switch_to_trial(&mut self, installed: Installed) -> Result<SlotName> {
+        let target = self.other.clone();
+        let version = installed.version.clone();
+        if let Some(left) = self.booted_version().filter(|left| *left > version) {
+            // A deliberate downgrade: the release left is not to come back by itself.
+            self.hold_release(
+                left.clone(),
+                format!("left by a manual downgrade to {version}"),
+            );
+        }
+        self.state.slots.insert(
+            target.clone(),
+            SlotRecord {
+                content: SlotContent::Installed,
+                version: Some(version.clone()),
+                images: installed.images,
+                updated: now(),
+            },
+        );
+        self.state.pending = Some(Pending {
+            slot: target.clone(),
+            version: Some(version.clone()),
+            installed: now(),
+            target_sha256: installed.target_sha256,
+        });
+        self.state.last_result = Some(Outcome {
+            kind: OutcomeKind::Installed,
+            slot: target.clone(),
+            version: Some(version),
+            reason: format!("installed into slot {target}; reboot to try it"),
+            at: now(),
+        });
+        self.save()?;
+        let mut boot = self.boot.clone();
+        boot.give_trial(&target);
+        self.write_boot(boot)?;
+        Ok(target)
+    }
+
+    /// Commits the running slot (healthy trial, or by hand).
+    /// Order: bootloader (good, first), then records. A cut in between leaves a good slot
+    /// that the next `boot` finds pending and concludes.
+    pub fn commit_booted(&mut self, why: &str) -> Result<()> {
+        let booted = self.booted.clone();
+        let mut boot = self.boot.clone();
+        boot.make_good(&booted);
+        boot.put_first(&booted);
+        self.write_boot(boot)?;
+        if let Some(version) = self.state.slots.get(&booted).and_then(|r| r.version.clone()) {
+            self.state.forget_failure(&version);
+        }
+        self.state.conclude(
+            &booted,
+            SlotContent::Good,
+            OutcomeKind::Committed,
+            why.to_owned(),
+        );
+        self.save()
+    }
+
+    /// The running slot failed its health check: it gets no tries and goes last.
+    /// Order: records (failed release remembered), then bootloader. A cut in between leaves a
+    /// slot that still has no tries (the bootloader consumed it) and records that explain it.
+    pub fn fall_back(&mut self, reason: &str) -> Result<SlotName> {
+        let (failed, other) = (self.booted.clone(), self.other.clone());
+        let reason = format!("health check failed on slot {failed}: {reason}");
+        self.state.remember_failure(&failed, &reason);
+        self.state
+            .conclude(&failed, SlotContent::Bad, OutcomeKind::RolledBack, reason);
+        self.save()?;
+        let mut boot = self.boot.clone();
+        boot.make_unbootable(&failed);
+        boot.put_first(&other);
+        self.write_boot(boot)?;
+        Ok(other)
+    }
+
+    /// `boot` on a slot that was already good: settles a pending update (committed some other
+    /// way, never switched to, or tried and failed) and makes the running slot first.
+    /// Order: records, then bootloader.
+    pub fn settle(&mut self) -> Result<Settled> {
+        let booted = self.booted.clone();
+        let mut outcome = Settled::Steady;
+        if let Some(pending) = self.state.pending.clone() {
+            let flags = self.boot.flags(&pending.slot);
+            let switched = self.boot.order.first() == Some(&pending.slot);
+            let shown = shown_version(pending.version.as_ref());
+            if pending.slot == booted {
+                self.state.conclude(
+                    &booted,
+                    SlotContent::Good,
+                    OutcomeKind::Committed,
+                    "committed before this boot".into(),
+                );
+            } else if !switched {
+                // Recorded but cut before its bootloader switch: never booted, so this is an
+                // interrupted install, not a failed trial.
+                self.state.pending = None;
+                self.state.last_result = Some(Outcome {
+                    kind: OutcomeKind::InstallFailed,
+                    slot: pending.slot.clone(),
+                    version: pending.version.clone(),
+                    reason: format!(
+                        "the install of {shown} into slot {} was interrupted before the bootloader switch; run the install again",
+                        pending.slot
+                    ),
+                    at: now(),
+                });
+            } else if !flags.good && flags.tries == 0 {
+                // The bootloader consumed the try and came back: crash, hang or power loss.
+                let reason = format!(
+                    "slot {} ({shown}) was tried but never committed (crash, hang or power loss during its trial boot); the bootloader fell back to slot {booted}",
+                    pending.slot
+                );
+                self.state.remember_failure(&pending.slot, &reason);
+                self.state.conclude(
+                    &pending.slot,
+                    SlotContent::Bad,
+                    OutcomeKind::RolledBack,
+                    reason,
+                );
+                outcome = Settled::RollbackDetected {
+                    failed: pending.slot.clone(),
+                };
+            }
+        }
+        self.save()?;
+        let mut boot = self.boot.clone();
+        boot.put_first(&booted);
+        self.write_boot(boot)?;
+        Ok(outcome)
+    }
+
+    /// Admin rollback: the other slot boots next, only when it holds an image that was good
+    /// and still hashes to what was recorded then. The release left is held.
+    /// Order: records (hold), then bootloader, then records (result).
+    pub fn roll_back(&mut self) -> Result<SlotName> {
+        let (booted, other) = (self.booted.clone(), self.other.clone());
+        let record = self.verified_good_record(&other)?;
+        if let Some(left) = self.booted_version() {
+            self.hold_release(
+                left,
+                format!("left by an administrator rollback to slot {other}"),
+            );
+            self.save()?;
+        }
+        let mut boot = self.boot.clone();
+        boot.make_good(&other);
+        boot.put_first(&other);
+        self.write_boot(boot)?;
+        self.state.pending = None;
+        self.state.last_result = Some(Outcome {
+            kind: OutcomeKind::RolledBack,
+            slot: other.clone(),
+            version: record.version,
+            reason: format!("administrator rolled back from slot {booted} to slot {other}"),
+            at: now(),
+        });
+        self.save()?;
+        Ok(other)
+    }
+
+    fn verified_good_record(&self, slot: &SlotName) -> Result<SlotRecord> {
+        let booted = &self.booted;
+        let record = self.state.slots.get(slot).cloned().ok_or_else(|| {
+            UpdateError::Refused(format!(
+                "slot {slot} holds nothing the updater knows of; there is nothing to roll back to"
+            ))
+        })?;
+        if record.content != SlotContent::Good || record.images.is_empty() {
+            return Err(UpdateError::Refused(format!(
+                "slot {slot} holds {} which is {}, not a known-good image; staying on slot {booted}",
+                shown_version(record.version.as_ref()),
+                match record.content {
+                    SlotContent::Writing => "incompletely written",
+                    SlotContent::Installed => "installed but never booted",
+                    SlotContent::Bad => "one that failed its trial",
+                    SlotContent::Good => "without recorded image hashes",
+                }
+            )));
+        }
+        for (name, image) in &record.images {
+            let device = self.config.slots[slot].get(name).ok_or_else(|| {
+                UpdateError::Refused(format!("slot {slot} has no device for image {name}"))
+            })?;
+            let actual = hash_prefix(device, image.size).map_err(|e| UpdateError::Slot {
+                slot: slot.to_string(),
+                reason: format!("cannot read {}: {e}", device.display()),
+            })?;
+            if actual != image.sha256 {
+                return Err(UpdateError::Refused(format!(
+                    "slot {slot} image {name} no longer matches its recorded hash (changed or corrupted since it was good); staying on slot {booted}"
+                )));
+            }
+        }
+        Ok(record)
+    }
+
+    fn hold_release(&mut self, version: semver::Version, reason: String) {
+        self.state
+            .holds
+            .retain(|h| h.version.as_ref() != Some(&version));
+        self.state.holds.push(Hold {
+            version: Some(version),
+            until: None,
+            reason,
+            at: now(),
+        });
+    }
+
+    /// `ota-update hold`: no update is installed without a source until `until` (or until
+    /// released). Records only.
+    pub fn hold_updates(&mut self, until: Option<u64>, reason: &str) -> Result<()> {
+        self.state.holds.retain(|h| h.version.is_some());
+        self.state.holds.push(Hold {
+            version: None,
+            until,
+            reason: reason.to_owned(),
+            at: now(),
+        });
+        self.save()
+    }
+
+    /// `ota-update release-hold`: removes every hold (or only the one on `version`) and
+    /// returns the holds removed. Records only.
+    pub fn release_holds(&mut self, version: Option<&semver::Version>) -> Result<Vec<Hold>> {
+        let (released, kept) = std::mem::take(&mut self.state.holds)
+            .into_iter()
+            .partition(|h| version.is_none() || h.version.as_ref() == version);
+        self.state.holds = kept;
+        self.save()?;
+        Ok(released)
+    }
+}
+
+/// The device as read, without the lock: for `status` and `check`.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    /// Bootloader backend name.
+    pub bootloader: &'static str,
+    /// The running slot, or why it is unknown.
+    pub booted: std::result::Result<SlotName, String>,
+    /// The bootloader state.
+    pub boot: BootState,
+    /// The records (rebuilt in memory when unreadable; the next locked command saves them).
+    pub state: DeviceState,
+    /// Why the bootloader environment counts as never initialised, if it does.
+    pub bootloader_uninitialised: Option<String>,
+}
+
+impl DeviceView {
+    /// Reads the device. Takes no lock: it only reads, and must answer while an install runs.
+    pub fn read(config: &Config) -> Result<Self> {
+        let store = StateStore::open(&config.state_dir)?;
+        let bootloader = bootloader::open(config)?;
+        let boot = bootloader.read_state()?;
+        let booted = bootloader
+            .booted_slot()
+            .and_then(|s| config.check_slot(&s).map(|()| s))
+            .map_err(|e| e.to_string());
+        let state = match store.load() {
+            Ok(state) => state,
+            Err(LoadError::Io(e)) => return Err(e),
+            Err(LoadError::Unreadable(reason)) => rebuild_records(
+                config,
+                &boot,
+                booted.as_ref().ok(),
+                format!("{reason} (rebuilt in memory; the next `ota-update boot` or install saves it)"),
+                None,
+            ),
+        };
+        Ok(DeviceView {
+            bootloader: bootloader.name(),
+            bootloader_uninitialised: bootloader.uninitialised(),
+            booted,
+            boot,
+            state,
+        })
+    }
+
+    /// The running slot, or a bootloader error saying why it is unknown.
+    pub fn booted_slot(&self) -> Result<&SlotName> {
+        self.booted
+            .as_ref()
+            .map_err(|e| UpdateError::Bootloader(e.clone()))
+    }
+
+    /// The running version: recorded, else the configuration's factory version.
+    pub fn booted_version(&self, config: &Config) -> Option<semver::Version> {
+        let booted = self.booted.as_ref().ok()?;
+        booted_version(config, &self.state, booted)
+    }
+
+    /// An installed release waiting for its reboot: the pending record, when the bootloader
+    /// really tries that slot next.
+    pub fn reboot_pending(&self) -> Option<&Pending> {
+        self.state.pending.as_ref().filter(|p| {
+            let flags = self.boot.flags(&p.slot);
+            self.boot.order.first() == Some(&p.slot) && !flags.good && flags.tries > 0
+        })
+    }
+}
+
+fn booted_version(
+    config: &Config,
+    state: &DeviceState,
+    booted: &SlotName,
+) -> Option<semver::Version> {
+    match state.slots.get(booted) {
+        Some(record) if record.version.is_some() => record.version.clone(),
+        // Records rebuilt from the bootloader know no version: the factory version would be a
+        // guess, possibly an old one that lets the device "upgrade" to what it runs.
+        _ if state.recovered.is_some() => None,
+        _ => config.factory_version.clone(),
+    }
+}
+
+fn shown_version(version: Option<&semver::Version>) -> String {
+    version.map_or_else(|| "an unknown version".to_owned(), |v| v.to_string())
+}
+
+/// Records rebuilt from the bootloader state when `state.json` is unreadable: a good slot is
+/// `good`, a slot with tries is `installed` (pending when the bootloader tries it next), any
+/// other is `bad`; versions and image hashes are unknown, so no rollback is offered to a
+/// rebuilt slot (it cannot be proved intact) and the running version is unknown until the
+/// next install records it.
+pub fn rebuild_records(
+    config: &Config,
+    boot: &BootState,
+    booted: Option<&SlotName>,
+    reason: String,
+    kept_as: Option<std::path::PathBuf>,
+) -> DeviceState {
+    let mut state = DeviceState {
+        recovered: Some(Recovery {
+            at: now(),
+            reason,
+            kept_as: kept_as.map(|p| p.display().to_string()),
+        }),
+        last_booted: booted.cloned(),
+        ..DeviceState::default()
+    };
+    for slot in config.slots.keys() {
+        let flags = boot.flags(slot);
+        let content = if flags.good {
+            SlotContent::Good
+        } else if flags.tries > 0 || Some(slot) == booted {
+            SlotContent::Installed
+        } else {
+            SlotContent::Bad
+        };
+        state.slots.insert(
+            slot.clone(),
+            SlotRecord {
+                content,
+                version: None,
+                images: BTreeMap::new(),
+                updated: now(),
+            },
+        );
+        // A slot given a trial (first in order, not good) is the pending update; so is one
+        // whose try the bootloader already consumed while another slot runs: `boot` then
+        // reports the fall-back as for any failed trial.
+        let first = boot.order.first() == Some(slot);
+        if first && !flags.good && Some(slot) != booted {
+            state.pending = Some(Pending {
+                slot: slot.clone(),
+                version: None,
+                installed: now(),
+                target_sha256: None,
+            });
+        }
+    }
+    state
+}
+
+/// The record of a factory slot: its version from the configuration, and the hash of every
+/// image device as a whole (the updater does not know the image's own length).
+fn factory_record(config: &Config, slot: &SlotName) -> Result<SlotRecord> {
+    let mut images = BTreeMap::new();
+    for (name, device) in &config.slots[slot] {
+        let slot_err = |e: std::io::Error| UpdateError::Slot {
+            slot: slot.to_string(),
+            reason: format!("cannot read {}: {e}", device.display()),
+        };
+        let size = device_size(device).map_err(slot_err)?;
+        let sha256 = hash_prefix(device, size).map_err(slot_err)?;
+        images.insert(name.clone(), ImageRecord { size, sha256 });
+    }
+    Ok(SlotRecord {
+        content: SlotContent::Good,
+        version: config.factory_version.clone(),
+        images,
+        updated: now(),
+    })
+}
