@@ -43,6 +43,7 @@ enum RawBootloader {
         env_size: usize,
         env: Vec<RawUbootCopy>,
         cmdline: Option<PathBuf>,
+        default_env: Option<PathBuf>,
     },
     File {
         path: PathBuf,
@@ -109,6 +110,9 @@ pub enum BootloaderConfig {
         env: crate::bootloader::ubootenv::UbootEnvConfig,
         /// The kernel command line to read `ota.slot=` from.
         cmdline: PathBuf,
+        /// U-Boot's built-in default environment as text (`make u-boot-initial-env`): what a
+        /// never-saved environment boots with, and the seed when the updater creates it.
+        default_env: Option<PathBuf>,
     },
     /// A simulated boot-counting bootloader in a JSON file (tests and the demo).
     File {
@@ -402,9 +406,11 @@ fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConf
             env_size,
             env,
             cmdline: c,
+            default_env,
         } => BootloaderConfig::Uboot {
             env: check_uboot_env(env, env_size, paths)?,
             cmdline: cmdline(c),
+            default_env: default_env.map(|d| paths.resolve(&d)),
         },
         RawBootloader::File { path } => BootloaderConfig::File {
             path: paths.resolve(&path),

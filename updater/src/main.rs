@@ -87,6 +87,15 @@ enum Command {
     /// Simulate the bootloader at power-on (file backend, tests and the demo).
     #[command(hide = true)]
     SimulateBoot,
+    /// Provision the bootloader environment (fresh board): write the boot variables the boot
+    /// scripts read, in the factory state (first slot good); U-Boot: every copy, GRUB: creates
+    /// the grubenv. Refused (exit 10) if the environment already holds OTA_ORDER.
+    InitBootloader {
+        /// Overwrite an existing boot state (resets a live device to its first slot) or an
+        /// environment area that holds something else.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `ota-update tuf`: works on a metadata directory, no device configuration.
@@ -303,15 +312,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
         Command::Tuf(_) => Ok(()),
         Command::Status { json } => {
             let status = lifecycle::status(&config)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&status).unwrap_or_default()
-                );
-            } else {
-                print_status(&status);
-            }
-            Ok(())
+            print_status_of(&config, &status, json)
         }
         Command::Boot { no_reboot, json } => {
             let outcome = match lifecycle::boot(&config) {
@@ -359,6 +360,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             println!("simulated bootloader booted slot {slot}");
             Ok(())
         }
+        Command::InitBootloader { force } => init_bootloader(&config, force),
     }
 }
 
@@ -428,6 +430,37 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
             Ok(())
         }
     }
+}
+
+/// `ota-update init-bootloader`: one line on stdout saying what was written, warnings on stderr.
+fn init_bootloader(config: &Config, force: bool) -> Result<(), UpdateError> {
+    let report = ota_updater::bootloader::init_environment(config, force)?;
+    println!("{}", report.summary());
+    for warning in &report.warnings {
+        eprintln!("ota-update: warning: {warning}");
+    }
+    Ok(())
+}
+
+/// `status` with the bootloader's note when its environment was never initialised.
+fn print_status_of(config: &Config, status: &Status, json: bool) -> Result<(), UpdateError> {
+    let note = ota_updater::bootloader::open(config)?.uninitialised();
+    if json {
+        let mut value = serde_json::to_value(status).unwrap_or_default();
+        if let Some(object) = value.as_object_mut() {
+            object.insert("bootloader_uninitialised".into(), note.into());
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        print_status(status);
+        if let Some(note) = note {
+            println!("bootloader:   not initialised: {note}");
+        }
+    }
+    Ok(())
 }
 
 fn print_status(s: &Status) {

@@ -12,8 +12,12 @@
 pub mod file;
 pub mod grub;
 pub mod grubenv;
+pub mod init;
 pub mod uboot;
 pub mod ubootenv;
+
+pub(crate) use init::BOOT_STATE_HELD;
+pub use init::{init_environment, InitReport};
 
 use crate::config::{BootloaderConfig, Config};
 use crate::error::{Result, UpdateError};
@@ -195,6 +199,17 @@ pub trait Bootloader {
     /// Test and demo helper: records that `slot` was booted, as the real bootloader does by
     /// passing `ota.slot=` to the kernel.
     fn record_simulated_boot(&mut self, slot: &SlotName) -> Result<()>;
+    /// When the environment was never initialised (nothing saved yet, so the bootloader boots
+    /// with its defaults and [`Bootloader::read_state`] reports the factory state): a one-line
+    /// explanation for `status`. `None` when it holds a saved environment (or cannot be read:
+    /// `read_state` reports that).
+    fn uninitialised(&self) -> Option<String> {
+        None
+    }
+    /// Provisioning ([`init_environment`]): writes `factory` into the environment, creating it
+    /// if needed and keeping other variables. Refuses ([`UpdateError::Refused`]) an
+    /// environment that already holds a boot state unless `force`.
+    fn init(&mut self, factory: &BootState, force: bool) -> Result<InitReport>;
 }
 
 /// Opens the configured backend.
@@ -204,9 +219,14 @@ pub fn open(config: &Config) -> Result<Box<dyn Bootloader>> {
         BootloaderConfig::Grub { grubenv, cmdline } => {
             Box::new(grub::GrubBootloader::new(grubenv, cmdline, slots))
         }
-        BootloaderConfig::Uboot { env, cmdline } => {
-            Box::new(uboot::UbootBootloader::new(env.clone(), cmdline, slots))
-        }
+        BootloaderConfig::Uboot {
+            env,
+            cmdline,
+            default_env,
+        } => Box::new(
+            uboot::UbootBootloader::new(env.clone(), cmdline, slots)
+                .with_default_env(default_env.clone()),
+        ),
         BootloaderConfig::File { path } => Box::new(file::FileBootloader::new(path, slots)),
     })
 }

@@ -139,6 +139,16 @@ pub enum UbootEnvError {
         #[source]
         source: Box<UbootEnvError>,
     },
+    /// A line of a default environment text file cannot be parsed.
+    #[error("default environment {} line {line}: {reason}", path.display())]
+    TextSyntax {
+        /// The file.
+        path: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Neither copy of a redundant environment is valid.
     #[error(
         "no valid copy of the redundant U-Boot environment ({first}; {second}); it must be \
@@ -534,6 +544,80 @@ impl UbootEnv {
             write_copy(path, *offset, &assemble_block(&data, None), true)
         }
     }
+}
+
+/// What the configured copies hold, telling a never-saved environment from a broken setup
+/// (see [`UbootEnv::probe`]).
+#[derive(Debug)]
+pub enum EnvProbe {
+    /// At least one copy is valid: the active environment, as [`UbootEnv::read`] returns it.
+    Valid(UbootEnv),
+    /// Every copy could be read and none has a valid CRC. U-Boot then boots with its built-in
+    /// default environment (`*** Warning - bad CRC, using default environment`).
+    NoValidCopy {
+        /// Every copy is entirely `0xff` (erased flash) or entirely `0x00`: never written, so
+        /// there is no other data at these offsets to destroy.
+        blank: bool,
+        /// Why the copies are invalid, for messages.
+        error: UbootEnvError,
+    },
+}
+
+impl UbootEnv {
+    /// Reads the environment like [`UbootEnv::read`], but reports "no copy has a valid CRC" as
+    /// [`EnvProbe::NoValidCopy`] instead of an error. Anything else (a copy that cannot be
+    /// opened or is too short, a valid CRC over malformed data, a bad configuration) stays an
+    /// error: only a bad CRC is what U-Boot answers with its default environment.
+    pub fn probe(config: &UbootEnvConfig) -> Result<EnvProbe, UbootEnvError> {
+        match Self::read(config) {
+            Ok(env) => Ok(EnvProbe::Valid(env)),
+            Err(error) if only_bad_crc(&error) => {
+                let blank = config.copies.iter().all(|(path, offset)| {
+                    read_copy(path, *offset, config.size).is_ok_and(|block| is_blank(&block))
+                });
+                Ok(EnvProbe::NoValidCopy { blank, error })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Parses a default environment in the text form U-Boot's `make u-boot-initial-env` writes
+    /// (and libubootenv reads as its default, `/etc/u-boot-initial-env`): one `name=value` per
+    /// line; blank lines and lines starting with `#` are skipped. `path` names the file in errors.
+    pub fn parse_text(text: &str, path: &Path) -> Result<Self, UbootEnvError> {
+        let mut env = UbootEnv::new();
+        for (index, line) in text.lines().enumerate() {
+            let syntax = |reason: String| UbootEnvError::TextSyntax {
+                path: path.to_path_buf(),
+                line: index + 1,
+                reason,
+            };
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if line.trim().is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (name, value) = line
+                .split_once('=')
+                .ok_or_else(|| syntax("expected name=value".to_owned()))?;
+            env.set(name, value).map_err(|e| syntax(e.to_string()))?;
+        }
+        Ok(env)
+    }
+}
+
+/// Whether every copy failed only because of its CRC.
+fn only_bad_crc(error: &UbootEnvError) -> bool {
+    match error {
+        UbootEnvError::CrcMismatch { .. } => true,
+        UbootEnvError::InCopy { source, .. } => only_bad_crc(source),
+        UbootEnvError::NoValidCopy { first, second } => only_bad_crc(first) && only_bad_crc(second),
+        _ => false,
+    }
+}
+
+/// Erased flash (all `0xff`) or zeroed storage (all `0x00`).
+fn is_blank(block: &[u8]) -> bool {
+    block.iter().all(|&b| b == 0xff) || block.iter().all(|&b| b == 0)
 }
 
 fn header_len(redundant: bool) -> usize {
@@ -942,6 +1026,72 @@ mod tests {
 
         assert!(env_of(&[("v", "1")]).write(&config).is_err());
         assert_eq!(fs::read(&path).unwrap(), vec![0u8; 2 * SIZE]);
+    }
+
+    #[test]
+    fn probe_tells_never_saved_from_corrupt_and_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env.bin");
+        let config = redundant_in(&path);
+        for fill in [0xffu8, 0x00] {
+            fs::write(&path, vec![fill; 2 * SIZE]).unwrap();
+            match UbootEnv::probe(&config).unwrap() {
+                EnvProbe::NoValidCopy { blank, error } => {
+                    assert!(blank, "{fill:#x}");
+                    assert!(
+                        matches!(error, UbootEnvError::NoValidCopy { .. }),
+                        "{error}"
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Garbage with a bad CRC: invalid, but not blank (maybe the offsets are wrong).
+        let mut bytes = vec![0xffu8; 2 * SIZE];
+        bytes[SIZE + 100] = 0x42;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            UbootEnv::probe(&config).unwrap(),
+            EnvProbe::NoValidCopy { blank: false, .. }
+        ));
+        // One valid copy is a valid environment (a torn write of the other).
+        env_of(&[("v", "1")]).create(&config).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[SIZE..].fill(0xff);
+        fs::write(&path, &bytes).unwrap();
+        match UbootEnv::probe(&config).unwrap() {
+            EnvProbe::Valid(env) => assert_eq!(env.get("v"), Some("1")),
+            other => panic!("{other:?}"),
+        }
+        // A copy that cannot be read at all stays an error.
+        fs::write(&path, vec![0xffu8; SIZE + 10]).unwrap();
+        assert!(UbootEnv::probe(&config).is_err());
+        let single = UbootEnvConfig::single(dir.path().join("missing"), 0, SIZE);
+        assert!(UbootEnv::probe(&single).is_err());
+    }
+
+    #[test]
+    fn default_environment_text_is_parsed_like_u_boot_initial_env() {
+        let path = Path::new("u-boot-initial-env");
+        let env = UbootEnv::parse_text(
+            "# comment\narch=arm\nbootcmd=run ota_boot; reset\n\nbootargs=a=b c\r\nempty=\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(
+            env.iter().collect::<Vec<_>>(),
+            [
+                ("arch", "arm"),
+                ("bootargs", "a=b c"),
+                ("bootcmd", "run ota_boot; reset")
+            ]
+        );
+        for (text, line) in [("a=1\nnot a variable\n", 2), ("=1\n", 1), ("a=x\\y\n", 1)] {
+            match UbootEnv::parse_text(text, path) {
+                Err(UbootEnvError::TextSyntax { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
