@@ -1,7 +1,9 @@
 //! The updater's configuration (`/etc/ota/updater.toml` by default), parsed and checked at
 //! the edge so the rest of the code can trust it. Every key is documented in docs/updater.md.
 //!
-//! Relative paths are taken relative to the configuration file's directory.
+//! Relative paths are taken relative to the configuration file's directory and made
+//! absolute, whatever form the `--config` argument has; a bare health check program name (no
+//! `/`) is the one exception: it is looked up in PATH.
 
 use crate::bootloader::ubootenv::UbootEnvConfig;
 use crate::error::{Result, UpdateError};
@@ -43,7 +45,6 @@ enum RawBootloader {
         env_size: usize,
         env: Vec<RawUbootCopy>,
         cmdline: Option<PathBuf>,
-        default_env: Option<PathBuf>,
     },
     File {
         path: PathBuf,
@@ -110,9 +111,6 @@ pub enum BootloaderConfig {
         env: crate::bootloader::ubootenv::UbootEnvConfig,
         /// The kernel command line to read `ota.slot=` from.
         cmdline: PathBuf,
-        /// U-Boot's built-in default environment as text (`make u-boot-initial-env`): what a
-        /// never-saved environment boots with, and the seed when the updater creates it.
-        default_env: Option<PathBuf>,
     },
     /// A simulated boot-counting bootloader in a JSON file (tests and the demo).
     File {
@@ -222,7 +220,7 @@ impl Config {
     /// key is a field in `RawConfig` and in `Config`, and a `check_*` function called here.
     fn check(text: &str, path: &Path) -> Checked<Self> {
         let raw = parse_toml(text)?;
-        let paths = Paths::of_config(path);
+        let paths = Paths::of_config(path)?;
         Ok(Config {
             path: path.to_owned(),
             product: check_product(raw.product)?,
@@ -277,27 +275,36 @@ type Checked<T> = std::result::Result<T, String>;
 /// Slot → image name → device.
 type Slots = BTreeMap<SlotName, BTreeMap<String, PathBuf>>;
 
-/// Resolves the configuration's relative paths against the file's directory.
+/// Resolves the configuration's relative paths against the file's directory, made absolute
+/// however `--config` was spelled (`updater.toml`, `./sub/../updater.toml`, ...): every path
+/// of a [`Config`] is absolute, so none is looked up in PATH or depends on the current
+/// directory of a later step.
 struct Paths {
-    /// The configuration file's directory.
+    /// The configuration file's directory, absolute.
     base: PathBuf,
 }
 
 impl Paths {
-    /// For the configuration file at `config`.
-    fn of_config(config: &Path) -> Self {
-        Paths {
-            base: config.parent().unwrap_or(Path::new(".")).to_owned(),
-        }
+    /// For the configuration file at `config`: its directory, or the current directory for a
+    /// bare file name.
+    fn of_config(config: &Path) -> Checked<Self> {
+        let dir = match config.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let base = std::path::absolute(dir).map_err(|e| {
+            format!(
+                "cannot locate the configuration's directory {}: {e}",
+                dir.display()
+            )
+        })?;
+        Ok(Paths { base })
     }
 
-    /// `path` itself when absolute, else `path` in the configuration's directory.
+    /// `path` itself when absolute, else `path` in the configuration's directory; `.`
+    /// components are dropped (`..` are kept: they mean what the kernel makes of them).
     fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            self.base.join(path.strip_prefix("./").unwrap_or(path))
-        }
+        self.base.join(path).components().collect()
     }
 }
 
@@ -406,11 +413,9 @@ fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConf
             env_size,
             env,
             cmdline: c,
-            default_env,
         } => BootloaderConfig::Uboot {
             env: check_uboot_env(env, env_size, paths)?,
             cmdline: cmdline(c),
-            default_env: default_env.map(|d| paths.resolve(&d)),
         },
         RawBootloader::File { path } => BootloaderConfig::File {
             path: paths.resolve(&path),
@@ -454,7 +459,13 @@ fn check_health_check(raw: RawHealthCheck, paths: &Paths) -> Checked<HealthCheck
     // A program path with a slash is a path like every other here (relative ones are in the
     // configuration's directory); a bare name is looked up in PATH.
     if program.contains('/') {
-        *program = paths.resolve(Path::new(program)).display().to_string();
+        let resolved = paths.resolve(Path::new(program)).into_os_string();
+        *program = resolved.into_string().map_err(|p| {
+            format!(
+                "[health_check] command: {} is not UTF-8",
+                p.to_string_lossy()
+            )
+        })?;
     }
     let timeout_secs = raw.timeout_secs.unwrap_or(60);
     if timeout_secs == 0 {
@@ -524,6 +535,7 @@ fn daemon_settings(raw: Option<RawDaemon>) -> DaemonSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn write_key(dir: &Path) {
         let key = ota_core::keys::SigningKey::generate();
@@ -586,5 +598,81 @@ keys = ["release.pub"]
             let text = GOOD.replace(from, to);
             assert!(Config::parse(&text, &p).is_err(), "accepted: {to}");
         }
+    }
+
+    /// `dir` (absolute) spelled relative to the current directory, starting with `./`.
+    fn relative_to_cwd(dir: &Path) -> PathBuf {
+        let cwd = fs::canonicalize(".").unwrap();
+        let mut rel = PathBuf::from(".");
+        rel.extend(cwd.components().skip(1).map(|_| ".."));
+        rel.join(dir.strip_prefix("/").unwrap())
+    }
+
+    #[test]
+    fn relative_config_path_forms_resolve_to_absolute_paths_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        write_key(&root);
+        fs::create_dir(root.join("sub")).unwrap();
+        let text = format!(
+            "{GOOD}[health_check]\ncommand = [\"./health-check.sh\", \"./arg\"]\n\
+             [repository]\nurl = \"https://u.example\"\nroot = \"root.json\"\n\
+             ca_file = \"./sub/ca.pem\"\n"
+        );
+        let rel = relative_to_cwd(&root);
+        for form in [
+            "updater.toml",
+            "./sub/../updater.toml",
+            "sub/./../updater.toml",
+        ] {
+            let path = rel.join(form);
+            let cfg = Config::parse(&text, &path).unwrap();
+            let in_root = |p: &Path, name: &str| {
+                assert!(p.is_absolute(), "{form}: {}", p.display());
+                assert_eq!(p.file_name().unwrap(), name, "{form}: {}", p.display());
+                let parent = fs::canonicalize(p.parent().unwrap()).unwrap();
+                assert_eq!(parent, root, "{form}: {}", p.display());
+            };
+            in_root(&cfg.state_dir, "state");
+            in_root(
+                &cfg.slots[&SlotName::parse("B").unwrap()]["rootfs"],
+                "slot-b.img",
+            );
+            let BootloaderConfig::File { path: boot } = &cfg.bootloader else {
+                panic!("{:?}", cfg.bootloader)
+            };
+            in_root(boot, "boot.json");
+            let check = cfg.health_check.unwrap();
+            in_root(Path::new(&check.command[0]), "health-check.sh");
+            assert_eq!(check.command[1], "./arg", "arguments are not paths");
+            in_root(&cfg.repository.unwrap().root, "root.json");
+            let ca_file = cfg.fetch.ca_file.unwrap();
+            assert!(ca_file.is_absolute() && ca_file.ends_with("sub/ca.pem"));
+            assert_eq!(cfg.path, path);
+        }
+    }
+
+    #[test]
+    fn bare_config_file_name_is_in_the_current_directory() {
+        let paths = Paths::of_config(Path::new("updater.toml")).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(paths.base, cwd);
+        assert_eq!(
+            paths.resolve(Path::new("./health-check.sh")),
+            cwd.join("health-check.sh")
+        );
+        assert_eq!(
+            paths.resolve(Path::new("/dev/sda2")),
+            Path::new("/dev/sda2")
+        );
+    }
+
+    #[test]
+    fn bare_health_check_program_is_left_to_path() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path());
+        let text = format!("{GOOD}[health_check]\ncommand = [\"health-check\", \"x/y\"]\n");
+        let cfg = Config::parse(&text, &dir.path().join("updater.toml")).unwrap();
+        assert_eq!(cfg.health_check.unwrap().command, ["health-check", "x/y"]);
     }
 }
