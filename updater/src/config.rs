@@ -13,7 +13,9 @@ use ota_core::bundle::TrustPolicy;
 use ota_core::keys::VerifyingKey;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 /// Where the configuration is read from when `--config` is not given.
@@ -387,14 +389,137 @@ fn check_slots(raw: BTreeMap<String, BTreeMap<String, PathBuf>>, paths: &Paths) 
     Ok(slots)
 }
 
-/// Every image of both slots on its own device.
+/// Every image of both slots on its own device, compared by what the paths designate: a slot
+/// given as a symlink (a `/dev/disk/by-*` alias) or hard link to another image's device is
+/// refused, naming both keys and what they resolve to.
 fn check_distinct_devices(slots: &Slots) -> Checked<()> {
-    let mut all_devices: Vec<&PathBuf> = slots.values().flat_map(|m| m.values()).collect();
-    all_devices.sort();
-    if all_devices.windows(2).any(|w| w[0] == w[1]) {
-        return Err("[slots]: two images share one device; every image needs its own".into());
+    let mut seen: Vec<(String, &Path, DeviceIdentity)> = Vec::new();
+    for (slot, images) in slots {
+        for (image, device) in images {
+            let key = format!("[slots.{slot}] {image}");
+            let identity = DeviceIdentity::of(device).map_err(|e| {
+                format!(
+                    "{key}: cannot tell which device {} is: {e}",
+                    device.display()
+                )
+            })?;
+            if let Some((other_key, other, _)) = seen.iter().find(|(.., id)| *id == identity) {
+                return Err(format!(
+                    "{other_key} and {key} are one device ({} and {}: {identity}); every image \
+                     needs its own",
+                    resolved(other),
+                    resolved(device)
+                ));
+            }
+            seen.push((key, device, identity));
+        }
     }
     Ok(())
+}
+
+/// `path`, and what it resolves to when that is another path.
+fn resolved(path: &Path) -> String {
+    match std::fs::canonicalize(path) {
+        Ok(real) if real != path => format!("{} -> {}", path.display(), real.display()),
+        _ => path.display().to_string(),
+    }
+}
+
+/// What a device path designates, to tell whether two paths are one device. Symlinks are
+/// followed; a block or character device node is its device number (two nodes of one device
+/// are one device), any other file its file system and inode (hard links are one file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceIdentity {
+    /// A block device: its device number (`st_rdev`).
+    Block(u64),
+    /// A character device: its device number (`st_rdev`).
+    Char(u64),
+    /// Any other existing file: its file system (`st_dev`) and inode.
+    File {
+        /// The file system's device number.
+        dev: u64,
+        /// The inode.
+        ino: u64,
+    },
+    /// A path that does not exist (yet): its lexically normalised absolute path, the only
+    /// thing to compare it by.
+    Missing(PathBuf),
+}
+
+impl DeviceIdentity {
+    /// The identity of `path` (relative paths are taken from the current directory). A path
+    /// that does not exist is [`DeviceIdentity::Missing`]; other errors (permissions) are
+    /// returned.
+    pub fn of(path: &Path) -> io::Result<Self> {
+        match std::fs::metadata(path) {
+            Ok(meta) => {
+                let kind = meta.file_type();
+                Ok(if kind.is_block_device() {
+                    DeviceIdentity::Block(meta.rdev())
+                } else if kind.is_char_device() {
+                    DeviceIdentity::Char(meta.rdev())
+                } else {
+                    DeviceIdentity::File {
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                    }
+                })
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                let absolute = std::path::absolute(path)?;
+                Ok(DeviceIdentity::Missing(normalize_lexically(&absolute)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceIdentity::Block(rdev) => write!(f, "block device {}", major_minor(*rdev)),
+            DeviceIdentity::Char(rdev) => write!(f, "character device {}", major_minor(*rdev)),
+            DeviceIdentity::File { dev, ino } => {
+                write!(f, "inode {ino} of file system {}", major_minor(*dev))
+            }
+            DeviceIdentity::Missing(path) => write!(f, "not present, path {}", path.display()),
+        }
+    }
+}
+
+/// Whether `a` and `b` designate one device (see [`DeviceIdentity`]); for re-checking right
+/// before writing a slot that it is not the one running.
+pub fn same_device(a: &Path, b: &Path) -> io::Result<bool> {
+    Ok(DeviceIdentity::of(a)? == DeviceIdentity::of(b)?)
+}
+
+/// `MAJOR:MINOR` of a Linux device number (glibc's `major()` and `minor()`).
+fn major_minor(dev: u64) -> String {
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    format!("{major}:{minor}")
+}
+
+/// `path` with `.` dropped and each `..` taking away the component before it, without looking
+/// at the file system.
+fn normalize_lexically(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            Component::ParentDir if out.has_root() => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `[bootloader]`.
@@ -674,5 +799,97 @@ keys = ["release.pub"]
         let text = format!("{GOOD}[health_check]\ncommand = [\"health-check\", \"x/y\"]\n");
         let cfg = Config::parse(&text, &dir.path().join("updater.toml")).unwrap();
         assert_eq!(cfg.health_check.unwrap().command, ["health-check", "x/y"]);
+    }
+
+    /// [`GOOD`] with slot A's rootfs at `a` and slot B's at `b`.
+    fn with_slots(a: &str, b: &str) -> String {
+        GOOD.replace("\"slot-a.img\"", &format!("{a:?}"))
+            .replace("\"slot-b.img\"", &format!("{b:?}"))
+    }
+
+    #[test]
+    fn two_names_of_one_device_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        write_key(&root);
+        fs::write(root.join("slot-a.img"), "A").unwrap();
+        std::os::unix::fs::symlink("slot-a.img", root.join("alias.img")).unwrap();
+        fs::hard_link(root.join("slot-a.img"), root.join("hard.img")).unwrap();
+        fs::create_dir(root.join("sub")).unwrap();
+        let a = root.join("slot-a.img").display().to_string();
+        for (b, shown) in [
+            ("alias.img", format!("alias.img -> {a}")),
+            ("hard.img", "hard.img: inode".to_owned()),
+            ("sub/../slot-a.img", format!("sub/../slot-a.img -> {a}")),
+            ("./slot-a.img", format!("{a} and {a}:")),
+            (&a, format!("{a} and {a}:")),
+        ] {
+            let err =
+                Config::parse(&with_slots("slot-a.img", b), &root.join("u.toml")).unwrap_err();
+            assert!(matches!(err, UpdateError::Config { .. }), "{err:?}");
+            let err = err.to_string();
+            assert!(
+                err.contains("[slots.A] rootfs and [slots.B] rootfs are one device"),
+                "{b}: {err}"
+            );
+            assert!(err.contains(&shown), "{b}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        // Within one slot too.
+        let text = with_slots("slot-a.img", "slot-b.img")
+            .replace("[slots.A]", "[slots.A]\nkernel = \"alias.img\"")
+            .replace("[slots.B]", "[slots.B]\nkernel = \"kernel-b.img\"");
+        let err = Config::parse(&text, &root.join("u.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[slots.A] kernel and [slots.A] rootfs are one device"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn distinct_and_missing_devices_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path());
+        fs::write(dir.path().join("slot-a.img"), "A").unwrap();
+        fs::write(dir.path().join("slot-b.img"), "A").unwrap();
+        let p = dir.path().join("u.toml");
+        for (a, b) in [
+            ("slot-a.img", "slot-b.img"),
+            ("slot-a.img", "missing-b.img"),
+            ("missing-a.img", "missing-b.img"),
+            ("slot-a.img/missing", "missing-b.img"),
+        ] {
+            let cfg = Config::parse(&with_slots(a, b), &p);
+            assert!(cfg.is_ok(), "{a}, {b}: {cfg:?}");
+        }
+        // Missing devices are compared by their normalised paths.
+        let err = Config::parse(&with_slots("gone.img", "no/../gone.img"), &p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("are one device"), "{err}");
+        assert!(err.contains("not present"), "{err}");
+    }
+
+    #[test]
+    fn same_device_follows_links_to_the_device_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = Path::new("/dev/null");
+        let link = dir.path().join("null-alias");
+        std::os::unix::fs::symlink(null, &link).unwrap();
+        assert!(same_device(null, &link).unwrap());
+        assert!(!same_device(null, Path::new("/dev/zero")).unwrap());
+        fs::write(dir.path().join("file"), "").unwrap();
+        assert!(!same_device(null, &dir.path().join("file")).unwrap());
+        let gone = dir.path().join("gone");
+        assert!(same_device(&gone, &dir.path().join("x/../gone")).unwrap());
+        assert!(!same_device(&gone, &dir.path().join("file")).unwrap());
+        assert!(matches!(
+            DeviceIdentity::of(null).unwrap(),
+            DeviceIdentity::Char(_)
+        ));
+        assert_eq!(major_minor(0x103), "1:3");
+        assert_eq!(major_minor((259 << 8) | 5), "259:5");
     }
 }
