@@ -21,6 +21,10 @@ use std::time::Duration;
 /// Where the configuration is read from when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ota/updater.toml";
 
+/// The `fw_env.config` the U-Boot backend reads its environment's copies from when
+/// `[bootloader] env` is not given (`fw_env_config` names another).
+pub const DEFAULT_FW_ENV_CONFIG: &str = "/etc/fw_env.config";
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -44,8 +48,9 @@ enum RawBootloader {
         cmdline: Option<PathBuf>,
     },
     Uboot {
-        env_size: usize,
-        env: Vec<RawUbootCopy>,
+        env_size: Option<usize>,
+        env: Option<Vec<RawUbootCopy>>,
+        fw_env_config: Option<PathBuf>,
         cmdline: Option<PathBuf>,
     },
     File {
@@ -537,9 +542,10 @@ fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConf
         RawBootloader::Uboot {
             env_size,
             env,
+            fw_env_config,
             cmdline: c,
         } => BootloaderConfig::Uboot {
-            env: check_uboot_env(env, env_size, paths)?,
+            env: check_uboot_env(env, env_size, fw_env_config, paths)?,
             cmdline: cmdline(c),
         },
         RawBootloader::File { path } => BootloaderConfig::File {
@@ -548,16 +554,52 @@ fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConf
     })
 }
 
-/// `[bootloader] env`, `env_size` of the U-Boot backend.
-fn check_uboot_env(env: Vec<RawUbootCopy>, size: usize, paths: &Paths) -> Checked<UbootEnvConfig> {
-    let copies: Vec<(PathBuf, u64)> = env
-        .into_iter()
-        .map(|c| (paths.resolve(&c.device), c.offset))
-        .collect();
-    if copies.is_empty() || copies.len() > 2 {
-        return Err("[bootloader] env: give one copy (single) or two (redundant)".into());
+/// The U-Boot environment's copies: `[bootloader] env` and `env_size` when given (they win
+/// over a `fw_env_config`), else the `fw_env.config` file named by `fw_env_config`.
+fn check_uboot_env(
+    env: Option<Vec<RawUbootCopy>>,
+    env_size: Option<usize>,
+    fw_env_config: Option<PathBuf>,
+    paths: &Paths,
+) -> Checked<UbootEnvConfig> {
+    match (env, env_size) {
+        (Some(env), Some(size)) => {
+            let copies: Vec<(PathBuf, u64)> = env
+                .into_iter()
+                .map(|c| (paths.resolve(&c.device), c.offset))
+                .collect();
+            if copies.is_empty() || copies.len() > 2 {
+                return Err("[bootloader] env: give one copy (single) or two (redundant)".into());
+            }
+            Ok(UbootEnvConfig { copies, size })
+        }
+        (Some(_), None) => {
+            Err("[bootloader] env_size: needed with env (the size of one copy, header included)".into())
+        }
+        (None, Some(_)) => Err("[bootloader] env_size: only with env; without env the copies and their size come from fw_env_config".into()),
+        (None, None) => {
+            let file = fw_env_config.unwrap_or_else(|| PathBuf::from(DEFAULT_FW_ENV_CONFIG));
+            read_fw_env_config(&paths.resolve(&file))
+        }
     }
-    Ok(UbootEnvConfig { copies, size })
+}
+
+/// The copies an `fw_env.config` describes; its relative device paths are in its directory.
+fn read_fw_env_config(file: &Path) -> Checked<UbootEnvConfig> {
+    let bad = |reason: String| format!("[bootloader] fw_env_config {}: {reason}", file.display());
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        bad(format!(
+            "cannot read it: {e} (or give the copies here, with env and env_size)"
+        ))
+    })?;
+    let mut env = UbootEnvConfig::parse_fw_env_config(&text).map_err(|e| bad(e.to_string()))?;
+    let local = Paths {
+        base: file.parent().unwrap_or(Path::new("/")).to_owned(),
+    };
+    for (device, _) in &mut env.copies {
+        *device = local.resolve(device);
+    }
+    Ok(env)
 }
 
 /// `[trust]`: the keys are read now, so a missing or invalid key fails at load.
@@ -891,5 +933,101 @@ keys = ["release.pub"]
         ));
         assert_eq!(major_minor(0x103), "1:3");
         assert_eq!(major_minor((259 << 8) | 5), "259:5");
+    }
+
+    /// [`GOOD`] with the U-Boot backend and `settings` in `[bootloader]`.
+    fn uboot(settings: &str) -> String {
+        GOOD.replace(
+            "backend = \"file\"\npath = \"boot.json\"",
+            &format!("backend = \"uboot\"\n{settings}"),
+        )
+    }
+
+    /// The U-Boot environment of a parsed configuration.
+    fn uboot_env(cfg: Config) -> UbootEnvConfig {
+        match cfg.bootloader {
+            BootloaderConfig::Uboot { env, .. } => env,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn uboot_copies_come_from_fw_env_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        write_key(&root);
+        let p = root.join("u.toml");
+        // Single, with a device relative to the fw_env.config (and a size read as hex).
+        fs::write(
+            root.join("fw_env.config"),
+            "# one copy\nflash.img 0x2000 4000\n",
+        )
+        .unwrap();
+        let env =
+            uboot_env(Config::parse(&uboot("fw_env_config = \"fw_env.config\""), &p).unwrap());
+        assert_eq!(env.copies, [(root.join("flash.img"), 0x2000)]);
+        assert_eq!(env.size, 0x4000);
+        // Redundant.
+        fs::create_dir(root.join("etc")).unwrap();
+        fs::write(
+            root.join("etc/fw_env.config"),
+            "/dev/mmcblk0 0x3c0000 0x20000\n/dev/mmcblk0 0x3e0000 0x20000\n",
+        )
+        .unwrap();
+        let text = uboot("fw_env_config = \"./etc/fw_env.config\"");
+        let env = uboot_env(Config::parse(&text, &p).unwrap());
+        let mmc = PathBuf::from("/dev/mmcblk0");
+        assert_eq!(env.copies, [(mmc.clone(), 0x3c0000), (mmc, 0x3e0000)]);
+        assert_eq!(env.size, 0x20000);
+    }
+
+    #[test]
+    fn uboot_env_in_the_configuration_wins_over_fw_env_config() {
+        let dir = tempfile::tempdir().unwrap();
+        write_key(dir.path());
+        let text = uboot(
+            "fw_env_config = \"missing.config\"\nenv_size = 0x4000\n\
+             env = [{ device = \"env.img\", offset = 0x100 }]",
+        );
+        let env = uboot_env(Config::parse(&text, &dir.path().join("u.toml")).unwrap());
+        assert_eq!(env.copies, [(dir.path().join("env.img"), 0x100)]);
+        assert_eq!(env.size, 0x4000);
+    }
+
+    #[test]
+    fn bad_uboot_environment_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(dir.path()).unwrap();
+        write_key(&root);
+        fs::write(root.join("fw_env.config"), "f 0 0x4000\n").unwrap();
+        fs::write(root.join("bad.config"), "f 0 0x4000\nf zz 0x4000\n").unwrap();
+        fs::write(root.join("tiny.config"), "f 0 0x4\n").unwrap();
+        let file = |name: &str| format!("fw_env_config {}: ", root.join(name).display());
+        for (settings, expected) in [
+            (
+                "fw_env_config = \"nope.config\"",
+                file("nope.config") + "cannot read it",
+            ),
+            (
+                "fw_env_config = \"bad.config\"",
+                file("bad.config") + "fw_env.config line 2",
+            ),
+            (
+                "fw_env_config = \"tiny.config\"",
+                file("tiny.config") + "invalid U-Boot",
+            ),
+            (
+                "env = [{ device = \"e\", offset = 0 }]",
+                "env_size: needed with env".into(),
+            ),
+            ("env_size = 0x4000", "env_size: only with env".into()),
+            ("env_size = 0x4000\nenv = []", "env: give one copy".into()),
+        ] {
+            let err = Config::parse(&uboot(settings), &root.join("u.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&expected), "{settings}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
     }
 }
