@@ -52,6 +52,7 @@ enum RawBootloader {
         env: Option<Vec<RawUbootCopy>>,
         fw_env_config: Option<PathBuf>,
         cmdline: Option<PathBuf>,
+        default_env: Option<PathBuf>,
     },
     File {
         path: PathBuf,
@@ -118,6 +119,9 @@ pub enum BootloaderConfig {
         env: crate::bootloader::ubootenv::UbootEnvConfig,
         /// The kernel command line to read `ota.slot=` from.
         cmdline: PathBuf,
+        /// U-Boot's built-in default environment as text (`make u-boot-initial-env`): what a
+        /// never-saved environment boots with, and the seed when the updater creates it.
+        default_env: Option<PathBuf>,
     },
     /// A simulated boot-counting bootloader in a JSON file (tests and the demo).
     File {
@@ -544,9 +548,11 @@ fn check_bootloader(raw: RawBootloader, paths: &Paths) -> Checked<BootloaderConf
             env,
             fw_env_config,
             cmdline: c,
+            default_env,
         } => BootloaderConfig::Uboot {
             env: check_uboot_env(env, env_size, fw_env_config, paths)?,
             cmdline: cmdline(c),
+            default_env: default_env.map(|d| paths.resolve(&d)),
         },
         RawBootloader::File { path } => BootloaderConfig::File {
             path: paths.resolve(&path),
