@@ -192,7 +192,12 @@ impl<'c> Device<'c> {
                 updated: now(),
             },
         );
-        if self.state.pending.as_ref().is_some_and(|p| p.slot == target) {
+        if self
+            .state
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.slot == target)
+        {
             self.state.pending = None;
         }
         self.save()?;
@@ -263,7 +268,12 @@ impl<'c> Device<'c> {
         boot.make_good(&booted);
         boot.put_first(&booted);
         self.write_boot(boot)?;
-        if let Some(version) = self.state.slots.get(&booted).and_then(|r| r.version.clone()) {
+        if let Some(version) = self
+            .state
+            .slots
+            .get(&booted)
+            .and_then(|r| r.version.clone())
+        {
             self.state.forget_failure(&version);
         }
         self.state.conclude(
@@ -482,7 +492,9 @@ impl DeviceView {
                 config,
                 &boot,
                 booted.as_ref().ok(),
-                format!("{reason} (rebuilt in memory; the next `ota-update boot` or install saves it)"),
+                format!(
+                    "{reason} (rebuilt in memory; the next `ota-update boot` or install saves it)"
+                ),
                 None,
             ),
         };

@@ -15,8 +15,8 @@ pub fn run(
     version: Option<&semver::Version>,
 ) -> Result<(), String> {
     let log_path = config.state_dir.join("health.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let log =
+        create_log(&log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let log_err = log
         .try_clone()
         .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
@@ -58,7 +58,7 @@ pub fn run(
     if status.success() {
         return Ok(());
     }
-    let last_line = std::fs::read_to_string(&log_path).ok().and_then(|t| {
+    let last_line = read_log(&log_path).and_then(|t| {
         t.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
@@ -70,6 +70,34 @@ pub fn run(
         reason.push_str(&line.chars().take(200).collect::<String>());
     }
     Err(reason)
+}
+
+/// The log's text (its last line joins the reason), read without following a link.
+fn read_log(path: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    crate::state::open_no_follow(path)
+        .ok()?
+        .take(1 << 20)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Makes the log anew: the old one (or anything planted in its place, a symbolic link
+/// included) is unlinked, and the new file is created exclusively, never through a link.
+fn create_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// `rootfs` → `ROOTFS`, `boot.vfat` → `BOOT_VFAT`.

@@ -20,8 +20,8 @@ use crate::error::{Result, UpdateError};
 use crate::slot::{device_size, hash_prefix, SlotImageSink, SlotName};
 use crate::state::ImageRecord;
 use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind};
-use ota_core::release::{choose_payloads, manifest_offers};
 use ota_core::delta::apply::BaseRead;
+use ota_core::release::{choose_payloads, manifest_offers};
 use serde::Serialize;
 use std::io::Read;
 

@@ -6,10 +6,12 @@ use ota_updater::config::{Config, DEFAULT_CONFIG_PATH};
 use ota_updater::fetch::Fetcher;
 use ota_updater::install::{InstallEvent, InstallOptions};
 use ota_updater::lifecycle::{self, BootOutcome, Status};
+use ota_updater::updates::CheckReport;
 use ota_updater::UpdateError;
 use std::io::{BufReader, IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Installs signed updates into the inactive A/B slot, commits them after a healthy trial
 /// boot, and falls back automatically when they fail.
@@ -78,11 +80,29 @@ enum Command {
     },
     /// Mark the booted slot good by hand.
     Commit,
-    /// Make the other slot boot next, if it holds a verified good image.
+    /// Make the other slot boot next, if it holds a verified good image. The release left is
+    /// held: it is not installed again until `release-hold`.
     Rollback {
         /// Reboot into it now.
         #[arg(long)]
         reboot: bool,
+    },
+    /// Hold updates: the daemon and `install` without a SOURCE install nothing until the hold
+    /// ends (`--until`) or is released. An explicit `install SOURCE` still works.
+    Hold {
+        /// When the hold ends: an RFC 3339 time (2027-01-31T00:00:00Z) or a duration from now
+        /// (12h, 7d); default: until `release-hold`.
+        #[arg(long)]
+        until: Option<String>,
+        /// Why (shown by status and check).
+        #[arg(long, default_value = "held by the administrator")]
+        reason: String,
+    },
+    /// Lift holds: every hold, or only the one on --version (set by a rollback or downgrade).
+    ReleaseHold {
+        /// Lift only the hold on this release.
+        #[arg(long)]
+        version: Option<semver::Version>,
     },
     /// Simulate the bootloader at power-on (file backend, tests and the demo).
     #[command(hide = true)]
@@ -162,186 +182,32 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
     let config = Config::load(&cli.config)?;
     match cli.command {
         Command::Install {
-            source,
+            source: None,
+            allow_downgrade: true,
+            ..
+        } => Err(UpdateError::Config {
+            // The repository path installs only newer releases; a downgrade is a deliberate
+            // act on a specific, named bundle.
+            path: "command line".into(),
+            reason: "--allow-downgrade needs a SOURCE bundle; from the repository only newer releases are installed".into(),
+        }),
+        Command::Install {
+            source: None,
+            reboot,
+            json,
+            ..
+        } => install_from_repository(&config, reboot, json),
+        Command::Install {
+            source: Some(source),
             allow_downgrade,
             reboot,
             json,
-        } => {
-            let progress = |event: InstallEvent| {
-                if json {
-                    println!("{}", serde_json::to_string(&event).unwrap_or_default());
-                }
-            };
-            let Some(source) = source else {
-                if allow_downgrade {
-                    // The repository path installs only newer releases; a downgrade is a
-                    // deliberate act on a specific, named bundle.
-                    return Err(UpdateError::Config {
-                        path: "command line".into(),
-                        reason: "--allow-downgrade needs a SOURCE bundle; from the repository only newer releases are installed".into(),
-                    });
-                }
-                let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
-                let (report, installed) =
-                    ota_updater::updates::install_update(&config, &fetcher, &progress)?;
-                match installed {
-                    None => {
-                        if json {
-                            let line = serde_json::json!({"event": "up_to_date", "version": report.booted_version});
-                            println!("{line}");
-                        } else {
-                            println!(
-                                "up to date: no release newer than {} for {} on channel {}",
-                                report
-                                    .booted_version
-                                    .map(|v| v.to_string())
-                                    .unwrap_or_else(|| "the booted one".into()),
-                                report.product,
-                                report.channel
-                            );
-                        }
-                        return Ok(());
-                    }
-                    Some(installed) => {
-                        if !json {
-                            println!("installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot", installed.version, installed.slot);
-                        }
-                        if reboot {
-                            lifecycle::request_reboot(&config)?;
-                        }
-                        return Ok(());
-                    }
-                }
-            };
-            let url = source
-                .to_str()
-                .filter(|s| s.starts_with("http://") || s.starts_with("https://"));
-            let input: Box<dyn Read + Send> = if source.as_os_str() == "-" {
-                Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
-            } else if let Some(url) = url {
-                // No metadata length for a plain URL: the bundle's own signed payload size
-                // ends the read (a byte more is refused as corrupt).
-                let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
-                let download = fetcher
-                    .open(url, u64::MAX, false)
-                    .map_err(UpdateError::Fetch)?;
-                Box::new(BufReader::with_capacity(1 << 20, download))
-            } else {
-                let file = std::fs::File::open(&source).map_err(UpdateError::io(format!(
-                    "cannot open bundle {}",
-                    source.display()
-                )))?;
-                Box::new(BufReader::with_capacity(1 << 20, file))
-            };
-            let bar = if !json && std::io::stderr().is_terminal() {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "installing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            let events = |event: InstallEvent| {
-                if json {
-                    println!("{}", serde_json::to_string(&event).unwrap_or_default());
-                    return;
-                }
-                match event {
-                    InstallEvent::Accepted {
-                        payload_size,
-                        ref images,
-                        ..
-                    } => {
-                        bar.set_length(payload_size);
-                        bar.suspend(|| println!("applying {}", images.join(", ")));
-                    }
-                    InstallEvent::Progress { bytes } => bar.inc(bytes),
-                    InstallEvent::Switched { .. } => bar.finish_and_clear(),
-                }
-            };
-            let report = ota_updater::install::install(
-                &config,
-                input,
-                &InstallOptions { allow_downgrade },
-                &events,
-            )?;
-            if !json {
-                println!(
-                    "installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot",
-                    report.version, report.slot
-                );
-            }
-            if reboot {
-                lifecycle::request_reboot(&config)?;
-            }
-            Ok(())
-        }
-        Command::Check { json } => {
-            let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
-            let report = ota_updater::updates::check(&config, &fetcher)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-                return Ok(());
-            }
-            let booted = report
-                .booted_version
-                .as_ref()
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "unknown".into());
-            match &report.update {
-                Some(c) => println!(
-                    "update available: {} {} ({}, {} bytes) for {} on channel {}, booted {booted}",
-                    c.name, c.version, c.kind, c.length, report.product, report.channel
-                ),
-                None => println!(
-                    "up to date: {} {booted} on channel {}",
-                    report.product, report.channel
-                ),
-            }
-            if report.refresh.clock_behind {
-                println!("note: the system clock is behind the last verified time; expiry was checked against that time");
-            }
-            Ok(())
-        }
+        } => install_from_source(&config, &source, allow_downgrade, reboot, json),
+        Command::Check { json } => check(&config, json),
         Command::Daemon { rounds } => ota_updater::updates::daemon(&config, rounds),
         Command::Tuf(_) => Ok(()),
-        Command::Status { json } => {
-            let status = lifecycle::status(&config)?;
-            print_status_of(&config, &status, json)
-        }
-        Command::Boot { no_reboot, json } => {
-            let outcome = match lifecycle::boot(&config) {
-                Err(UpdateError::HealthCheck(reason)) if !no_reboot => {
-                    // Say it before the reset: on a device the reboot command does not return.
-                    if json {
-                        let line = serde_json::json!({"result": "fell_back", "reason": reason});
-                        println!("{line}");
-                    } else {
-                        println!("health check failed: {reason}; rebooting");
-                    }
-                    lifecycle::request_reboot(&config)?;
-                    return Err(UpdateError::HealthCheck(reason));
-                }
-                other => other?,
-            };
-            if json {
-                println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
-            } else {
-                match outcome {
-                    BootOutcome::Steady { slot } => println!("booted slot {slot}: good, nothing to do"),
-                    BootOutcome::Committed { slot } => println!("booted slot {slot} on trial: health check passed, committed"),
-                    BootOutcome::RollbackDetected { failed, running } => println!(
-                        "rollback detected: slot {failed} failed its trial boot, running slot {running}"
-                    ),
-                }
-            }
-            Ok(())
-        }
+        Command::Status { json } => print_json_or(&lifecycle::status(&config)?, json, print_status),
+        Command::Boot { no_reboot, json } => boot(&config, no_reboot, json),
         Command::Commit => {
             let slot = lifecycle::commit(&config)?;
             println!("slot {slot} committed: marked good");
@@ -349,10 +215,16 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
         }
         Command::Rollback { reboot } => {
             let slot = lifecycle::rollback(&config)?;
-            println!("slot {slot} verified and set to boot next");
+            println!("slot {slot} verified and set to boot next; the release left is held (`ota-update release-hold` lifts it)");
             if reboot {
                 lifecycle::request_reboot(&config)?;
             }
+            Ok(())
+        }
+        Command::Hold { until, reason } => hold(&config, until.as_deref(), &reason),
+        Command::ReleaseHold { version } => {
+            let released = lifecycle::release_hold(&config, version.as_ref())?;
+            println!("{} hold(s) lifted", released.len());
             Ok(())
         }
         Command::SimulateBoot => {
@@ -362,6 +234,260 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
         }
         Command::InitBootloader { force } => init_bootloader(&config, force),
     }
+}
+
+/// Prints `value` as pretty JSON, or with `text` for people.
+fn print_json_or<T: serde::Serialize>(
+    value: &T,
+    json: bool,
+    text: impl FnOnce(&T),
+) -> Result<(), UpdateError> {
+    if json {
+        let line = serde_json::to_string_pretty(value).map_err(|e| UpdateError::Io {
+            context: "cannot encode the report".into(),
+            source: std::io::Error::other(e),
+        })?;
+        println!("{line}");
+    } else {
+        text(value);
+    }
+    Ok(())
+}
+
+/// One JSON line (progress events, results).
+fn json_line<T: serde::Serialize>(value: &T) {
+    if let Ok(line) = serde_json::to_string(value) {
+        println!("{line}");
+    }
+}
+
+fn version_or(version: Option<&semver::Version>, unknown: &str) -> String {
+    version.map_or_else(|| unknown.to_owned(), |v| v.to_string())
+}
+
+/// `install` without a SOURCE: the newest release for this device from the repository.
+fn install_from_repository(config: &Config, reboot: bool, json: bool) -> Result<(), UpdateError> {
+    let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+    let progress = |event: InstallEvent| {
+        if json {
+            json_line(&event);
+        }
+    };
+    let (report, installed) = ota_updater::updates::install_update(config, &fetcher, &progress)?;
+    let Some(installed) = installed else {
+        if let Some(hold) = &report.held {
+            return Err(UpdateError::Refused(format!(
+                "updates are held ({}); `ota-update release-hold` lifts it",
+                hold.reason
+            )));
+        }
+        if json {
+            json_line(
+                &serde_json::json!({"event": "up_to_date", "version": report.booted_version, "reboot_pending": report.reboot_pending}),
+            );
+        } else if let Some(pending) = &report.reboot_pending {
+            println!(
+                "installed, reboot pending: {} in slot {} boots next, once, on trial",
+                version_or(pending.version.as_ref(), "an update"),
+                pending.slot
+            );
+        } else {
+            println!(
+                "up to date: no release newer than {} for {} on channel {}",
+                version_or(report.booted_version.as_ref(), "the booted one"),
+                report.product,
+                report.channel
+            );
+        }
+        return Ok(());
+    };
+    if !json {
+        println!("installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot", installed.version, installed.slot);
+    }
+    if reboot {
+        lifecycle::request_reboot(config)?;
+    }
+    Ok(())
+}
+
+/// Opens a bundle source: a file, an http(s):// URL (streamed, resumed) or - for stdin.
+fn open_source(config: &Config, source: &Path) -> Result<Box<dyn Read + Send>, UpdateError> {
+    let url = source
+        .to_str()
+        .filter(|s| s.starts_with("http://") || s.starts_with("https://"));
+    Ok(if source.as_os_str() == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else if let Some(url) = url {
+        // No metadata length for a plain URL: the bundle's own signed payload size ends the
+        // read (a byte more is refused as corrupt).
+        let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+        let download = fetcher
+            .open(url, u64::MAX, false)
+            .map_err(UpdateError::Fetch)?;
+        Box::new(BufReader::with_capacity(1 << 20, download))
+    } else {
+        let file = std::fs::File::open(source).map_err(UpdateError::io(format!(
+            "cannot open bundle {}",
+            source.display()
+        )))?;
+        Box::new(BufReader::with_capacity(1 << 20, file))
+    })
+}
+
+/// `install SOURCE`: a file, URL or stdin, verified by its own signatures.
+fn install_from_source(
+    config: &Config,
+    source: &Path,
+    allow_downgrade: bool,
+    reboot: bool,
+    json: bool,
+) -> Result<(), UpdateError> {
+    let input = open_source(config, source)?;
+    let bar = if !json && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "installing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let events = |event: InstallEvent| {
+        if json {
+            json_line(&event);
+            return;
+        }
+        match event {
+            InstallEvent::Accepted {
+                payload_size,
+                ref images,
+                ..
+            } => {
+                bar.set_length(payload_size);
+                bar.suspend(|| println!("applying {}", images.join(", ")));
+            }
+            InstallEvent::Progress { bytes } => bar.inc(bytes),
+            InstallEvent::Switched { .. } => bar.finish_and_clear(),
+        }
+    };
+    let options = InstallOptions {
+        allow_downgrade,
+        target_sha256: None,
+    };
+    let report = ota_updater::install::install(config, input, &options, &events)?;
+    if !json {
+        println!(
+            "installed {} into slot {}: it boots next, once, on trial; `ota-update boot` commits it after a healthy boot",
+            report.version, report.slot
+        );
+    }
+    if reboot {
+        lifecycle::request_reboot(config)?;
+    }
+    Ok(())
+}
+
+/// `check`: what this device would install now, and why not the others.
+fn check(config: &Config, json: bool) -> Result<(), UpdateError> {
+    let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+    let report = ota_updater::updates::check(config, &fetcher)?;
+    print_json_or(&report, json, print_check)
+}
+
+fn print_check(report: &CheckReport) {
+    let booted = version_or(report.booted_version.as_ref(), "unknown");
+    match (&report.update, &report.reboot_pending, &report.held) {
+        (Some(c), _, _) => println!(
+            "update available: {} {} ({}, {} bytes) for {} on channel {}, booted {booted}",
+            c.name, c.version, c.kind, c.length, report.product, report.channel
+        ),
+        (None, Some(p), _) => println!(
+            "installed, reboot pending: {} in slot {} boots next, once, on trial (booted {booted})",
+            version_or(p.version.as_ref(), "an update"),
+            p.slot
+        ),
+        (None, None, Some(hold)) => println!(
+            "updates held ({}): nothing is installed; booted {booted}",
+            hold.reason
+        ),
+        (None, None, None) => println!(
+            "up to date: {} {booted} on channel {}",
+            report.product, report.channel
+        ),
+    }
+    for skipped in &report.skipped {
+        println!("skipped {}: {}", skipped.name, skipped.reason);
+    }
+    if report.refresh.clock_behind {
+        println!("note: the system clock is behind the last verified time; expiry was checked against that time");
+    }
+}
+
+/// `boot`: commit a healthy trial, or record the failure, say it, and reboot.
+fn boot(config: &Config, no_reboot: bool, json: bool) -> Result<(), UpdateError> {
+    let outcome = match lifecycle::boot(config) {
+        Err(UpdateError::HealthCheck(reason)) if !no_reboot => {
+            // Say it before the reset: on a device the reboot command does not return.
+            if json {
+                json_line(&serde_json::json!({"result": "fell_back", "reason": reason}));
+            } else {
+                println!("health check failed: {reason}; rebooting");
+            }
+            lifecycle::request_reboot(config)?;
+            return Err(UpdateError::HealthCheck(reason));
+        }
+        other => other?,
+    };
+    if json {
+        json_line(&outcome);
+        return Ok(());
+    }
+    match outcome {
+        BootOutcome::Steady { slot } => println!("booted slot {slot}: good, nothing to do"),
+        BootOutcome::Committed { slot } => {
+            println!("booted slot {slot} on trial: health check passed, committed")
+        }
+        BootOutcome::RollbackDetected { failed, running } => println!(
+            "rollback detected: slot {failed} failed its trial boot, running slot {running}"
+        ),
+    }
+    Ok(())
+}
+
+/// `hold [--until TIME]`.
+fn hold(config: &Config, until: Option<&str>, reason: &str) -> Result<(), UpdateError> {
+    let until = until.map(parse_until).transpose()?;
+    lifecycle::hold(config, until, reason)?;
+    match until {
+        Some(t) => println!(
+            "updates held until {}",
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t))
+        ),
+        None => println!("updates held until `ota-update release-hold`"),
+    }
+    Ok(())
+}
+
+/// `--until`: an RFC 3339 time, or a duration from now (`12h`, `7d`).
+fn parse_until(text: &str) -> Result<u64, UpdateError> {
+    let at = humantime::parse_rfc3339_weak(text)
+        .ok()
+        .or_else(|| {
+            humantime::parse_duration(text)
+                .ok()
+                .map(|d| SystemTime::now() + d)
+        })
+        .ok_or_else(|| UpdateError::Config {
+            path: "command line".into(),
+            reason: format!(
+                "--until {text:?}: give an RFC 3339 time (2027-01-31T00:00:00Z) or a duration (12h, 7d)"
+            ),
+        })?;
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
 }
 
 fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
@@ -442,27 +568,6 @@ fn init_bootloader(config: &Config, force: bool) -> Result<(), UpdateError> {
     Ok(())
 }
 
-/// `status` with the bootloader's note when its environment was never initialised.
-fn print_status_of(config: &Config, status: &Status, json: bool) -> Result<(), UpdateError> {
-    let note = ota_updater::bootloader::open(config)?.uninitialised();
-    if json {
-        let mut value = serde_json::to_value(status).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.insert("bootloader_uninitialised".into(), note.into());
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
-    } else {
-        print_status(status);
-        if let Some(note) = note {
-            println!("bootloader:   not initialised: {note}");
-        }
-    }
-    Ok(())
-}
-
 fn print_status(s: &Status) {
     match (&s.booted, &s.booted_error) {
         (Some(slot), _) => println!("booted slot:  {slot}"),
@@ -511,11 +616,51 @@ fn print_status(s: &Status) {
         );
     }
     match &s.pending {
+        Some(p) if s.reboot_pending => println!(
+            "pending:      {} in slot {}: installed, reboot pending (boots next, once, on trial)",
+            version_or(p.version.as_ref(), "an update"),
+            p.slot
+        ),
         Some(p) => println!(
             "pending:      {} in slot {}, waiting for its trial boot",
-            p.version, p.slot
+            version_or(p.version.as_ref(), "an update"),
+            p.slot
         ),
         None => println!("pending:      none"),
+    }
+    for failed in &s.failed_releases {
+        println!(
+            "failed:       {} (not installed again without a source): {}",
+            version_or(failed.version.as_ref(), "unknown version"),
+            failed.reason
+        );
+    }
+    for hold in &s.holds {
+        let until = hold.until.map_or_else(
+            || "until released".to_owned(),
+            |t| {
+                let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t));
+                format!("until {at}")
+            },
+        );
+        let what = hold
+            .version
+            .as_ref()
+            .map_or_else(|| "all updates".to_owned(), |v| format!("release {v}"));
+        println!("hold:         {what} {until}: {}", hold.reason);
+    }
+    if let Some(r) = &s.recovered {
+        println!(
+            "recovered:    records rebuilt from the bootloader state: {}{}",
+            r.reason,
+            r.kept_as
+                .as_ref()
+                .map(|k| format!(" (old file kept as {k})"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(note) = &s.bootloader_uninitialised {
+        println!("bootloader:   not initialised: {note}");
     }
     match &s.last_result {
         Some(o) => println!(

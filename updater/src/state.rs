@@ -203,7 +203,12 @@ impl DeviceState {
                 .and_then(|r| r.version.clone())
                 .or_else(|| pending.and_then(|p| p.version.clone())),
             images: record
-                .map(|r| r.images.iter().map(|(n, i)| (n.clone(), i.sha256)).collect())
+                .map(|r| {
+                    r.images
+                        .iter()
+                        .map(|(n, i)| (n.clone(), i.sha256))
+                        .collect()
+                })
                 .unwrap_or_default(),
             target_sha256: pending.and_then(|p| p.target_sha256.clone()),
             at: now(),
@@ -237,9 +242,9 @@ impl DeviceState {
 
     /// The hold in force at `now` that covers `version` (a hold of every update covers all).
     pub fn hold_on(&self, version: &semver::Version, now: u64) -> Option<&Hold> {
-        self.holds.iter().find(|h| {
-            h.active(now) && h.version.as_ref().is_none_or(|held| held == version)
-        })
+        self.holds
+            .iter()
+            .find(|h| h.active(now) && h.version.as_ref().is_none_or(|held| held == version))
     }
 
     /// The hold of every update in force at `now`, if any.
@@ -322,9 +327,10 @@ impl StateStore {
                 LoadError::Unreadable(format!("{} is not a valid state file: {e}", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DeviceState::default()),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(LoadError::Unreadable(
-                format!("{} is a symbolic link", path.display()),
-            )),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Err(LoadError::Unreadable(format!(
+                "{} is a symbolic link",
+                path.display()
+            ))),
             Err(e) => Err(LoadError::Io(UpdateError::io(format!(
                 "cannot read {}",
                 path.display()
@@ -397,7 +403,10 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         }
         other => other,
     };
-    opened.map_err(UpdateError::io(format!("cannot open lock {}", path.display())))
+    opened.map_err(UpdateError::io(format!(
+        "cannot open lock {}",
+        path.display()
+    )))
 }
 
 /// Holds the updater lock.

@@ -251,7 +251,11 @@ fn policy_refusal(
             failed.reason
         ));
     }
-    if let Some(hold) = view.state.hold_on(version, now).filter(|h| h.version.is_some()) {
+    if let Some(hold) = view
+        .state
+        .hold_on(version, now)
+        .filter(|h| h.version.is_some())
+    {
         return Some(format!(
             "{version} is held ({}); `ota-update release-hold` lifts it",
             hold.reason
@@ -273,8 +277,7 @@ fn policy_refusal(
 }
 
 fn format_time(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs))
-        .to_string()
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// Refreshes the metadata and chooses the update for this device.
@@ -330,12 +333,16 @@ fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result
     }
     let held = view.state.device_hold(now).cloned();
     if let (Some(hold), Some(candidate)) = (&held, &best) {
-        let until = hold
-            .until
-            .map_or_else(|| "until released".to_owned(), |t| format!("until {}", format_time(t)));
+        let until = hold.until.map_or_else(
+            || "until released".to_owned(),
+            |t| format!("until {}", format_time(t)),
+        );
         skipped.push(skipped_as(
             &candidate.name,
-            format!("updates are held {until} ({}); `ota-update release-hold` lifts it", hold.reason),
+            format!(
+                "updates are held {until} ({}); `ota-update release-hold` lifts it",
+                hold.reason
+            ),
         ));
         best = None;
     }

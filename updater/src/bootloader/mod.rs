@@ -77,9 +77,26 @@ impl BootState {
         })
     }
 
-    /// Sets the flags of `slot`.
+    /// Sets the flags of `slot` (the verbs below say what a transition means; this is for
+    /// decoding and tests).
     pub fn set(&mut self, slot: &SlotName, good: bool, tries: u32) {
         self.slots.insert(slot.clone(), SlotBoot { good, tries });
+    }
+
+    /// `slot` can no longer boot: not good, no tries (it is being written, or it failed).
+    pub fn make_unbootable(&mut self, slot: &SlotName) {
+        self.set(slot, false, 0);
+    }
+
+    /// `slot` is committed: it boots without consuming tries.
+    pub fn make_good(&mut self, slot: &SlotName) {
+        self.set(slot, true, 0);
+    }
+
+    /// `slot` boots next, once, on trial: first in order, not good, one try.
+    pub fn give_trial(&mut self, slot: &SlotName) {
+        self.set(slot, false, 1);
+        self.put_first(slot);
     }
 
     /// Puts `slot` first in the order, keeping the others' relative order.
