@@ -8,7 +8,7 @@
 //! written, the same record recovery done in memory.
 
 use crate::bootloader::{self, BootState, Bootloader};
-use crate::config::Config;
+use crate::config::{same_device, Config};
 use crate::error::{Result, UpdateError};
 use crate::slot::{device_size, hash_prefix, SlotName};
 use crate::state::{
@@ -164,11 +164,35 @@ impl<'c> Device<'c> {
     /// Refuses an install while the running slot is on trial: the other slot is then its only
     /// fallback and must not be overwritten.
     pub fn ensure_installable(&self) -> Result<()> {
+        self.ensure_slots_distinct()?;
         if self.booted_on_trial() {
             return Err(UpdateError::Refused(format!(
                 "the booted slot {} is still on trial: let `ota-update boot` commit it (or run `ota-update commit`) before installing, so slot {} stays a fallback",
                 self.booted, self.other
             )));
+        }
+        Ok(())
+    }
+
+    /// Re-checks, right before a write, that no device of the other slot is a device of the
+    /// running one (links can change after the configuration was read: udev renames, a
+    /// by-partlabel alias pointed elsewhere).
+    fn ensure_slots_distinct(&self) -> Result<()> {
+        let running = &self.config.slots[&self.booted];
+        for (image, target) in &self.config.slots[&self.other] {
+            for (running_image, device) in running {
+                if same_device(target, device).unwrap_or(false) {
+                    return Err(UpdateError::Config {
+                        path: self.config.path.display().to_string(),
+                        reason: format!(
+                            "[slots.{}] {image} = {} is the same device as the running slot's {running_image} = {}: refusing to overwrite the running system",
+                            self.other,
+                            target.display(),
+                            device.display()
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -622,4 +646,251 @@ fn factory_record(config: &Config, slot: &SlotName) -> Result<SlotRecord> {
         images,
         updated: now(),
     })
+}
+
+/// The crash ordering of every transition, with the `file` bootloader: each test cuts the power
+/// between a transition's two durable writes (the first persisted, the second lost) and checks
+/// that the device boots a good slot and that the records `boot` settles explain it.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::bootloader::file::FileBootloader;
+    use crate::bootloader::InitReport;
+    use crate::state::SlotContent;
+
+    /// The file bootloader, whose writes are lost: a power cut right before the bootloader
+    /// write of a transition whose records went first.
+    struct CutBeforeBootloaderWrite(FileBootloader);
+
+    impl Bootloader for CutBeforeBootloaderWrite {
+        fn name(&self) -> &'static str {
+            "file"
+        }
+        fn read_state(&self) -> Result<BootState> {
+            self.0.read_state()
+        }
+        fn write_state(&mut self, _: &BootState) -> Result<()> {
+            Err(UpdateError::Bootloader("power cut".into()))
+        }
+        fn booted_slot(&self) -> Result<SlotName> {
+            self.0.booted_slot()
+        }
+        fn record_simulated_boot(&mut self, slot: &SlotName) -> Result<()> {
+            self.0.record_simulated_boot(slot)
+        }
+        fn init(&mut self, factory: &BootState, force: bool) -> Result<InitReport> {
+            self.0.init(factory, force)
+        }
+    }
+
+    struct Rig {
+        dir: tempfile::TempDir,
+        config: Config,
+    }
+
+    fn slot(name: &str) -> SlotName {
+        SlotName::parse(name).unwrap()
+    }
+
+    impl Rig {
+        /// A device booted on slot A (factory 1.0.0).
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let key = ota_core::keys::SigningKey::generate();
+            std::fs::write(dir.path().join("k.pub"), key.verifying_key().to_pem()).unwrap();
+            std::fs::write(dir.path().join("a.img"), vec![1u8; 4096]).unwrap();
+            std::fs::write(dir.path().join("b.img"), vec![0u8; 4096]).unwrap();
+            let text = "product = \"p\"\nstate_dir = \"state\"\nfactory_version = \"1.0.0\"\n\
+                [slots.A]\nrootfs = \"a.img\"\n[slots.B]\nrootfs = \"b.img\"\n\
+                [bootloader]\nbackend = \"file\"\npath = \"boot.json\"\n[trust]\nkeys = [\"k.pub\"]\n";
+            let config = Config::parse(text, &dir.path().join("u.toml")).unwrap();
+            let rig = Rig { dir, config };
+            rig.power_on();
+            rig
+        }
+
+        fn bootloader(&self) -> FileBootloader {
+            FileBootloader::new(
+                &self.dir.path().join("boot.json"),
+                vec![slot("A"), slot("B")],
+            )
+        }
+
+        fn open(&self) -> Device<'_> {
+            Device::open(&self.config).unwrap()
+        }
+
+        /// The device with a bootloader that loses its next write.
+        fn open_cut(&self) -> Device<'_> {
+            let store = StateStore::open(&self.config.state_dir).unwrap();
+            let lock = store.lock().unwrap();
+            let bl = Box::new(CutBeforeBootloaderWrite(self.bootloader()));
+            Device::with_bootloader(&self.config, store, lock, bl).unwrap()
+        }
+
+        /// Power on: the bootloader picks a slot (as the boot scripts do), then what
+        /// `ota-update boot` does on a slot that is good.
+        fn power_on(&self) -> SlotName {
+            let mut bl = self.bootloader();
+            let mut boot = bl.read_state().unwrap();
+            let chosen = boot.select_for_boot().unwrap();
+            bl.write_state(&boot).unwrap();
+            bl.record_simulated_boot(&chosen).unwrap();
+            chosen
+        }
+
+        fn state_bytes(&self) -> Vec<u8> {
+            std::fs::read(self.config.state_dir.join("state.json")).unwrap_or_default()
+        }
+
+        /// Undoes the records write of the transition just run: the cut fell after the
+        /// bootloader write.
+        fn lose_records_since(&self, before: &[u8]) {
+            std::fs::write(self.config.state_dir.join("state.json"), before).unwrap();
+        }
+
+        /// Installs version `v` into B (records `installed`, bootloader switched).
+        fn install(&self, v: &str) {
+            let mut device = self.open();
+            device.note_booted().unwrap();
+            let version = semver::Version::parse(v).unwrap();
+            device.begin_writing(&version).unwrap();
+            std::fs::write(self.dir.path().join("b.img"), vec![2u8; 4096]).unwrap();
+            let sha256 = ota_core::Sha256Digest::of(&[2u8; 4096]);
+            let images = [("rootfs".to_owned(), ImageRecord { size: 4096, sha256 })].into();
+            device
+                .switch_to_trial(Installed {
+                    version,
+                    images,
+                    target_sha256: None,
+                })
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn begin_writing_cut_before_its_records_leaves_nothing_bootable_in_the_target() {
+        let rig = Rig::new();
+        rig.install("2.0.0");
+        assert_eq!(rig.power_on(), slot("B"));
+        rig.open().commit_booted("test").unwrap();
+        // Back on A by hand, then a new install starts writing B and the power goes.
+        assert_eq!(rig.open().roll_back().unwrap(), slot("A"));
+        assert_eq!(rig.power_on(), slot("A"));
+        let before = rig.state_bytes();
+        rig.open()
+            .begin_writing(&semver::Version::new(3, 0, 0))
+            .unwrap();
+        rig.lose_records_since(&before);
+        // The install wrote some bytes before the cut.
+        let mut b = std::fs::read(rig.dir.path().join("b.img")).unwrap();
+        b[..100].fill(9);
+        std::fs::write(rig.dir.path().join("b.img"), b).unwrap();
+        // The records still call B good, but the bootloader never boots it and a rollback
+        // to it is refused: its bytes no longer match.
+        assert_eq!(rig.power_on(), slot("A"));
+        assert!(matches!(
+            rig.open().roll_back(),
+            Err(UpdateError::Refused(_))
+        ));
+    }
+
+    #[test]
+    fn switch_cut_before_the_bootloader_write_is_an_interrupted_install() {
+        let rig = Rig::new();
+        let mut device = rig.open_cut();
+        device.note_booted().unwrap();
+        let version = semver::Version::new(2, 0, 0);
+        // begin_writing's bootloader write is a no-op here (B is already unbootable).
+        device.begin_writing(&version).unwrap();
+        let images = BTreeMap::new();
+        let cut = device.switch_to_trial(Installed {
+            version,
+            images,
+            target_sha256: None,
+        });
+        assert!(cut.is_err());
+        drop(device);
+        assert_eq!(rig.power_on(), slot("A"));
+        let mut device = rig.open();
+        assert_eq!(device.settle().unwrap(), Settled::Steady);
+        let result = device.records().last_result.clone().unwrap();
+        assert_eq!(result.kind, OutcomeKind::InstallFailed);
+        assert!(result
+            .reason
+            .contains("interrupted before the bootloader switch"));
+    }
+
+    #[test]
+    fn fall_back_cut_before_the_bootloader_write_still_boots_the_old_slot() {
+        let rig = Rig::new();
+        rig.install("2.0.0");
+        assert_eq!(rig.power_on(), slot("B"));
+        let mut device = rig.open_cut();
+        assert!(device.booted_on_trial());
+        assert!(device.fall_back("test says no").is_err());
+        drop(device);
+        // B's one try was consumed by the bootloader: it is skipped.
+        assert_eq!(rig.power_on(), slot("A"));
+        let mut device = rig.open();
+        device.settle().unwrap();
+        let failed = &device.records().failed_releases;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].version, Some(semver::Version::new(2, 0, 0)));
+        assert_eq!(device.records().slots[&slot("B")].content, SlotContent::Bad);
+    }
+
+    #[test]
+    fn commit_cut_before_its_records_is_concluded_at_the_next_boot() {
+        let rig = Rig::new();
+        rig.install("2.0.0");
+        assert_eq!(rig.power_on(), slot("B"));
+        let before = rig.state_bytes();
+        rig.open().commit_booted("health check passed").unwrap();
+        rig.lose_records_since(&before);
+        assert_eq!(rig.power_on(), slot("B"));
+        let mut device = rig.open();
+        assert!(!device.booted_on_trial());
+        device.settle().unwrap();
+        assert_eq!(device.records().pending, None);
+        assert_eq!(
+            device.records().slots[&slot("B")].content,
+            SlotContent::Good
+        );
+    }
+
+    #[test]
+    fn settle_cut_before_the_bootloader_write_keeps_the_detected_rollback() {
+        let rig = Rig::new();
+        rig.install("2.0.0");
+        assert_eq!(rig.power_on(), slot("B"));
+        // The trial crashed before `boot`: the bootloader falls back to A.
+        assert_eq!(rig.power_on(), slot("A"));
+        let mut device = rig.open_cut();
+        assert!(device.settle().is_err());
+        drop(device);
+        assert_eq!(rig.power_on(), slot("A"));
+        let mut device = rig.open();
+        device.settle().unwrap();
+        assert_eq!(device.records().failed_releases.len(), 1);
+        assert_eq!(device.boot_state().order.first(), Some(&slot("A")));
+    }
+
+    #[test]
+    fn rollback_cut_before_the_bootloader_write_holds_but_keeps_running() {
+        let rig = Rig::new();
+        rig.install("2.0.0");
+        assert_eq!(rig.power_on(), slot("B"));
+        rig.open().commit_booted("ok").unwrap();
+        assert!(rig.open_cut().roll_back().is_err());
+        assert_eq!(rig.power_on(), slot("B"));
+        let device = rig.open();
+        let held = semver::Version::new(2, 0, 0);
+        assert!(device.records().hold_on(&held, now()).is_some());
+        // The rollback itself can still be done.
+        drop(device);
+        assert_eq!(rig.open().roll_back().unwrap(), slot("A"));
+        assert_eq!(rig.power_on(), slot("A"));
+    }
 }
