@@ -1,6 +1,6 @@
 //! Bootloader backends behind one trait, and the boot-selection semantics they share.
 //!
-//! Every backend stores the same thing (DESIGN.md §4): an ordered slot list and, per slot, a
+//! Every backend stores the same thing (docs/architecture.md, "The device"): an ordered slot list and, per slot, a
 //! *good* flag and a *remaining tries* counter. The bootloader walks the order and boots the
 //! first slot that is good, or that has tries left (decrementing them first); see
 //! [`BootState::select_for_boot`], which is exactly what the shipped GRUB and U-Boot scripts do.
