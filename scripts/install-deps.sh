@@ -12,6 +12,7 @@ declare -A NEED=(
   [mkfs.ext4]=e2fsprogs        # testdata/make-images.sh
   [nginx]=nginx                # the repository served by nginx must work for the updater
   [curl]=curl                  # TLS checks of ota-server
+  [systemd-analyze]=systemd    # updater/tests/units.rs verifies the shipped systemd units
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
