@@ -152,7 +152,42 @@ impl Manifest {
 
     /// Checks every structural promise: sizes add up, chunks are contiguous, names are unique.
     pub fn validate(&self) -> Result<(), BundleError> {
-        let bad = |msg: String| Err(BundleError::Corrupt(format!("manifest: {msg}")));
+        self.validate_header()?;
+        // An image may come several times: once full, and once per delta base.
+        let mut variants = HashSet::new();
+        let mut payload_offset = 0u64;
+        for image in &self.images {
+            if !is_valid_image_name(&image.name) {
+                return bad(format!("invalid image name {:?}", image.name));
+            }
+            let variant = match &image.payload {
+                PayloadKind::Full => None,
+                PayloadKind::Delta { base_sha256, .. } => Some(*base_sha256),
+            };
+            if !variants.insert((image.name.as_str(), variant)) {
+                return bad(format!(
+                    "image '{}' appears twice with the same payload kind and base",
+                    image.name
+                ));
+            }
+            payload_offset = match &image.payload {
+                PayloadKind::Delta { ops, base_size, .. } => {
+                    validate_delta_image(image, ops, *base_size, payload_offset)?
+                }
+                PayloadKind::Full => self.validate_chunks(image, payload_offset)?,
+            };
+        }
+        if payload_offset != self.payload_size {
+            return bad(format!(
+                "chunks cover {payload_offset} payload bytes, the manifest says {}",
+                self.payload_size
+            ));
+        }
+        Ok(())
+    }
+
+    /// The manifest-wide fields: format, product, compression, chunk size, image count.
+    fn validate_header(&self) -> Result<(), BundleError> {
         if self.format != FORMAT_VERSION {
             return bad(format!(
                 "format {} does not match the header's {FORMAT_VERSION}",
@@ -180,101 +215,97 @@ impl Manifest {
                 self.images.len()
             ));
         }
-        // An image may come several times: once full, and once per delta base.
-        let mut variants = HashSet::new();
-        let mut payload_offset = 0u64;
-        for image in &self.images {
-            if !is_valid_image_name(&image.name) {
-                return bad(format!("invalid image name {:?}", image.name));
-            }
-            let variant = match &image.payload {
-                PayloadKind::Full => None,
-                PayloadKind::Delta { base_sha256, .. } => Some(*base_sha256),
-            };
-            if !variants.insert((image.name.as_str(), variant)) {
-                return bad(format!(
-                    "image '{}' appears twice with the same payload kind and base",
-                    image.name
-                ));
-            }
-            if let PayloadKind::Delta { ops, base_size, .. } = &image.payload {
-                if !image.chunks.is_empty() {
-                    return bad(format!("delta image '{}' has chunks", image.name));
-                }
-                if ops.payload_offset != payload_offset {
-                    return bad(format!(
-                        "op list of image '{}' is at payload offset {} instead of {payload_offset}",
-                        image.name, ops.payload_offset
-                    ));
-                }
-                if ops.stored_size == 0
-                    || u64::from(ops.stored_size)
-                        > zstd_compress_bound(DeltaOps::max_decoded_len(ops.count))
-                    || ops.count > crate::delta::MAX_OPS as u64
-                {
-                    return bad(format!(
-                        "op list of image '{}' has impossible sizes",
-                        image.name
-                    ));
-                }
-                if *base_size == 0 && image.size > 0 && ops.count == 0 {
-                    return bad(format!("delta image '{}' has no operations", image.name));
-                }
-                payload_offset = payload_offset
-                    .checked_add(u64::from(ops.stored_size))
-                    .and_then(|p| p.checked_add(ops.data_size))
-                    .ok_or_else(|| {
-                        BundleError::Corrupt("manifest: payload offsets overflow".into())
-                    })?;
-                continue;
-            }
-            let mut offset = 0u64;
-            for (index, chunk) in image.chunks.iter().enumerate() {
-                let at = format!("image '{}' chunk {index}", image.name);
-                if chunk.offset != offset {
-                    return bad(format!(
-                        "{at} starts at {} instead of {offset}",
-                        chunk.offset
-                    ));
-                }
-                if chunk.payload_offset != payload_offset {
-                    return bad(format!(
-                        "{at} is at payload offset {} instead of {payload_offset}",
-                        chunk.payload_offset
-                    ));
-                }
-                if chunk.size == 0 || chunk.size > self.chunk_size {
-                    return bad(format!(
-                        "{at} has size {} (1..={} allowed)",
-                        chunk.size, self.chunk_size
-                    ));
-                }
-                if chunk.stored_size == 0
-                    || u64::from(chunk.stored_size) > zstd_compress_bound(u64::from(chunk.size))
-                {
-                    return bad(format!(
-                        "{at} has impossible compressed size {}",
-                        chunk.stored_size
-                    ));
-                }
-                offset += u64::from(chunk.size);
-                payload_offset += u64::from(chunk.stored_size);
-            }
-            if offset != image.size {
-                return bad(format!(
-                    "chunks of image '{}' cover {offset} bytes, the image has {}",
-                    image.name, image.size
-                ));
-            }
-        }
-        if payload_offset != self.payload_size {
-            return bad(format!(
-                "chunks cover {payload_offset} payload bytes, the manifest says {}",
-                self.payload_size
-            ));
-        }
         Ok(())
     }
+
+    /// The chunks of a full image: contiguous in the image and in the payload (from
+    /// `payload_offset`), sizes within bounds, covering the whole image. Returns the payload
+    /// offset after the image.
+    fn validate_chunks(
+        &self,
+        image: &ImageManifest,
+        mut payload_offset: u64,
+    ) -> Result<u64, BundleError> {
+        let mut offset = 0u64;
+        for (index, chunk) in image.chunks.iter().enumerate() {
+            let at = format!("image '{}' chunk {index}", image.name);
+            if chunk.offset != offset {
+                return bad(format!(
+                    "{at} starts at {} instead of {offset}",
+                    chunk.offset
+                ));
+            }
+            if chunk.payload_offset != payload_offset {
+                return bad(format!(
+                    "{at} is at payload offset {} instead of {payload_offset}",
+                    chunk.payload_offset
+                ));
+            }
+            if chunk.size == 0 || chunk.size > self.chunk_size {
+                return bad(format!(
+                    "{at} has size {} (1..={} allowed)",
+                    chunk.size, self.chunk_size
+                ));
+            }
+            if chunk.stored_size == 0
+                || u64::from(chunk.stored_size) > zstd_compress_bound(u64::from(chunk.size))
+            {
+                return bad(format!(
+                    "{at} has impossible compressed size {}",
+                    chunk.stored_size
+                ));
+            }
+            offset += u64::from(chunk.size);
+            payload_offset += u64::from(chunk.stored_size);
+        }
+        if offset != image.size {
+            return bad(format!(
+                "chunks of image '{}' cover {offset} bytes, the image has {}",
+                image.name, image.size
+            ));
+        }
+        Ok(payload_offset)
+    }
+}
+
+/// A `Corrupt` manifest error.
+fn bad<T>(msg: String) -> Result<T, BundleError> {
+    Err(BundleError::Corrupt(format!("manifest: {msg}")))
+}
+
+/// A delta image: no chunks, its op list at `payload_offset` with possible sizes, operations
+/// unless the image is empty. Returns the payload offset after the image's op list and data.
+fn validate_delta_image(
+    image: &ImageManifest,
+    ops: &DeltaOps,
+    base_size: u64,
+    payload_offset: u64,
+) -> Result<u64, BundleError> {
+    if !image.chunks.is_empty() {
+        return bad(format!("delta image '{}' has chunks", image.name));
+    }
+    if ops.payload_offset != payload_offset {
+        return bad(format!(
+            "op list of image '{}' is at payload offset {} instead of {payload_offset}",
+            image.name, ops.payload_offset
+        ));
+    }
+    if ops.stored_size == 0
+        || u64::from(ops.stored_size) > zstd_compress_bound(DeltaOps::max_decoded_len(ops.count))
+        || ops.count > crate::delta::MAX_OPS as u64
+    {
+        return bad(format!(
+            "op list of image '{}' has impossible sizes",
+            image.name
+        ));
+    }
+    if base_size == 0 && image.size > 0 && ops.count == 0 {
+        return bad(format!("delta image '{}' has no operations", image.name));
+    }
+    payload_offset
+        .checked_add(u64::from(ops.stored_size))
+        .and_then(|p| p.checked_add(ops.data_size))
+        .ok_or_else(|| BundleError::Corrupt("manifest: payload offsets overflow".into()))
 }
 
 #[cfg(test)]

@@ -269,79 +269,10 @@ pub fn decode_ops(
     let mut covered = 0u64;
     let mut payload = 0u64;
     for index in 0..count {
-        let kind = c.byte()?;
-        let len = c.varint()?;
-        let op = match kind {
-            KIND_COPY => Op::Copy {
-                len,
-                src: c.varint()?,
-            },
-            KIND_ZERO => Op::Zero { len },
-            KIND_REPLACE => {
-                let stored = stored_u32(c.varint()?)?;
-                Op::Replace {
-                    len,
-                    stored,
-                    sha256: c.digest()?,
-                }
-            }
-            KIND_ZSTD_REF | KIND_BSDIFF | KIND_BSDIFF_BZ2 => {
-                let src = c.varint()?;
-                let window = c.varint()?;
-                let stored = stored_u32(c.varint()?)?;
-                let sha256 = c.digest()?;
-                if kind == KIND_ZSTD_REF {
-                    Op::ZstdRef {
-                        len,
-                        src,
-                        window,
-                        stored,
-                        sha256,
-                    }
-                } else {
-                    Op::Bsdiff {
-                        bzip2: kind == KIND_BSDIFF_BZ2,
-                        len,
-                        src,
-                        window,
-                        stored,
-                        sha256,
-                    }
-                }
-            }
-            other => return bad(format!("operation {index} has unknown kind {other}")),
-        };
-        if len == 0 {
-            return bad(format!("operation {index} writes nothing"));
-        }
-        let in_base = |src: u64, n: u64| src.checked_add(n).is_some_and(|end| end <= base_size);
-        match &op {
-            Op::Copy { src, .. } if !in_base(*src, len) => {
-                return bad(format!(
-                    "operation {index} copies outside the base ({src}+{len} > {base_size})"
-                ))
-            }
-            Op::ZstdRef { src, window, .. } | Op::Bsdiff { src, window, .. }
-                if *window == 0 || *window > MAX_WINDOW || !in_base(*src, *window) =>
-            {
-                return bad(format!(
-                    "operation {index} has an invalid base window {src}+{window}"
-                ));
-            }
-            _ => {}
-        }
-        if op.stored() > 0 && len > MAX_DATA_OP_LEN {
-            return bad(format!("operation {index} writes {len} bytes (data operations write at most {MAX_DATA_OP_LEN})"));
-        }
-        if matches!(
-            op,
-            Op::Replace { .. } | Op::ZstdRef { .. } | Op::Bsdiff { .. }
-        ) && op.stored() == 0
-        {
-            return bad(format!("operation {index} has no data"));
-        }
+        let op = decode_op(&mut c, index)?;
+        check_op(&op, index, base_size)?;
         covered = covered
-            .checked_add(len)
+            .checked_add(op.len())
             .filter(|c| *c <= target_size)
             .ok_or_else(|| {
                 OpListError(format!(
@@ -365,6 +296,93 @@ pub fn decode_ops(
         ));
     }
     Ok(ops)
+}
+
+/// Reads operation `index` (kind, length and the kind's fields) at the cursor.
+fn decode_op(c: &mut Cursor<'_>, index: u64) -> Result<Op, OpListError> {
+    let kind = c.byte()?;
+    let len = c.varint()?;
+    Ok(match kind {
+        KIND_COPY => Op::Copy {
+            len,
+            src: c.varint()?,
+        },
+        KIND_ZERO => Op::Zero { len },
+        KIND_REPLACE => {
+            let stored = stored_u32(c.varint()?)?;
+            Op::Replace {
+                len,
+                stored,
+                sha256: c.digest()?,
+            }
+        }
+        KIND_ZSTD_REF | KIND_BSDIFF | KIND_BSDIFF_BZ2 => {
+            let src = c.varint()?;
+            let window = c.varint()?;
+            let stored = stored_u32(c.varint()?)?;
+            let sha256 = c.digest()?;
+            if kind == KIND_ZSTD_REF {
+                Op::ZstdRef {
+                    len,
+                    src,
+                    window,
+                    stored,
+                    sha256,
+                }
+            } else {
+                Op::Bsdiff {
+                    bzip2: kind == KIND_BSDIFF_BZ2,
+                    len,
+                    src,
+                    window,
+                    stored,
+                    sha256,
+                }
+            }
+        }
+        other => {
+            return Err(OpListError(format!(
+                "operation {index} has unknown kind {other}"
+            )))
+        }
+    })
+}
+
+/// Checks one operation on its own: it writes something, reads only inside `base_size`, and
+/// a data operation has data and writes at most [`MAX_DATA_OP_LEN`] bytes.
+fn check_op(op: &Op, index: u64, base_size: u64) -> Result<(), OpListError> {
+    let bad = |m: String| Err(OpListError(m));
+    let len = op.len();
+    if len == 0 {
+        return bad(format!("operation {index} writes nothing"));
+    }
+    let in_base = |src: u64, n: u64| src.checked_add(n).is_some_and(|end| end <= base_size);
+    match op {
+        Op::Copy { src, .. } if !in_base(*src, len) => {
+            return bad(format!(
+                "operation {index} copies outside the base ({src}+{len} > {base_size})"
+            ))
+        }
+        Op::ZstdRef { src, window, .. } | Op::Bsdiff { src, window, .. }
+            if *window == 0 || *window > MAX_WINDOW || !in_base(*src, *window) =>
+        {
+            return bad(format!(
+                "operation {index} has an invalid base window {src}+{window}"
+            ));
+        }
+        _ => {}
+    }
+    if op.stored() > 0 && len > MAX_DATA_OP_LEN {
+        return bad(format!("operation {index} writes {len} bytes (data operations write at most {MAX_DATA_OP_LEN})"));
+    }
+    if matches!(
+        op,
+        Op::Replace { .. } | Op::ZstdRef { .. } | Op::Bsdiff { .. }
+    ) && op.stored() == 0
+    {
+        return bad(format!("operation {index} has no data"));
+    }
+    Ok(())
 }
 
 fn stored_u32(v: u64) -> Result<u32, OpListError> {
