@@ -16,21 +16,53 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const SIGNING_KEY_ENV: &str = "OTA_SIGNING_KEY";
 
 pub fn run(args: BundleArgs) -> Result<()> {
+    let options = build_options(&args)?;
+    let keys = load_signing_keys(&args.keys)?;
+    let (images, total) = image_inputs(&args)?;
+    let manifest = write_bundle(&args.out, &options, images, &keys, total)?;
+    let size = std::fs::metadata(&args.out)?.len();
+    let signers: Vec<String> = keys
+        .iter()
+        .map(|k| k.verifying_key().key_id().to_string())
+        .collect();
+    if args.json {
+        println!("{}", summary_json(&manifest, &args.out, size, &signers));
+    } else {
+        eprintln!(
+            "wrote {} ({} bytes): {} {} with {} image(s), signed by {} key(s)",
+            args.out.display(),
+            size,
+            manifest.product,
+            manifest.version,
+            manifest.images.len(),
+            signers.len()
+        );
+    }
+    Ok(())
+}
+
+/// Product, version, creation time, chunk size and level from the command line.
+fn build_options(args: &BundleArgs) -> Result<BuildOptions> {
     let version = semver::Version::parse(&args.release_version).map_err(|e| {
         UsageError(format!(
             "--version {:?} is not a semantic version (like 1.4.0): {e}",
             args.release_version
         ))
     })?;
-    let options = BuildOptions {
+    Ok(BuildOptions {
         product: args.product.clone(),
         version,
         created: creation_time()?,
         chunk_size: parse_size(&args.chunk_size)?,
         zstd_level: args.level,
         temp_dir: output_dir(&args.out),
-    };
-    let keys = load_signing_keys(&args.keys)?;
+    })
+}
+
+/// The payloads to build, in order: for each `--image`, one delta per `--base` of that name,
+/// then the full image when it has no base or `--with-full` is given. Returns them with the
+/// total bytes to read (for the progress bar). Every `--base` must name an `--image`.
+fn image_inputs(args: &BundleArgs) -> Result<(Vec<ImageInput>, u64)> {
     let mut bases: Vec<(String, std::path::PathBuf)> = Vec::new();
     for spec in &args.bases {
         bases.push(parse_name_path(spec, "--base")?);
@@ -83,19 +115,30 @@ pub fn run(args: BundleArgs) -> Result<()> {
         ))
         .into());
     }
+    Ok((images, total))
+}
 
-    let dir = output_dir(&args.out);
+/// Builds the bundle into a temporary file in `out`'s directory (payload spooled through an
+/// anonymous one), syncs it and renames it to `out`. `total` sizes the progress bar.
+fn write_bundle(
+    out: &Path,
+    options: &BuildOptions,
+    images: Vec<ImageInput>,
+    keys: &[SigningKey],
+    total: u64,
+) -> Result<Manifest> {
+    let dir = output_dir(out);
     let mut spool = tempfile::tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let staged = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let bar = progress_bar(total, "bundling");
     let manifest = {
-        let mut out = BufWriter::with_capacity(1 << 20, staged.as_file());
-        let manifest = build_bundle(&options, images, &keys, &mut spool, &mut out, &|n| {
+        let mut writer = BufWriter::with_capacity(1 << 20, staged.as_file());
+        let manifest = build_bundle(options, images, keys, &mut spool, &mut writer, &|n| {
             bar.inc(n)
         })?;
-        out.flush().context("cannot write the bundle")?;
+        writer.flush().context("cannot write the bundle")?;
         manifest
     };
     bar.finish_and_clear();
@@ -104,27 +147,9 @@ pub fn run(args: BundleArgs) -> Result<()> {
         .sync_all()
         .context("cannot sync the bundle")?;
     staged
-        .persist(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
-    let size = std::fs::metadata(&args.out)?.len();
-    let signers: Vec<String> = keys
-        .iter()
-        .map(|k| k.verifying_key().key_id().to_string())
-        .collect();
-    if args.json {
-        println!("{}", summary_json(&manifest, &args.out, size, &signers));
-    } else {
-        eprintln!(
-            "wrote {} ({} bytes): {} {} with {} image(s), signed by {} key(s)",
-            args.out.display(),
-            size,
-            manifest.product,
-            manifest.version,
-            manifest.images.len(),
-            signers.len()
-        );
-    }
-    Ok(())
+        .persist(out)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(manifest)
 }
 
 /// The output's directory: temporary files go there, next to where the bundle lands.

@@ -9,18 +9,59 @@ use ota_core::bundle::{BundleReader, FileImageSink, ImageAction, PayloadKind};
 use ota_core::release::{choose_payloads, manifest_offers};
 use ota_core::Sha256Digest;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     let trust = load_trust(&args.trusted, args.threshold)?;
+    let extract = parse_extract(&args.extract)?;
+    let bases = parse_bases(&args.bases, &extract)?;
+    let reader = BundleReader::open(open_bundle(&args.bundle)?, &trust)?;
+    let manifest = reader.manifest().clone();
+    check_extract_known(&manifest, &extract)?;
+    let chosen = choose_entries(&manifest, &bases)?;
+    check_extract_chosen(&manifest, &extract, &chosen)?;
+    let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
+    let unchecked_images = stream_images(reader, &chosen, &bases, &extract)?;
+    if args.json {
+        let result = serde_json::json!({
+            "verified": true,
+            "product": manifest.product,
+            "version": manifest.version.to_string(),
+            "images": manifest.images.iter().map(|i| serde_json::json!({
+                "name": i.name, "size": i.size, "sha256": i.sha256.to_hex(),
+                "extracted_to": extract.get(&i.name).map(|p| p.display().to_string()),
+            })).collect::<Vec<_>>(),
+            "signed_by": signed_by,
+            "threshold": args.threshold,
+            "deltas_not_applied": unchecked_images,
+        });
+        println!("{result}");
+    } else {
+        print_report(&args, &manifest, &signed_by, &extract, &unchecked_images);
+    }
+    Ok(())
+}
+
+/// The `--extract NAME=PATH` arguments; an image named twice is a usage error.
+fn parse_extract(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
     let mut extract = BTreeMap::new();
-    for spec in &args.extract {
+    for spec in specs {
         let (name, path) = parse_name_path(spec, "--extract")?;
         if extract.insert(name.clone(), path).is_some() {
             return Err(UsageError(format!("--extract names image '{name}' twice")).into());
         }
     }
+    Ok(extract)
+}
+
+/// The `--base NAME=PATH` arguments with each base's size; a base that is also the image's
+/// `--extract` output is a usage error.
+fn parse_bases(
+    specs: &[String],
+    extract: &BTreeMap<String, PathBuf>,
+) -> Result<BTreeMap<String, (PathBuf, u64)>> {
     let mut bases = BTreeMap::new();
-    for spec in &args.bases {
+    for spec in specs {
         let (name, path) = parse_name_path(spec, "--base")?;
         if extract.get(&name).is_some_and(|out| same_file(out, &path)) {
             return Err(UsageError(format!(
@@ -33,8 +74,14 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             .len();
         bases.insert(name, (path, size));
     }
-    let reader = BundleReader::open(open_bundle(&args.bundle)?, &trust)?;
-    let manifest = reader.manifest().clone();
+    Ok(bases)
+}
+
+/// Every `--extract` names an image of the bundle.
+fn check_extract_known(
+    manifest: &ota_core::bundle::Manifest,
+    extract: &BTreeMap<String, PathBuf>,
+) -> Result<()> {
     for name in extract.keys() {
         if !manifest.images.iter().any(|i| &i.name == name) {
             let known: Vec<&str> = manifest.images.iter().map(|i| i.name.as_str()).collect();
@@ -45,7 +92,15 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             .into());
         }
     }
-    let chosen = choose_entries(&manifest, &bases)?;
+    Ok(())
+}
+
+/// Every `--extract` names an image with a chosen entry (not only deltas without a base).
+fn check_extract_chosen(
+    manifest: &ota_core::bundle::Manifest,
+    extract: &BTreeMap<String, PathBuf>,
+    chosen: &[usize],
+) -> Result<()> {
     for name in extract.keys() {
         if !chosen.iter().any(|c| manifest.images[*c].name == *name) {
             return Err(UsageError(format!(
@@ -54,8 +109,19 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             .into());
         }
     }
-    let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
-    let bar = progress_bar(manifest.payload_size, "verifying");
+    Ok(())
+}
+
+/// Streams the payload once: chosen entries are applied (deltas on their base) into their
+/// `--extract` file or discarded, the others only checked. Returns the images with a delta
+/// that was not applied (checked only up to its operation hashes).
+fn stream_images<R: std::io::Read>(
+    reader: BundleReader<R>,
+    chosen: &[usize],
+    bases: &BTreeMap<String, (PathBuf, u64)>,
+    extract: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<String>> {
+    let bar = progress_bar(reader.manifest().payload_size, "verifying");
     let mut unchecked_images = Vec::new();
     reader.stream_payload(
         |index, image| -> std::io::Result<ImageAction> {
@@ -80,42 +146,36 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         &|n| bar.inc(n),
     )?;
     bar.finish_and_clear();
-    if args.json {
-        let result = serde_json::json!({
-            "verified": true,
-            "product": manifest.product,
-            "version": manifest.version.to_string(),
-            "images": manifest.images.iter().map(|i| serde_json::json!({
-                "name": i.name, "size": i.size, "sha256": i.sha256.to_hex(),
-                "extracted_to": extract.get(&i.name).map(|p| p.display().to_string()),
-            })).collect::<Vec<_>>(),
-            "signed_by": signed_by,
-            "threshold": args.threshold,
-            "deltas_not_applied": unchecked_images,
-        });
-        println!("{result}");
+    Ok(unchecked_images)
+}
+
+/// The human-readable result.
+fn print_report(
+    args: &VerifyArgs,
+    manifest: &ota_core::bundle::Manifest,
+    signed_by: &[String],
+    extract: &BTreeMap<String, PathBuf>,
+    unchecked_images: &[String],
+) {
+    let checked = if unchecked_images.is_empty() {
+        "every chunk and image hash matches"
     } else {
-        let checked = if unchecked_images.is_empty() {
-            "every chunk and image hash matches"
-        } else {
-            "every hash that could be checked matches"
-        };
-        println!(
-            "OK: {} {} verified: {} image(s), signatures from {} trusted key(s) (threshold {}), {checked}",
-            manifest.product,
-            manifest.version,
-            manifest.images.len(),
-            signed_by.len(),
-            args.threshold
-        );
-        for (name, path) in &extract {
-            println!("extracted {name} to {}", path.display());
-        }
-        for name in &unchecked_images {
-            println!("note: a delta of image '{name}' was checked only up to its operation hashes; pass --base {name}=OLD to apply it and check its image hash");
-        }
+        "every hash that could be checked matches"
+    };
+    println!(
+        "OK: {} {} verified: {} image(s), signatures from {} trusted key(s) (threshold {}), {checked}",
+        manifest.product,
+        manifest.version,
+        manifest.images.len(),
+        signed_by.len(),
+        args.threshold
+    );
+    for (name, path) in extract {
+        println!("extracted {name} to {}", path.display());
     }
-    Ok(())
+    for name in unchecked_images {
+        println!("note: a delta of image '{name}' was checked only up to its operation hashes; pass --base {name}=OLD to apply it and check its image hash");
+    }
 }
 
 /// Per image name, which manifest entry to apply ([`choose_payloads`], the rule the device
@@ -145,11 +205,9 @@ fn choose_entries(
     if let Some(e) = read_error {
         return Err(e);
     }
-    let wrong_base = |image: &str| {
-        ota_core::bundle::BundleError::WrongBase {
-            image: image.to_owned(),
-            reason: "the given base matches none of the bundle's deltas for it".into(),
-        }
+    let wrong_base = |image: &str| ota_core::bundle::BundleError::WrongBase {
+        image: image.to_owned(),
+        reason: "the given base matches none of the bundle's deltas for it".into(),
     };
     let chosen = chosen.map_err(|e| wrong_base(&e.image))?;
     for (name, pick) in &chosen {
