@@ -585,36 +585,61 @@ fn print_status(s: &Status) {
             .join(" ")
     );
     for slot in &s.slots {
-        let (content, version, hashes) = match &slot.record {
-            Some(r) => (
-                serde_json::to_value(r.content)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                r.version
-                    .as_ref()
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|| "unknown".into()),
-                r.images
-                    .iter()
-                    .map(|(n, i)| format!("{n}={}…", &i.sha256.to_hex()[..16]))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            None => (
-                "never written by the updater".into(),
-                "unknown".into(),
-                String::new(),
-            ),
-        };
+        print_slot_status(slot);
+    }
+    print_pending(s);
+    print_holds(&s.holds);
+    if let Some(r) = &s.recovered {
         println!(
-            "slot {}{}: version {version}, {content}, bootloader good={} tries={} {hashes}",
-            slot.name,
-            if slot.booted { " (booted)" } else { "" },
-            u8::from(slot.boot.good),
-            slot.boot.tries
+            "recovered:    records rebuilt from the bootloader state: {}{}",
+            r.reason,
+            r.kept_as
+                .as_ref()
+                .map(|k| format!(" (old file kept as {k})"))
+                .unwrap_or_default()
         );
     }
+    if let Some(note) = &s.bootloader_uninitialised {
+        println!("bootloader:   not initialised: {note}");
+    }
+    print_last_result(s);
+}
+
+/// One `slot X: version ..., content, bootloader flags, image hashes` line of the status.
+fn print_slot_status(slot: &lifecycle::SlotStatus) {
+    let (content, version, hashes) = match &slot.record {
+        Some(r) => (
+            serde_json::to_value(r.content)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            r.version
+                .as_ref()
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            r.images
+                .iter()
+                .map(|(n, i)| format!("{n}={}…", &i.sha256.to_hex()[..16]))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        None => (
+            "never written by the updater".into(),
+            "unknown".into(),
+            String::new(),
+        ),
+    };
+    println!(
+        "slot {}{}: version {version}, {content}, bootloader good={} tries={} {hashes}",
+        slot.name,
+        if slot.booted { " (booted)" } else { "" },
+        u8::from(slot.boot.good),
+        slot.boot.tries
+    );
+}
+
+/// The `pending:` line and one `failed:` line per release that failed its trial here.
+fn print_pending(s: &Status) {
     match &s.pending {
         Some(p) if s.reboot_pending => println!(
             "pending:      {} in slot {}: installed, reboot pending (boots next, once, on trial)",
@@ -635,7 +660,11 @@ fn print_status(s: &Status) {
             failed.reason
         );
     }
-    for hold in &s.holds {
+}
+
+/// One `hold:` line per hold in force.
+fn print_holds(holds: &[ota_updater::state::Hold]) {
+    for hold in holds {
         let until = hold.until.map_or_else(
             || "until released".to_owned(),
             |t| {
@@ -649,19 +678,10 @@ fn print_status(s: &Status) {
             .map_or_else(|| "all updates".to_owned(), |v| format!("release {v}"));
         println!("hold:         {what} {until}: {}", hold.reason);
     }
-    if let Some(r) = &s.recovered {
-        println!(
-            "recovered:    records rebuilt from the bootloader state: {}{}",
-            r.reason,
-            r.kept_as
-                .as_ref()
-                .map(|k| format!(" (old file kept as {k})"))
-                .unwrap_or_default()
-        );
-    }
-    if let Some(note) = &s.bootloader_uninitialised {
-        println!("bootloader:   not initialised: {note}");
-    }
+}
+
+/// The `last result:` line.
+fn print_last_result(s: &Status) {
     match &s.last_result {
         Some(o) => println!(
             "last result:  {} (slot {}{}): {}",

@@ -178,7 +178,23 @@ impl<'a> TufClient<'a> {
             ))
         })?;
         let mut set = TrustedSet::new(&root_bytes, reference.now)?;
+        self.load_root_chain(&mut set, &mut report)?;
+        let listed = self.load_timestamp(&mut set, &mut report)?;
+        self.load_snapshot(&mut set, &listed, &mut report)?;
+        clock::advance_floor(self.cache.dir(), set.now()).map_err(|source| TufError::Cache {
+            path: self.cache.dir().display().to_string(),
+            source,
+        })?;
+        Ok((set, report))
+    }
 
+    /// Specification §5.3: updates the trusted root through the repository's root chain, then
+    /// requires it to be fresh.
+    fn load_root_chain(
+        &self,
+        set: &mut TrustedSet,
+        report: &mut RefreshReport,
+    ) -> Result<(), TufError> {
         // 5.3: walk the root chain, N+1.root.json until the repository has no newer one.
         for _ in 0..MAX_ROOT_ROTATIONS {
             let next = set.root().meta.common.version + 1;
@@ -216,7 +232,16 @@ impl<'a> TufClient<'a> {
         }
         set.check_root_fresh()?;
         report.root_version = set.root().meta.common.version;
+        Ok(())
+    }
 
+    /// Specification §5.4: updates the timestamp (conditionally on the cached one's ETag);
+    /// returns the snapshot it lists.
+    fn load_timestamp(
+        &self,
+        set: &mut TrustedSet,
+        report: &mut RefreshReport,
+    ) -> Result<MetaFile, TufError> {
         // 5.4: timestamp. The cached one is the rollback baseline even if expired; a 304
         // means it is still current, and then it must still be fresh.
         let cached_ts = self.cache.read("timestamp.json");
@@ -242,47 +267,15 @@ impl<'a> TufClient<'a> {
         )? {
             Fetched::NotModified => {
                 report.timestamp_not_modified = true;
-                let ts = set.timestamp().ok_or_else(|| {
+                set.timestamp().ok_or_else(|| {
                     TrustError::Order("304 for a timestamp the cache does not hold".into())
                 })?;
-                if ts.meta.common.expires <= set.now() {
-                    return Err(TrustError::Expired {
-                        role: "timestamp".into(),
-                        expires: ota_core::tuf::metadata::format_time(ts.meta.common.expires),
-                    }
-                    .into());
-                }
+                check_kept_timestamp_fresh(set)?;
             }
             Fetched::Body { bytes, etag } => {
                 report.files_downloaded += 1;
                 report.bytes_downloaded += bytes.len() as u64;
-                match set.update_timestamp(&bytes, false) {
-                    Ok(()) => {
-                        self.cache.write("timestamp.json", &bytes)?;
-                        match etag {
-                            Some(tag) => self.cache.write("timestamp.json.etag", tag.as_bytes())?,
-                            None => self.cache.remove("timestamp.json.etag"),
-                        }
-                    }
-                    // The same version again: keep the cached one, which must be fresh.
-                    Err(TrustError::EqualTimestamp(_)) => {
-                        if let Some(ts) = set.timestamp() {
-                            if ts.meta.common.expires <= set.now() {
-                                return Err(TrustError::Expired {
-                                    role: "timestamp".into(),
-                                    expires: ota_core::tuf::metadata::format_time(
-                                        ts.meta.common.expires,
-                                    ),
-                                }
-                                .into());
-                            }
-                        }
-                        if let Some(tag) = etag {
-                            self.cache.write("timestamp.json.etag", tag.as_bytes())?;
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
+                self.apply_timestamp(set, &bytes, etag)?;
             }
         }
         let listed = set
@@ -290,7 +283,44 @@ impl<'a> TufClient<'a> {
             .map(|t| t.meta.snapshot.clone())
             .ok_or_else(|| TrustError::Order("no timestamp".into()))?;
         report.timestamp_version = set.timestamp().map_or(0, |t| t.meta.common.version);
+        Ok(listed)
+    }
 
+    /// A downloaded timestamp: trusted and cached with its ETag, or, when it is the version
+    /// already trusted, the cached one kept (it must be fresh) with the new ETag.
+    fn apply_timestamp(
+        &self,
+        set: &mut TrustedSet,
+        bytes: &[u8],
+        etag: Option<String>,
+    ) -> Result<(), TufError> {
+        match set.update_timestamp(bytes, false) {
+            Ok(()) => {
+                self.cache.write("timestamp.json", bytes)?;
+                match etag {
+                    Some(tag) => self.cache.write("timestamp.json.etag", tag.as_bytes())?,
+                    None => self.cache.remove("timestamp.json.etag"),
+                }
+            }
+            // The same version again: keep the cached one, which must be fresh.
+            Err(TrustError::EqualTimestamp(_)) => {
+                check_kept_timestamp_fresh(set)?;
+                if let Some(tag) = etag {
+                    self.cache.write("timestamp.json.etag", tag.as_bytes())?;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Specification §5.5: updates the snapshot to the version `listed` by the timestamp.
+    fn load_snapshot(
+        &self,
+        set: &mut TrustedSet,
+        listed: &MetaFile,
+        report: &mut RefreshReport,
+    ) -> Result<(), TufError> {
         // 5.5: snapshot. A cached copy of the listed version is used as is; an older one is the
         // rollback baseline for the download.
         let mut current = false;
@@ -303,16 +333,12 @@ impl<'a> TufClient<'a> {
             } else {
                 "snapshot.json".to_owned()
             };
-            let bytes = self.fetch_listed(&name, &listed, MAX_SNAPSHOT_BYTES, &mut report)?;
+            let bytes = self.fetch_listed(&name, listed, MAX_SNAPSHOT_BYTES, report)?;
             set.update_snapshot(&bytes, false)?;
             self.cache.write("snapshot.json", &bytes)?;
         }
         report.snapshot_version = set.snapshot().map_or(0, |s| s.meta.common.version);
-        clock::advance_floor(self.cache.dir(), set.now()).map_err(|source| TufError::Cache {
-            path: self.cache.dir().display().to_string(),
-            source,
-        })?;
-        Ok((set, report))
+        Ok(())
     }
 
     fn fetch_listed(
@@ -397,6 +423,21 @@ impl<'a> TufClient<'a> {
         }
         Ok(())
     }
+}
+
+/// The trusted timestamp, kept because the repository has no newer one (304, or the same
+/// version again), must still be fresh.
+fn check_kept_timestamp_fresh(set: &TrustedSet) -> Result<(), TufError> {
+    if let Some(ts) = set.timestamp() {
+        if ts.meta.common.expires <= set.now() {
+            return Err(TrustError::Expired {
+                role: "timestamp".into(),
+                expires: ota_core::tuf::metadata::format_time(ts.meta.common.expires),
+            }
+            .into());
+        }
+    }
+    Ok(())
 }
 
 fn version_of(bytes: &[u8]) -> Option<u64> {
