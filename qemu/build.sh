@@ -5,9 +5,13 @@
 # 1.0.0), rootfs B (empty) and a data partition (state directory, bundles for offline install).
 #
 # No loop devices, no mounts, no root needed beyond installing packages: truncate + sfdisk +
-# mkfs.ext4 -d + mkfs.vfat -C + mtools + dd conv=notrunc. Expects target/release/ota-update and
-# ota-sign to be built (qemu/run-tests.sh does that). The Debian kernel .deb is cached in
-# OTA_QEMU_CACHE (default OUT/../cache) so reruns do not download it again.
+# mkfs.ext4 -d + mkfs.vfat -C + mtools + dd conv=notrunc. Expects ota-sign built in
+# OTA_BIN_DIR (default TARGET/release) and, for the guest, ota-update built with
+# `--features fault-injection` in OTA_GUEST_BIN_DIR (default TARGET/fault/release, from
+# `cargo build --release -p ota-updater --features fault-injection --target-dir TARGET/fault`),
+# TARGET being cargo's target directory (CARGO_TARGET_DIR or target/); qemu/run-tests.sh builds
+# both. The Debian kernel .deb is cached in OTA_QEMU_CACHE (default OUT/../cache) so reruns do
+# not download it again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -16,7 +20,10 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cache=${OTA_QEMU_CACHE:-$out/../cache}
 mkdir -p "$cache"
-bin=${OTA_BIN_DIR:-$root/target/release}
+target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin=${OTA_BIN_DIR:-$target_dir/release}              # ota-sign, on the host
+guest_bin=${OTA_GUEST_BIN_DIR:-$target_dir/fault/release}  # ota-update, in the guest
 export SOURCE_DATE_EPOCH=1793491200 E2FSPROGS_FAKE_TIME=1793491200
 log() { echo "qemu/build: $*" >&2; }
 
@@ -55,9 +62,11 @@ for m in "${modules[@]}"; do
 done
 
 # --- the binaries and their shared libraries ------------------------------------------------------
-for b in ota-update ota-sign; do
-  [ -x "$bin/$b" ] || { log "missing $bin/$b: run cargo build --release first"; exit 1; }
-done
+[ -x "$bin/ota-sign" ] || { log "missing $bin/ota-sign: run cargo build --release first"; exit 1; }
+[ -x "$guest_bin/ota-update" ] || { log "missing $guest_bin/ota-update: run qemu/run-tests.sh"; exit 1; }
+# The power-cut scenarios need the fault points (OTA_FAULT_HOLD); a release build has none.
+grep -aq OTA_FAULT_HOLD "$guest_bin/ota-update" ||
+  { log "$guest_bin/ota-update has no fault injection: build it with --features fault-injection"; exit 1; }
 sign=$bin/ota-sign
 
 # --- initramfs (one normal, one for the release whose userspace dies) ----------------------------
@@ -67,9 +76,9 @@ make_initramfs() { # make_initramfs OUT.img [broken]
   mkdir -p "$st"/{bin,usr/bin,etc/ota,proc,sys,dev,tmp,lib/modules}
   cp /bin/busybox "$st/bin/busybox"
   cp "$here/guest/init" "$st/init"
-  cp "$bin/ota-update" "$st/usr/bin/ota-update"
+  cp "$guest_bin/ota-update" "$st/usr/bin/ota-update"
   # glibc binary: copy what ldd lists (the loader included) at the same paths.
-  ldd "$bin/ota-update" | grep -o '/[^ ]*' | while read -r lib; do
+  ldd "$guest_bin/ota-update" | grep -o '/[^ ]*' | while read -r lib; do
     mkdir -p "$st$(dirname "$lib")"
     cp -L "$lib" "$st$lib"
   done

@@ -7,9 +7,16 @@
 # and at start (an image's write lock would block the next run). Logs: target/qemu/logs/.
 # Environment: OTA_QEMU_ACCEL=tcg|kvm|auto (default auto: KVM only if it really boots),
 # OTA_QEMU_OUT (default target/qemu), OTA_SKIP_BUILD=1 (reuse the last build).
+# The guest's ota-update is a release build with the fault-injection feature (the power cuts of
+# scenario d stop it at a durable step with OTA_FAULT_HOLD), in its own target directory,
+# TARGET/fault, so that TARGET/release/ota-update (the demo's, the shipped one) stays without it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# cargo's target directory (CARGO_TARGET_DIR if set, else target/), as an absolute path.
+target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
+  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+[ -n "$target_dir" ] || { echo "qemu: cannot find cargo's target directory" >&2; exit 1; }
 out=${OTA_QEMU_OUT:-$root/target/qemu}
 build=$out/build
 logs=$out/logs
@@ -19,9 +26,11 @@ say() { echo "qemu: $*" >&2; }
 
 "$here/install-deps.sh"
 if [ -z "${OTA_SKIP_BUILD:-}" ]; then
-  say "building ota-update and ota-sign (release)"
+  say "building ota-sign and ota-server (release), the guest's ota-update (release, fault injection)"
   (cd "$root" && cargo build --release --quiet -p ota-updater -p ota-signer -p ota-server)
-  "$here/build.sh" "$build"
+  (cd "$root" && cargo build --release --quiet -p ota-updater --features fault-injection \
+    --target-dir "$target_dir/fault")
+  OTA_BIN_DIR=$target_dir/release OTA_GUEST_BIN_DIR=$target_dir/fault/release "$here/build.sh" "$build"
 fi
 rm -rf "$logs" "$runs"
 mkdir -p "$logs" "$runs"
@@ -249,7 +258,7 @@ scenario_f() {
 scenario_g() {
   local disk server port
   disk=$(fresh g)
-  "$root/target/release/ota-server" serve --repo "$build/repo" --listen 127.0.0.1:0 \
+  "$target_dir/release/ota-server" serve --repo "$build/repo" --listen 127.0.0.1:0 \
     --access-log "$logs/g-server-access.log" 2> "$logs/g-server.err" &
   server=$!
   VM_PIDS+=("$server")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite: installs what the tests need (Debian packages, a
-# python-tuf venv in .venv-tuf), runs the end-to-end demo as a smoke test, every unit and
-# integration test of the workspace, then the QEMU device scenarios (real GRUB, real kernel,
-# real reboots and power cuts; qemu/README.md).
+# python-tuf venv in .venv-tuf), runs the end-to-end demo as a smoke test, checks that the
+# release ota-update has no fault injection, runs every unit and integration test of the
+# workspace (with the fault-injection feature the power-loss tests need), then the QEMU device
+# scenarios (real GRUB, real kernel, real reboots and power cuts; qemu/README.md).
 # OTA_SKIP_QEMU=1 leaves the QEMU scenarios out (they take several minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,17 @@ bash scripts/python-venv.sh      # python-tuf, the oracle of the TUF interop tes
 mkdir -p target
 bash scripts/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; echo "demo failed" >&2; exit 1; }
 echo "demo: ok (log in target/demo.log)"
-cargo test --workspace --all-targets
+# The release ota-update has no fault injection (the fault-injection feature is for tests): not
+# one OTA_FAULT_ string in the binary the demo built (the same build command: a no-op here).
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+cargo build --release -q --workspace
+[ -x "$target_dir/release/ota-update" ] || { echo "no $target_dir/release/ota-update" >&2; exit 1; }
+faults=$(grep -ac OTA_FAULT_ "$target_dir/release/ota-update" || true)
+[ "$faults" -eq 0 ] || { echo "release ota-update holds $faults OTA_FAULT_ strings: fault injection in a release build" >&2; exit 1; }
+echo "release ota-update: no fault injection"
+# With the fault injection the power-loss tests need (updater/tests/power_loss.rs); the other
+# tests run the same ota-update, whose fault points do nothing without OTA_FAULT_* variables.
+cargo test --workspace --all-targets --features ota-updater/fault-injection
 if [ -z "${OTA_SKIP_QEMU:-}" ]; then
   bash qemu/run-tests.sh
 fi

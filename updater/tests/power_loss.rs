@@ -4,11 +4,14 @@
 //! abruptly as a power cut: no destructor, no cleanup. Each scenario first counts the steps of a
 //! clean run (`OTA_FAULT_LOG`), then, for every step N on a fresh copy of the device, kills the
 //! run at N, "powers the device on again" (`simulate-boot`, then `boot --no-reboot`) and checks
-//! DESIGN.md §4: the device boots a slot holding a good image, the running slot was never
+//! the crash-ordering rules of docs/architecture.md: the device boots a slot holding a good image, the running slot was never
 //! touched, `status` still answers, and the interrupted action can be completed afterwards.
 //!
 //! What a kill cannot lose here is unsynced data (the page cache survives the process): these
 //! tests prove the order of the steps, not the fsyncs.
+//!
+//! Needs the `fault-injection` feature (Cargo.toml: `required-features`):
+//! `cargo test -p ota-updater --test power_loss --features fault-injection`.
 
 // `allow-unwrap-in-tests` covers `#[test]` functions only, not this file's helpers.
 #![allow(clippy::unwrap_used)]
