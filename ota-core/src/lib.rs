@@ -6,6 +6,7 @@
 //!   a builder for the signer and a streaming verifier for the updater.
 //! - [`release`]: the release model of a repository target (`custom` metadata) and the rule
 //!   that picks a delta or a full payload per image.
+//! - [`rollout`]: fleet rollout state (waves, pause, pull) and the device's bucket arithmetic.
 //! - [`tuf`]: TUF 1.0 metadata (canonical JSON so far), interoperable with python-tuf.
 //! - [`exit`]: the exit codes of every OTA command, one table.
 //!
@@ -17,6 +18,7 @@ pub mod digest;
 pub mod exit;
 pub mod keys;
 pub mod release;
+pub mod rollout;
 pub mod tuf;
 
 pub use digest::Sha256Digest;

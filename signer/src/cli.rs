@@ -29,6 +29,97 @@ pub enum Command {
     /// Create and maintain a signed TUF repository of bundles.
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Fleet rollouts: phased waves, pause, resume, pull, signed with the rollout key.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+}
+
+/// `ota-sign rollout ...`: rollout state per (product, channel, version) in the delegated TUF
+/// role `rollout`, signed by the rollout key (or the targets key). A release without a rollout
+/// entry is offered to every device of its channel.
+#[derive(Subcommand, Debug)]
+pub enum RolloutCommand {
+    /// Delegate the rollout role to the fleet admin's key(s) (signed with the targets key).
+    Init(RolloutInitArgs),
+    /// Start (or restart) a phased rollout of a release on a channel, from now.
+    Start(RolloutStartArgs),
+    /// Stop offering the release to devices that do not have it yet.
+    Pause(RolloutReleaseArgs),
+    /// Offer it again from where the schedule stood when it was paused.
+    Resume(RolloutReleaseArgs),
+    /// Withdraw the release: offered to nobody; devices running it move back to the newest
+    /// release of their channel they may run.
+    Pull(RolloutReleaseArgs),
+    /// Show every rollout: schedule, share now, state, and what expires when.
+    Status(RolloutStatusArgs),
+}
+
+/// `ota-sign rollout init`.
+#[derive(Args, Debug)]
+pub struct RolloutInitArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The fleet admin's public (or private) rollout key (repeatable).
+    #[arg(long = "rollout-key", value_name = "KEY", required = true)]
+    pub rollout_keys: Vec<PathBuf>,
+    /// Signatures needed on rollout state.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// The targets key (signs the delegation; may also sign rollout state), plus optionally
+    /// the snapshot and timestamp keys to publish at once (repeatable).
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which release a rollout command is about, and the keys to sign with.
+#[derive(Args, Debug)]
+pub struct RolloutReleaseArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Product.
+    #[arg(long)]
+    pub product: String,
+    /// Release version.
+    #[arg(long)]
+    pub version: semver::Version,
+    /// Channel the rollout offers the release on.
+    #[arg(long, default_value = "stable")]
+    pub channel: String,
+    /// The rollout key or the targets key; add the snapshot and timestamp keys to make the
+    /// change visible at once (repeatable).
+    #[arg(long = "key", value_name = "KEY", required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign rollout start`.
+#[derive(Args, Debug)]
+pub struct RolloutStartArgs {
+    /// The release and keys.
+    #[command(flatten)]
+    pub release: RolloutReleaseArgs,
+    /// The schedule: OFFSET=PERCENT points after the start, e.g. 0s=1%,4h=5%,1d=25%,3d=100%
+    /// (units s, m, h, d; linear between points).
+    #[arg(long)]
+    pub waves: String,
+}
+
+/// `ota-sign rollout status`.
+#[derive(Args, Debug)]
+pub struct RolloutStatusArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ota-sign repo ...`: the TUF repository. Each role's private key is passed only to the

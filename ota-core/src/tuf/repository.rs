@@ -466,6 +466,155 @@ impl Repository {
         self.save_staged(&staged)
     }
 
+    /// Stages a delegation from the top-level targets role to `role` (replacing one of the same
+    /// name): its keys, threshold, path patterns, terminating flag. Signed by `publish`.
+    pub fn delegate(
+        &mut self,
+        role: &str,
+        spec: &RoleSpec,
+        paths: &[String],
+        terminating: bool,
+    ) -> Result<(), RepoError> {
+        if TOP_ROLES.contains(&role) || role.is_empty() || role.contains('/') {
+            return Err(RepoError::Usage(format!(
+                "'{role}' cannot be a delegated role name"
+            )));
+        }
+        if spec.keys.is_empty() || spec.threshold == 0 || spec.threshold > spec.keys.len() {
+            return Err(RepoError::Usage(format!(
+                "{role}: threshold {} with {} key(s) cannot be met",
+                spec.threshold,
+                spec.keys.len()
+            )));
+        }
+        let mut staged = self.staged_targets()?;
+        let (keys, mut entry) = keys_and_role(spec);
+        entry["name"] = json!(role);
+        entry["paths"] = json!(paths);
+        entry["terminating"] = json!(terminating);
+        let delegations = staged
+            .as_object_mut()
+            .ok_or_else(|| RepoError::Usage("the staged targets are not a JSON object".into()))?
+            .entry("delegations")
+            .or_insert_with(|| json!({"keys": {}, "roles": []}));
+        let mut all_keys = delegations
+            .get("keys")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        all_keys.extend(keys);
+        let mut roles: Vec<Value> = delegations
+            .get("roles")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        roles.retain(|r| r.get("name").and_then(Value::as_str) != Some(role));
+        roles.push(entry);
+        // Keep exactly the keys some delegated role still uses.
+        let used: std::collections::BTreeSet<String> = roles
+            .iter()
+            .flat_map(|r| r["keyids"].as_array().cloned().unwrap_or_default())
+            .filter_map(|id| id.as_str().map(str::to_owned))
+            .collect();
+        all_keys.retain(|id, _| used.contains(id));
+        *delegations = json!({"keys": all_keys, "roles": roles});
+        Targets::from_signed(&staged, "targets")?;
+        self.save_staged(&staged)
+    }
+
+    /// The delegated roles of the published top-level targets.
+    pub fn delegated_roles(&self) -> Result<Vec<String>, RepoError> {
+        let Some(published) = self.published_targets()? else {
+            return Ok(Vec::new());
+        };
+        let targets = Targets::from_signed(&published, "targets")?;
+        Ok(targets
+            .delegations
+            .map(|d| d.roles.into_iter().map(|r| r.name).collect())
+            .unwrap_or_default())
+    }
+
+    /// The newest published metadata of delegated `role` (`signed`), if any.
+    pub fn delegated_targets(&self, role: &str) -> Result<Option<Value>, RepoError> {
+        let Some(version) = self.newest_version(role)? else {
+            return Ok(None);
+        };
+        let path = self.metadata_path().join(format!("{version}.{role}.json"));
+        Ok(Some(Self::read_signed(&path, role)?))
+    }
+
+    /// Signs a new version of delegated `role` listing `targets` (path → entry), with the keys
+    /// among `keys` that the published delegation authorises (at least its threshold). Written
+    /// as `N.ROLE.json`; devices see it once snapshot and timestamp are re-signed
+    /// ([`Repository::refresh`]). Returns the new version.
+    pub fn publish_delegated(
+        &self,
+        role: &str,
+        targets: Map<String, Value>,
+        keys: &[SigningKey],
+        now: SystemTime,
+    ) -> Result<u64, RepoError> {
+        let published = self.published_targets()?.ok_or_else(|| {
+            RepoError::Usage(
+                "no targets metadata published yet (run `ota-sign repo publish`)".into(),
+            )
+        })?;
+        let top = Targets::from_signed(&published, "targets")?;
+        let delegation = top
+            .delegations
+            .as_ref()
+            .and_then(|d| d.roles.iter().find(|r| r.name == role).map(|r| (d, r)));
+        let Some((delegations, entry)) = delegation else {
+            return Err(RepoError::Usage(format!(
+                "the published targets delegate to no role '{role}'"
+            )));
+        };
+        let signers: Vec<&SigningKey> = keys
+            .iter()
+            .filter(|k| {
+                let id = TufKey::from_ed25519(&k.verifying_key()).key_id().to_owned();
+                entry.keys.keyids.contains(&id) && delegations.keys.contains_key(&id)
+            })
+            .collect();
+        if signers.len() < entry.keys.threshold {
+            return Err(RepoError::Usage(format!(
+                "{role}: {} of the given keys are authorised for this role, {} needed (pass the role's private key(s))",
+                signers.len(),
+                entry.keys.threshold
+            )));
+        }
+        let version = self.newest_version(role)?.unwrap_or(0) + 1;
+        let signed = json!({
+            "_type": "targets",
+            "spec_version": SPEC_VERSION,
+            "version": version,
+            "expires": format_time(now + self.lifetimes.of(role)),
+            "targets": targets,
+        });
+        Targets::from_signed(&signed, role)?;
+        let bytes = sign_envelope(&signed, &signers)?;
+        write_atomically(
+            &self.metadata_path().join(format!("{version}.{role}.json")),
+            &bytes,
+        )?;
+        Ok(version)
+    }
+
+    /// The snapshot's `meta` as it should be now: the newest targets and the newest version of
+    /// every delegated role the published targets name.
+    fn current_meta(&self) -> Result<BTreeMap<String, u64>, RepoError> {
+        let mut meta = BTreeMap::new();
+        if let Some(v) = self.newest_version("targets")? {
+            meta.insert("targets.json".to_owned(), v);
+        }
+        for role in self.delegated_roles()? {
+            if let Some(v) = self.newest_version(&role)? {
+                meta.insert(format!("{role}.json"), v);
+            }
+        }
+        Ok(meta)
+    }
+
     /// Signs what changed: targets (if the staged targets differ from the published ones, or
     /// expire within half their lifetime), then snapshot and timestamp. Each role is signed
     /// with the authorised keys among `keys`.
@@ -566,6 +715,9 @@ impl Repository {
                 .and_then(|s| s.get("meta").cloned())
                 .unwrap_or_else(|| json!({}));
             meta["targets.json"] = json!({"version": targets_version});
+            for (file, version) in self.current_meta()? {
+                meta[file.as_str()] = json!({"version": version});
+            }
             snapshot_version += 1;
             let signed = json!({
                 "_type": "snapshot",
@@ -626,11 +778,12 @@ impl Repository {
         let stale_snapshot = match &snapshot {
             None => true,
             Some(s) => {
-                let listed = Snapshot::from_signed(s)?
-                    .meta
-                    .get("targets.json")
-                    .map(|m| m.version);
-                listed != newest_targets || self.expires_soon(s, "snapshot", now)?
+                let listed = Snapshot::from_signed(s)?;
+                let current = self.current_meta()?;
+                let outdated = current
+                    .iter()
+                    .any(|(file, v)| listed.meta.get(file).map(|m| m.version) != Some(*v));
+                outdated || self.expires_soon(s, "snapshot", now)?
             }
         };
         // After a key rotation the published file may no longer verify under the new root.

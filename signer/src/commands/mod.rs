@@ -4,6 +4,7 @@ mod bundle;
 mod inspect;
 mod keygen;
 mod repo;
+mod rollout;
 mod verify;
 
 use crate::cli::{Cli, Command};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Repo(command) => repo::run(command),
+        Command::Rollout(command) => rollout::run(command),
     }
 }
 

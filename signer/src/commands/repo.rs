@@ -32,12 +32,12 @@ pub fn run(command: RepoCommand) -> Result<()> {
 }
 
 /// The signing time: `SOURCE_DATE_EPOCH` when set (reproducible metadata), else now.
-fn now() -> Result<SystemTime> {
+pub(super) fn now() -> Result<SystemTime> {
     Ok(UNIX_EPOCH + Duration::from_secs(creation_time()?))
 }
 
 /// A key file holding either a private key (usable for signing too) or a public one.
-fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)> {
+pub(super) fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)> {
     match SigningKey::from_file(path) {
         Ok(sk) => Ok((sk.verifying_key(), Some(sk))),
         Err(private_err) => match VerifyingKey::from_file(path) {
@@ -47,7 +47,7 @@ fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)> {
     }
 }
 
-fn load_private(paths: &[PathBuf]) -> Result<Vec<SigningKey>> {
+pub(super) fn load_private(paths: &[PathBuf]) -> Result<Vec<SigningKey>> {
     paths
         .iter()
         .map(|p| SigningKey::from_file(p).map_err(Into::into))
