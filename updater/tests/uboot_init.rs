@@ -8,14 +8,13 @@
 #![allow(clippy::unwrap_used)]
 
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
+use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_updater::bootloader::ubootenv::UbootEnv;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const EXIT_IO: i32 = 3;
-const EXIT_REFUSED: i32 = 10;
 const ENV_SIZE: usize = 0x4000;
 const FLASH_SIZE: usize = 0x10000;
 const SLOT_SIZE: u64 = 256 * 1024;
@@ -291,7 +290,7 @@ fn init_bootloader_writes_both_copies_then_refuses_then_forces() {
     assert_eq!(json["bootloader_uninitialised"], serde_json::Value::Null);
 
     // A second init would reset a live boot state: refused, flash byte-identical.
-    let err = board.fails(&["init-bootloader"], EXIT_REFUSED);
+    let err = board.fails(&["init-bootloader"], i32::from(exit::REFUSED));
     assert!(err.contains("OTA_ORDER"), "{err}");
     assert!(err.contains("--force"), "{err}");
     assert_eq!(board.flash(), flash);
@@ -337,7 +336,7 @@ fn init_bootloader_on_a_single_copy_env_without_default_env_warns() {
     assert!(flash[..OFFSETS[0]].iter().all(|&b| b == 0xff));
     assert!(flash[OFFSETS[0] + ENV_SIZE..].iter().all(|&b| b == 0xff));
 
-    board.fails(&["init-bootloader"], EXIT_REFUSED);
+    board.fails(&["init-bootloader"], i32::from(exit::REFUSED));
     assert_eq!(board.flash(), flash);
     board.ok(&["init-bootloader", "--force"]);
     assert_factory(&board.fw_printenv(None));
@@ -373,7 +372,7 @@ fn first_install_without_default_env_fails_at_the_switch_and_boots_as_before() {
     let bundle = board.bundle("2.0.0", &[0x5a; 100_000]);
     // Slot B needs no "unbootable" write (the factory state already says so): the refusal
     // comes at the switch, after the inactive slot was written, and leaves the flash erased.
-    let err = board.fails(&["install", bundle.to_str().unwrap()], EXIT_IO);
+    let err = board.fails(&["install", bundle.to_str().unwrap()], i32::from(exit::IO));
     assert!(err.contains("never saved"), "{err}");
     assert!(err.contains("default_env"), "{err}");
     assert_eq!(board.flash(), vec![0xffu8; FLASH_SIZE]);
