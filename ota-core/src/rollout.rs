@@ -350,4 +350,58 @@ mod tests {
         assert!(!eligible(1 << 63, 5_000));
         assert!(eligible((1 << 63) - 1, 5_000));
     }
+
+    /// The wave math over a fleet of 100,000 device ids: the share offered at each point and
+    /// midway between points is the schedule's within ±0.5 %, no device goes from eligible to
+    /// not while the share grows, and two releases reach the fleet in different orders.
+    #[test]
+    fn a_fleet_of_100000_follows_the_schedule() {
+        let waves = parse_waves("0s=1%,4h=5%,1d=25%,3d=100%").unwrap();
+        let v1 = semver::Version::new(3, 0, 0);
+        let v2 = semver::Version::new(3, 1, 0);
+        let ids: Vec<String> = (0..100_000).map(|i| format!("machine-{i:08x}")).collect();
+        let buckets: Vec<u64> = ids
+            .iter()
+            .map(|id| bucket(id, "acme", "stable", &v1))
+            .collect();
+        let mut times: Vec<i64> = vec![0];
+        for pair in waves.windows(2) {
+            let (a, b) = (pair[0].offset_secs as i64, pair[1].offset_secs as i64);
+            times.extend([(a + b) / 2, b]);
+        }
+        times.push(10 * 86_400);
+        let mut was_eligible = vec![false; ids.len()];
+        for t in times {
+            let share = share_at(&waves, t);
+            let mut count = 0usize;
+            for (i, b) in buckets.iter().enumerate() {
+                let now = eligible(*b, share);
+                assert!(
+                    !was_eligible[i] || now,
+                    "device {i} lost eligibility at {t}"
+                );
+                was_eligible[i] = now;
+                count += usize::from(now);
+            }
+            let measured = count as f64 / ids.len() as f64;
+            let expected = f64::from(share) / f64::from(FULL_SHARE);
+            assert!(
+                (measured - expected).abs() <= 0.005,
+                "at {t} s: {measured:.4} of the fleet, schedule says {expected:.4}"
+            );
+        }
+        // The first 5 % of the fleet for another release is mostly other devices.
+        let first = |v: &semver::Version| -> std::collections::HashSet<&String> {
+            ids.iter()
+                .filter(|id| eligible(bucket(id, "acme", "stable", v), 500))
+                .collect()
+        };
+        let (a, b) = (first(&v1), first(&v2));
+        let both = a.intersection(&b).count();
+        assert!(
+            both * 10 < a.len(),
+            "{both} of {} devices are first for both releases",
+            a.len()
+        );
+    }
 }

@@ -736,13 +736,20 @@ fn with_full_bundle_serves_devices_without_the_base() {
         .map(|i| i["payload"]["kind"].as_str().expect("kind"))
         .collect();
     assert_eq!(kinds, ["delta", "full"]);
-    // A device with another base gets the full image.
-    let other = f.write("other.img", &firmware_like(300_000, 24));
+    // Without a base (a device that holds none of the bases) the full image is applied.
     let out = f.path("out.img");
     ok(f.verify(&bundle)
-        .arg("--base")
-        .arg(format!("rootfs={}", other.display()))
         .arg("--extract")
         .arg(format!("rootfs={}", out.display())));
     assert_eq!(fs::read(&out).expect("out"), new);
+    // A base given that matches none of the deltas is a wrong base (exit 7), whatever else the
+    // bundle carries: the caller said which base the device runs.
+    let other = f.write("other.img", &firmware_like(300_000, 24));
+    let wrong = f
+        .verify(&bundle)
+        .arg("--base")
+        .arg(format!("rootfs={}", other.display()))
+        .output()
+        .expect("run");
+    assert_eq!(wrong.status.code(), Some(i32::from(exit::INCOMPATIBLE)));
 }

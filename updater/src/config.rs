@@ -38,6 +38,8 @@ struct RawConfig {
     health_check: Option<RawHealthCheck>,
     repository: Option<RawRepository>,
     daemon: Option<RawDaemon>,
+    device_id: Option<String>,
+    device_id_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +209,10 @@ pub struct Config {
     pub fetch: crate::fetch::FetchSettings,
     /// `ota-update daemon` settings.
     pub daemon: DaemonSettings,
+    /// This device's id, for its place in phased rollouts (`device_id`, else the first line of
+    /// `device_id_file`, default `/etc/machine-id`); `None` when neither gives one: the device
+    /// then comes last in every rollout (offered a release only at 100 %).
+    pub device_id: Option<String>,
 }
 
 impl Config {
@@ -251,6 +257,7 @@ impl Config {
                 .map(|r| check_repository(r, &paths))
                 .transpose()?,
             daemon: daemon_settings(raw.daemon),
+            device_id: check_device_id(raw.device_id, raw.device_id_file.as_deref(), &paths)?,
         })
     }
 
@@ -331,6 +338,40 @@ fn parse_toml(text: &str) -> Checked<RawConfig> {
             None => message,
         }
     })
+}
+
+/// Where the device id is read from when `device_id` is not given.
+pub const DEFAULT_DEVICE_ID_FILE: &str = "/etc/machine-id";
+
+/// `device_id` as given, else the first line of `device_id_file` (default
+/// [`DEFAULT_DEVICE_ID_FILE`]); a missing default file gives no id, a missing file the
+/// configuration names is an error.
+fn check_device_id(
+    given: Option<String>,
+    file: Option<&Path>,
+    paths: &Paths,
+) -> Checked<Option<String>> {
+    if let Some(id) = given {
+        let id = id.trim().to_owned();
+        if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+            return Err("device_id: 1 to 256 printable characters".into());
+        }
+        return Ok(Some(id));
+    }
+    let (path, named) = match file {
+        Some(f) => (paths.resolve(f), true),
+        None => (PathBuf::from(DEFAULT_DEVICE_ID_FILE), false),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)),
+        Err(e) if !named && e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("device_id_file {}: {e}", path.display())),
+    }
 }
 
 /// `product`.

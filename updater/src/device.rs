@@ -38,6 +38,8 @@ pub struct Installed {
     pub images: BTreeMap<String, ImageRecord>,
     /// SHA-256 of the repository target, when installed from a repository.
     pub target_sha256: Option<String>,
+    /// Why a downgrade is authorised by signed rollout metadata, if it is one.
+    pub authorised_downgrade: Option<String>,
 }
 
 /// What `ota-update boot` concluded on a booted slot that was already good.
@@ -247,7 +249,8 @@ impl<'c> Device<'c> {
     pub fn switch_to_trial(&mut self, installed: Installed) -> Result<SlotName> {
         let target = self.other.clone();
         let version = installed.version.clone();
-        if let Some(left) = self.booted_version().filter(|left| *left > version) {
+        let left = self.booted_version().filter(|left| *left > version);
+        if let (Some(left), None) = (left, &installed.authorised_downgrade) {
             // A deliberate downgrade: the release left is not to come back by itself.
             self.hold_release(
                 left.clone(),
@@ -273,7 +276,10 @@ impl<'c> Device<'c> {
             kind: OutcomeKind::Installed,
             slot: target.clone(),
             version: Some(version),
-            reason: format!("installed into slot {target}; reboot to try it"),
+            reason: match &installed.authorised_downgrade {
+                Some(why) => format!("installed into slot {target}; reboot to try it ({why})"),
+                None => format!("installed into slot {target}; reboot to try it"),
+            },
             at: now(),
         });
         self.save()?;
@@ -408,6 +414,47 @@ impl<'c> Device<'c> {
             at: now(),
         });
         self.save()?;
+        Ok(other)
+    }
+
+    /// Whether the other slot holds `version`, recorded good (its hashes are checked again
+    /// by [`Device::switch_to_verified`]).
+    pub fn other_slot_holds(&self, version: &semver::Version) -> bool {
+        self.state
+            .slots
+            .get(&self.other)
+            .is_some_and(|r| r.content == SlotContent::Good && r.version.as_ref() == Some(version))
+    }
+
+    /// A downgrade authorised by signed rollout metadata to the release the other slot still
+    /// holds: after re-hashing it, the other slot boots next, as good (it was committed
+    /// before). Order: records (the reason), then the bootloader switch.
+    pub fn switch_to_verified(
+        &mut self,
+        version: &semver::Version,
+        reason: &str,
+    ) -> Result<SlotName> {
+        self.ensure_installable()?;
+        let other = self.other.clone();
+        let record = self.verified_good_record(&other)?;
+        if record.version.as_ref() != Some(version) {
+            return Err(UpdateError::Refused(format!(
+                "slot {other} does not hold {version}"
+            )));
+        }
+        self.state.pending = None;
+        self.state.last_result = Some(Outcome {
+            kind: OutcomeKind::RolledBack,
+            slot: other.clone(),
+            version: Some(version.clone()),
+            reason: format!("switched back to slot {other}: {reason}"),
+            at: now(),
+        });
+        self.save()?;
+        let mut boot = self.boot.clone();
+        boot.make_good(&other);
+        boot.put_first(&other);
+        self.write_boot(boot)?;
         Ok(other)
     }
 
@@ -764,6 +811,7 @@ mod tests {
                     version,
                     images,
                     target_sha256: None,
+                    authorised_downgrade: None,
                 })
                 .unwrap();
         }
@@ -809,6 +857,7 @@ mod tests {
             version,
             images,
             target_sha256: None,
+            authorised_downgrade: None,
         });
         assert!(cut.is_err());
         drop(device);

@@ -30,6 +30,9 @@ pub struct FetchSettings {
     pub min_speed_window: Duration,
     /// Times a dropped transfer is resumed before giving up.
     pub resume_attempts: u32,
+    /// The `User-Agent` header: `ota-update/VERSION` plus, for a device, `(PRODUCT; RELEASE;
+    /// CHANNEL)` so access logs can count the fleet without any device id.
+    pub user_agent: String,
 }
 
 impl Default for FetchSettings {
@@ -40,6 +43,7 @@ impl Default for FetchSettings {
             min_bytes_per_sec: 1024,
             min_speed_window: Duration::from_secs(30),
             resume_attempts: 5,
+            user_agent: concat!("ota-update/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
 }
@@ -130,7 +134,7 @@ impl Fetcher {
             .connect_timeout(settings.connect_timeout)
             // The per-request deadline is set from the expected length (see `open`).
             .timeout(None::<Duration>)
-            .user_agent(concat!("ota-update/", env!("CARGO_PKG_VERSION")));
+            .user_agent(settings.user_agent.as_str());
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca)
                 .map_err(|e| FetchError::Setup(format!("CA file {}: {e}", ca.display())))?;

@@ -33,6 +33,9 @@ pub struct InstallOptions {
     /// SHA-256 of the repository target the bundle is, when installed from a repository
     /// (recorded, so a failed release is recognised by its target too).
     pub target_sha256: Option<String>,
+    /// Set when signed rollout metadata authorises this downgrade (the running release was
+    /// pulled): why. The release left is then not held: the rollout state keeps it off.
+    pub authorised_downgrade: Option<String>,
 }
 
 /// Progress of an install, for a progress bar or `--json` event lines.
@@ -139,6 +142,7 @@ pub fn install_on(
         version: manifest.version.clone(),
         images,
         target_sha256: options.target_sha256.clone(),
+        authorised_downgrade: options.authorised_downgrade.clone(),
     })?;
     events(InstallEvent::Switched {
         slot: target.to_string(),

@@ -11,7 +11,7 @@
 //! - downloads (length caps, minimum speed, resume with Range): [`fetch`];
 //! - the TUF client workflow and its metadata cache: [`tuf_client`], clock policy: [`clock`];
 //! - choosing and installing the update for this device from the repository, and the polling
-//!   daemon: [`updates`].
+//!   daemon: [`updates`]; what signed rollout state offers this device: [`rollout`].
 
 pub mod bootloader;
 pub mod clock;
@@ -24,6 +24,7 @@ pub mod fsutil;
 pub mod health;
 pub mod install;
 pub mod lifecycle;
+pub mod rollout;
 pub mod slot;
 pub mod state;
 pub mod tuf_client;

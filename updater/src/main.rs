@@ -267,7 +267,7 @@ fn version_or(version: Option<&semver::Version>, unknown: &str) -> String {
 
 /// `install` without a SOURCE: the newest release for this device from the repository.
 fn install_from_repository(config: &Config, reboot: bool, json: bool) -> Result<(), UpdateError> {
-    let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+    let fetcher = ota_updater::updates::device_fetcher(config)?;
     let progress = |event: InstallEvent| {
         if json {
             json_line(&event);
@@ -374,6 +374,7 @@ fn install_from_source(
     let options = InstallOptions {
         allow_downgrade,
         target_sha256: None,
+        authorised_downgrade: None,
     };
     let report = ota_updater::install::install(config, input, &options, &events)?;
     if !json {
@@ -390,7 +391,7 @@ fn install_from_source(
 
 /// `check`: what this device would install now, and why not the others.
 fn check(config: &Config, json: bool) -> Result<(), UpdateError> {
-    let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+    let fetcher = ota_updater::updates::device_fetcher(config)?;
     let report = ota_updater::updates::check(config, &fetcher)?;
     print_json_or(&report, json, print_check)
 }

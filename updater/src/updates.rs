@@ -13,6 +13,7 @@ use crate::error::{Result, UpdateError};
 use crate::fetch::Fetcher;
 use crate::install::{InstallEvent, InstallOptions, InstallReport};
 use crate::lifecycle;
+use crate::rollout::{RolloutDecision, Rollouts};
 use crate::slot::{device_size, hash_prefix, SlotName};
 use crate::state::{Hold, ImageRecord, Pending};
 use crate::tuf_client::{target_url, MetadataCache, RefreshReport, TufClient, VerifiedTarget};
@@ -39,6 +40,9 @@ pub struct Candidate {
     pub url: String,
     /// `delta` when every image applies as a delta from the running slot, `full` otherwise.
     pub kind: &'static str,
+    /// Set when the release is older than the running one and signed rollout metadata
+    /// authorises the move (the running release was pulled): why, and by which version.
+    pub authorised_downgrade: Option<String>,
     /// The signed target entry.
     #[serde(skip)]
     pub entry: TargetFile,
@@ -70,6 +74,9 @@ pub struct CheckReport {
     pub reboot_pending: Option<Pending>,
     /// The hold that stops every update now, if any.
     pub held: Option<Hold>,
+    /// Why the newest release of the channel is or is not offered to this device now
+    /// (rollout share, this device's bucket, paused, pulled).
+    pub rollout: Option<RolloutDecision>,
     /// Targets for this product and channel that were not chosen.
     pub skipped: Vec<Skipped>,
     /// What the metadata refresh did.
@@ -105,6 +112,10 @@ struct Refreshed {
     targets: Vec<(String, TargetFile)>,
     report: RefreshReport,
     consistent: bool,
+    /// Version of the rollout role's metadata, when the repository has one.
+    rollout_version: Option<u64>,
+    /// The reference time of the refresh (clock policy), seconds since the epoch.
+    now: u64,
 }
 
 /// Refreshes the metadata (under the cache's own lock: parallel checks wait for each other
@@ -120,6 +131,13 @@ fn refresh_targets(config: &Config, repo: &Repository, fetcher: &Fetcher) -> Res
         targets,
         report: refresh,
         consistent: set.root().meta.consistent_snapshot,
+        rollout_version: set
+            .targets(ota_core::rollout::ROLLOUT_ROLE)
+            .map(|t| t.meta.common.version),
+        now: set
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
     })
 }
 
@@ -200,6 +218,7 @@ fn offers_for(
     config: &Config,
     channel: &str,
     targets: Vec<(String, TargetFile)>,
+    rollouts: &Rollouts,
     skipped: &mut Vec<Skipped>,
 ) -> Vec<Offer> {
     let mut offers = Vec::new();
@@ -207,9 +226,15 @@ fn offers_for(
         let Some(custom) = entry.custom.as_ref() else {
             continue;
         };
-        let ours = custom.get("product").and_then(|p| p.as_str()) == Some(config.product.as_str())
-            && custom.get("channel").and_then(|c| c.as_str()) == Some(channel);
-        if !ours {
+        let field = |key: &str| custom.get(key).and_then(|v| v.as_str());
+        let product_ok = field("product") == Some(config.product.as_str());
+        // Added under this channel, or promoted to it by a rollout entry (no second copy).
+        let promoted = || {
+            field("version")
+                .and_then(|v| semver::Version::parse(v).ok())
+                .is_some_and(|v| rollouts.offers_on(&config.product, channel, &v))
+        };
+        if !product_ok || !(field("channel") == Some(channel) || promoted()) {
             continue;
         }
         match ReleaseInfo::from_custom(custom) {
@@ -289,13 +314,15 @@ pub fn check(config: &Config, fetcher: &Fetcher) -> Result<CheckReport> {
 fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result<CheckReport> {
     let repo = repository(config)?;
     let booted = view.booted_slot()?.clone();
-    let Refreshed {
-        targets,
-        report: refresh,
-        consistent,
-    } = refresh_targets(config, repo, fetcher)?;
+    let mut refreshed = refresh_targets(config, repo, fetcher)?;
     let mut skipped = Vec::new();
-    let offers = offers_for(config, &repo.channel, targets, &mut skipped);
+    let rollouts = Rollouts::take_from(
+        &mut refreshed.targets,
+        refreshed.rollout_version,
+        &mut skipped,
+    );
+    let targets = std::mem::take(&mut refreshed.targets);
+    let offers = offers_for(config, &repo.channel, targets, &rollouts, &mut skipped);
     let running = RunningImages::new(config, view, &booted);
     // Records rebuilt after a loss know no running version: recognise it by its images.
     let booted_version = view.booted_version(config).or_else(|| {
@@ -305,33 +332,22 @@ fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result
             .map(|o| o.release.version.clone())
             .max()
     });
-    let now = crate::state::now();
-    let slot_images: Vec<&str> = config.slots[&booted].keys().map(String::as_str).collect();
-    let mut best: Option<Candidate> = None;
-    for offer in offers {
-        let release = &offer.release;
-        if let Some(reason) = policy_refusal(view, booted_version.as_ref(), release, now) {
-            skipped.push(skipped_as(&offer.name, reason));
-            continue;
-        }
-        let kind = match applicable_kind(release, &slot_images, &running) {
-            Ok(kind) => kind,
-            Err(reason) => {
-                skipped.push(skipped_as(&offer.name, reason));
-                continue;
-            }
-        };
-        let candidate = Candidate {
-            url: target_url(&repo.targets_url, &offer.name, &offer.entry, consistent),
-            length: offer.entry.length,
-            kind,
-            name: offer.name,
-            version: release.version.clone(),
-            entry: offer.entry,
-        };
-        prefer(&mut best, candidate, &mut skipped);
-    }
-    let held = view.state.device_hold(now).cloned();
+    let pulled = booted_version
+        .clone()
+        .filter(|v| rollouts.pulled(&config.product, &repo.channel, v));
+    let choice = Choice {
+        config,
+        view,
+        rollouts: &rollouts,
+        channel: &repo.channel,
+        booted_version: booted_version.as_ref(),
+        pulled: pulled.as_ref(),
+        slot_images: config.slots[&booted].keys().map(String::as_str).collect(),
+        running: &running,
+        now: refreshed.now,
+    };
+    let (mut best, rollout) = choice.choose(offers, repo, refreshed.consistent, &mut skipped);
+    let held = view.state.device_hold(crate::state::now()).cloned();
     if let (Some(hold), Some(candidate)) = (&held, &best) {
         let until = hold.until.map_or_else(
             || "until released".to_owned(),
@@ -354,9 +370,101 @@ fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result
         update: best,
         reboot_pending: view.reboot_pending().cloned(),
         held,
+        rollout,
         skipped,
-        refresh,
+        refresh: refreshed.report,
     })
+}
+
+/// What the choice of a release depends on.
+struct Choice<'a> {
+    config: &'a Config,
+    view: &'a DeviceView,
+    rollouts: &'a Rollouts,
+    channel: &'a str,
+    booted_version: Option<&'a semver::Version>,
+    /// The running version, when the fleet admin pulled it.
+    pulled: Option<&'a semver::Version>,
+    slot_images: Vec<&'a str>,
+    running: &'a RunningImages,
+    /// Reference time of the metadata refresh.
+    now: u64,
+}
+
+impl Choice<'_> {
+    /// The release to install (newest first, smallest bundle among equals) and the rollout
+    /// decision for the newest release of the channel.
+    fn choose(
+        &self,
+        offers: Vec<Offer>,
+        repo: &Repository,
+        consistent: bool,
+        skipped: &mut Vec<Skipped>,
+    ) -> (Option<Candidate>, Option<RolloutDecision>) {
+        let mut best: Option<Candidate> = None;
+        let mut newest: Option<RolloutDecision> = None;
+        for offer in offers {
+            let release = &offer.release;
+            let decision =
+                self.rollouts
+                    .decide(self.config, self.channel, &release.version, self.now);
+            if newest.as_ref().is_none_or(|n| release.version > n.version) {
+                newest = Some(decision.clone());
+            }
+            let refusal = if decision.eligible {
+                self.refusal(release)
+            } else {
+                Some(decision.reason())
+            };
+            if let Some(reason) = refusal {
+                skipped.push(skipped_as(&offer.name, reason));
+                continue;
+            }
+            let kind = match applicable_kind(release, &self.slot_images, self.running) {
+                Ok(kind) => kind,
+                Err(reason) => {
+                    skipped.push(skipped_as(&offer.name, reason));
+                    continue;
+                }
+            };
+            let authorised_downgrade = self
+                .pulled
+                .filter(|running| release.version < **running)
+                .map(|running| {
+                    format!(
+                        "{running} was pulled by the fleet admin; moving to {} as authorised by rollout metadata v{}",
+                        release.version,
+                        self.rollouts.metadata_version.unwrap_or(0)
+                    )
+                });
+            let candidate = Candidate {
+                url: target_url(&repo.targets_url, &offer.name, &offer.entry, consistent),
+                length: offer.entry.length,
+                kind,
+                name: offer.name,
+                version: release.version.clone(),
+                authorised_downgrade,
+                entry: offer.entry,
+            };
+            prefer(&mut best, candidate, skipped);
+        }
+        (best, newest)
+    }
+
+    /// Why this device does not take `release` now (device-side policy), if it does not.
+    fn refusal(&self, release: &ReleaseInfo) -> Option<String> {
+        let version = &release.version;
+        let now = crate::state::now();
+        match self.pulled {
+            // The running release was pulled: any other release may replace it, older ones
+            // included; the failed, held and pending rules still apply.
+            Some(running) if version == running => {
+                Some(format!("{version} is the running release (pulled)"))
+            }
+            Some(_) => policy_refusal(self.view, None, release, now),
+            None => policy_refusal(self.view, self.booted_version, release, now),
+        }
+    }
 }
 
 /// `delta` when every image applies as a delta from the running slot, `full` when some needs
@@ -425,6 +533,14 @@ pub fn install_update(
     let Some(candidate) = &report.update else {
         return Ok((report, None));
     };
+    if let Some(reason) = &candidate.authorised_downgrade {
+        // Back to a release the other slot still holds, verified: no download, no write.
+        if device.other_slot_holds(&candidate.version) {
+            let slot = device.switch_to_verified(&candidate.version, reason)?;
+            let version = candidate.version.clone();
+            return Ok((report, Some(InstallReport { slot, version })));
+        }
+    }
     let download = fetcher
         .open(&candidate.url, candidate.entry.length, true)
         .map_err(UpdateError::Fetch)?;
@@ -432,11 +548,32 @@ pub fn install_update(
         .map_err(UpdateError::Fetch)?;
     let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, verified));
     let options = InstallOptions {
-        allow_downgrade: false,
+        allow_downgrade: candidate.authorised_downgrade.is_some(),
         target_sha256: candidate.entry.hashes.get("sha256").cloned(),
+        authorised_downgrade: candidate.authorised_downgrade.clone(),
     };
     let installed = crate::install::install_on(&mut device, input, &options, events)?;
     Ok((report, Some(installed)))
+}
+
+/// The downloader of a device: its `User-Agent` says `ota-update/VERSION (PRODUCT; RELEASE;
+/// CHANNEL)` — what a fleet report counts from access logs; no device id, nothing secret.
+pub fn device_fetcher(config: &Config) -> Result<Fetcher> {
+    let mut settings = config.fetch.clone();
+    let release = DeviceView::read(config)
+        .ok()
+        .and_then(|view| view.booted_version(config))
+        .map_or_else(|| "unknown".to_owned(), |v| v.to_string());
+    let channel = config
+        .repository
+        .as_ref()
+        .map_or("none", |r| r.channel.as_str());
+    settings.user_agent = format!(
+        "ota-update/{} ({}; {release}; {channel})",
+        env!("CARGO_PKG_VERSION"),
+        config.product
+    );
+    Fetcher::new(settings).map_err(UpdateError::Fetch)
 }
 
 /// One line for the log when a daemon round fails.
@@ -458,7 +595,7 @@ fn jitter(max: u64) -> u64 {
 /// `None` runs until killed.
 pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
     let settings = config.daemon.clone();
-    let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
+    let fetcher = device_fetcher(config)?;
     let mut failures: u32 = 0;
     let mut round = 0u64;
     loop {
