@@ -6,11 +6,14 @@
 //! Everything panics with the command and its stderr on failure: these are test fixtures.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
+use ota_core::keys::SigningKey;
 use serde_json::Value;
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// A binary of the workspace (`ota-update`, `ota-sign`, `ota-server`), next to the running
 /// test's own directory (`target/<profile>/deps/..`), wherever the target directory is.
@@ -26,19 +29,76 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A firmware-like image of `len` bytes: `marker` first (health checks read it), then bytes
-/// from a seeded generator (compressible, different per seed).
+/// A firmware-like image of `len` bytes: `marker` first (health checks read it), then letters
+/// `a` to `k` from a seeded generator (compressible, different per seed).
 pub fn image(marker: &str, len: usize, seed: u32) -> Vec<u8> {
+    seeded_image(marker, len, seed, |x| b'a' + (x % 11) as u8)
+}
+
+/// Like [`image`], but a quarter of the bytes after `marker` are raw generator bytes and the
+/// rest letters `a` to `g`: moderately compressible. Other bytes than [`image`] for the same
+/// arguments.
+pub fn image_with_bytes(marker: &str, len: usize, seed: u32) -> Vec<u8> {
+    seeded_image(marker, len, seed, |x| {
+        if x % 4 == 0 {
+            (x >> 8) as u8
+        } else {
+            b'a' + (x % 7) as u8
+        }
+    })
+}
+
+/// `marker`, then one `byte(x)` per step of a xorshift32 generator seeded from `seed`, cut to
+/// `len` bytes.
+fn seeded_image(marker: &str, len: usize, seed: u32, byte: impl Fn(u32) -> u8) -> Vec<u8> {
     let mut out = marker.as_bytes().to_vec();
     let mut x = seed.wrapping_mul(2_654_435_761) | 1;
     while out.len() < len {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        out.push(b'a' + (x % 11) as u8);
+        out.push(byte(x));
     }
     out.truncate(len);
     out
+}
+
+/// Signs, in process, a full bundle of one `rootfs` image for `product` release `version` with
+/// `key` into `out`: creation time 0 (reproducible), zstd level 3, `chunk_size`-byte chunks.
+pub fn sign_rootfs_bundle(
+    key: &SigningKey,
+    product: &str,
+    version: &str,
+    rootfs: &[u8],
+    chunk_size: u32,
+    out: &Path,
+) {
+    let options = BuildOptions {
+        product: product.into(),
+        version: semver::Version::parse(version).unwrap(),
+        created: 0,
+        chunk_size,
+        zstd_level: 3,
+        temp_dir: out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned(),
+    };
+    let images = vec![ImageInput {
+        name: "rootfs".into(),
+        reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
+        base: None,
+    }];
+    build_bundle(
+        &options,
+        images,
+        std::slice::from_ref(key),
+        &mut tempfile::tempfile().unwrap(),
+        &mut fs::File::create(out).unwrap(),
+        &|_| {},
+    )
+    .unwrap();
 }
 
 /// Runs a command; panics with its stderr unless it succeeds; returns stdout.
@@ -56,31 +116,54 @@ pub fn run_ok(cmd: &mut Command) -> String {
 /// `ota-server` serving a directory on a free loopback port; killed when dropped.
 pub struct Server {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with `--tls-cert`).
     pub base: String,
 }
 
 impl Server {
-    /// Starts `ota-server serve --repo DIR` with `extra` arguments.
+    /// Starts `ota-server serve --repo DIR --listen 127.0.0.1:0` with `extra` arguments (such
+    /// as `--access-log off` or `--tls-cert`), and waits until it listens. Its standard output
+    /// is discarded; its standard error is drained after the first line.
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(bin("ota-server"))
             .args(["serve", "--listen", "127.0.0.1:0", "--repo"])
             .arg(dir)
             .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .split(" on ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("ota-server said {line:?}"))
-            .trim()
-            .to_owned();
+        stderr.read_line(&mut line).unwrap();
+        // "ota-server: serving DIR on http://ADDR"
+        let base = match line.trim_end().rsplit_once(" on ") {
+            Some((_, url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.to_owned()
+            }
+            _ => panic!("ota-server did not say where it serves: {line:?}"),
+        };
+        // Keep draining its standard error so a later message never meets a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Server { child, base }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        let (_, addr) = self.base.split_once("://").unwrap();
+        addr.parse()
+            .unwrap_or_else(|_| panic!("no address in {:?}", self.base))
+    }
+
+    /// Its process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit (after a signal) and returns how it exited.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
     }
 }
 
@@ -99,29 +182,49 @@ pub struct Repo {
 impl Repo {
     /// Makes the keys and `repo init` in `dir` (created).
     pub fn new(dir: &Path) -> Self {
+        let repo = Repo::with_keys(dir, &[]);
+        repo.init(&[], None);
+        repo
+    }
+
+    /// Makes a key per role (`root`, `targets`, `snapshot`, `timestamp`, `bundle`) and one per
+    /// name of `extra` in `dir/keys` (created); no repository yet (see [`Repo::init`]).
+    pub fn with_keys(dir: &Path, extra: &[&str]) -> Self {
         fs::create_dir_all(dir.join("keys")).unwrap();
         let repo = Repo {
             dir: dir.to_owned(),
         };
-        for role in ["root", "targets", "snapshot", "timestamp", "bundle"] {
+        for role in ["root", "targets", "snapshot", "timestamp", "bundle"]
+            .iter()
+            .chain(extra)
+        {
             repo.sign(&["keygen", "-o", &repo.key(role)]);
         }
-        let root = repo.root_dir();
-        repo.sign(&[
+        repo
+    }
+
+    /// `ota-sign repo init` with one key per role, `extra` arguments (more keys, thresholds,
+    /// `--expires`), and `SOURCE_DATE_EPOCH=epoch` when given.
+    pub fn init(&self, extra: &[&str], epoch: Option<u64>) {
+        let root = self.root_dir();
+        let (root_key, targets_key) = (self.key("root"), self.key("targets"));
+        let (snapshot_key, timestamp_key) = (self.key("snapshot"), self.key("timestamp"));
+        let mut args = vec![
             "repo",
             "init",
             "--repo",
             &root,
             "--root-key",
-            &repo.key("root"),
+            &root_key,
             "--targets-key",
-            &repo.key("targets"),
+            &targets_key,
             "--snapshot-key",
-            &repo.key("snapshot"),
+            &snapshot_key,
             "--timestamp-key",
-            &repo.key("timestamp"),
-        ]);
-        repo
+            &timestamp_key,
+        ];
+        args.extend_from_slice(extra);
+        self.sign_at(&args, epoch);
     }
 
     /// Path of a role's private key (`KEY.pub` beside it).
@@ -147,34 +250,59 @@ impl Repo {
         PathBuf::from(format!("{}.pub", self.key("bundle")))
     }
 
+    /// Path of a metadata file of the repository (`1.root.json`, `timestamp.json`, ...).
+    pub fn metadata(&self, name: &str) -> PathBuf {
+        self.dir.join("repo/metadata").join(name)
+    }
+
     /// Runs `ota-sign` (no SOURCE_DATE_EPOCH: real time).
     pub fn sign(&self, args: &[&str]) -> String {
-        run_ok(
-            Command::new(bin("ota-sign"))
-                .args(args)
-                .env_remove("SOURCE_DATE_EPOCH"),
-        )
+        self.sign_at(args, None)
+    }
+
+    /// Runs `ota-sign` with `SOURCE_DATE_EPOCH=epoch` (its "now"), or real time for `None`.
+    pub fn sign_at(&self, args: &[&str], epoch: Option<u64>) -> String {
+        let mut cmd = Command::new(bin("ota-sign"));
+        cmd.args(args);
+        match epoch {
+            Some(e) => cmd.env("SOURCE_DATE_EPOCH", e.to_string()),
+            None => cmd.env_remove("SOURCE_DATE_EPOCH"),
+        };
+        run_ok(&mut cmd)
     }
 
     /// Signs a full bundle of one `rootfs` image with the bundle key; returns its path.
     pub fn bundle(&self, product: &str, version: &str, rootfs: &[u8]) -> PathBuf {
         let img = self.dir.join(format!("{product}-{version}.rootfs"));
         fs::write(&img, rootfs).unwrap();
+        self.bundle_images(product, version, &[("rootfs", &img)])
+    }
+
+    /// Signs a full bundle of `images` (name, file) with the bundle key into
+    /// `PRODUCT-VERSION.bundle`; returns its path.
+    pub fn bundle_images(&self, product: &str, version: &str, images: &[(&str, &Path)]) -> PathBuf {
         let bundle = self.dir.join(format!("{product}-{version}.bundle"));
-        self.sign(&[
-            "bundle",
-            "--product",
-            product,
-            "--version",
-            version,
-            "--image",
-            &format!("rootfs={}", img.display()),
-            "--key",
-            &self.key("bundle"),
-            "-o",
-            &bundle.display().to_string(),
-        ]);
+        let specs: Vec<String> = images
+            .iter()
+            .map(|(name, path)| format!("{name}={}", path.display()))
+            .collect();
+        let (key, out) = (self.key("bundle"), bundle.display().to_string());
+        let mut args = vec!["bundle", "--product", product, "--version", version];
+        for spec in &specs {
+            args.extend(["--image", spec.as_str()]);
+        }
+        args.extend(["--key", &key, "-o", &out]);
+        self.sign(&args);
         bundle
+    }
+
+    /// `ota-sign repo add` of `bundle` with `extra` arguments (`--channel`, `--trusted`, ...).
+    pub fn add(&self, bundle: &Path, extra: &[&str]) {
+        let (root, bundle) = (self.root_dir(), bundle.display().to_string());
+        let mut args = vec!["repo", "add", "--repo", &root];
+        args.extend_from_slice(extra);
+        args.push(&bundle);
+        self.sign(&args);
     }
 
     /// Signs a full bundle of one `rootfs` image and stages it on `channel`; returns its
@@ -188,34 +316,26 @@ impl Repo {
     ) -> String {
         let bundle = self.bundle(product, version, rootfs);
         let name = format!("{product}-{version}.bundle");
-        self.sign(&[
-            "repo",
-            "add",
-            "--repo",
-            &self.root_dir(),
-            "--trusted",
-            &self.bundle_pub().display().to_string(),
-            "--channel",
-            channel,
-            &bundle.display().to_string(),
-        ]);
+        let trusted = self.bundle_pub().display().to_string();
+        self.add(&bundle, &["--trusted", &trusted, "--channel", channel]);
         name
     }
 
     /// Signs targets, snapshot and timestamp with their keys (vendor CI + online roles).
     pub fn publish(&self) {
-        self.sign(&[
-            "repo",
-            "publish",
-            "--repo",
-            &self.root_dir(),
-            "--key",
-            &self.key("targets"),
-            "--key",
-            &self.key("snapshot"),
-            "--key",
-            &self.key("timestamp"),
-        ]);
+        self.publish_with(&["targets", "snapshot", "timestamp"], None);
+    }
+
+    /// `ota-sign repo publish` with the keys of `roles` (key names, as for [`Repo::key`]) and
+    /// `SOURCE_DATE_EPOCH=epoch` when given.
+    pub fn publish_with(&self, roles: &[&str], epoch: Option<u64>) {
+        let root = self.root_dir();
+        let keys: Vec<String> = roles.iter().map(|role| self.key(role)).collect();
+        let mut args = vec!["repo", "publish", "--repo", &root];
+        for key in &keys {
+            args.extend(["--key", key.as_str()]);
+        }
+        self.sign_at(&args, epoch);
     }
 }
 
@@ -225,6 +345,48 @@ pub const SLOT_SIZE: usize = 512 * 1024;
 /// A health check that passes when the booted rootfs starts with `GOOD`.
 pub const HEALTH_GOOD_MARKER: &str =
     r#"command = ["sh", "-c", "head -c 4 \"$OTA_SLOT_ROOTFS\" | grep -q GOOD"]"#;
+
+/// The `[bootloader]` lines of the `file` backend (`bootloader.json` beside the configuration).
+pub const FILE_BOOTLOADER: &str = "backend = \"file\"\npath = \"bootloader.json\"";
+
+/// A simulated device's updater.toml: product `acme-router`, factory version 1.0.0, state in
+/// `state/`, slots A and B in `slot-a.rootfs` and `slot-b.rootfs`, `vendor.pub` trusted;
+/// `bootloader` and `health_check` are the lines of those sections. It ends inside
+/// `[health_check]`: append its further keys, then other sections.
+pub fn updater_toml(bootloader: &str, health_check: &str) -> String {
+    format!(
+        r#"product = "acme-router"
+state_dir = "state"
+factory_version = "1.0.0"
+reboot_command = ["true"]
+
+[slots.A]
+rootfs = "slot-a.rootfs"
+
+[slots.B]
+rootfs = "slot-b.rootfs"
+
+[bootloader]
+{bootloader}
+
+[trust]
+keys = ["vendor.pub"]
+
+[health_check]
+{health_check}
+"#
+    )
+}
+
+/// The entry of slot `name` in the output of `ota-update status --json`.
+pub fn slot_of<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no slot {name} in {status:#}"))
+}
 
 /// A simulated A/B device: slot files, the `file` bootloader, its own state directory.
 pub struct SimDevice {
@@ -244,36 +406,14 @@ impl SimDevice {
         fs::write(device.path("slot-a.rootfs"), a).unwrap();
         fs::write(device.path("slot-b.rootfs"), vec![0u8; SLOT_SIZE]).unwrap();
         fs::copy(trusted_pub, device.path("vendor.pub")).unwrap();
-        fs::write(
-            device.path("updater.toml"),
-            format!(
-                r#"product = "acme-router"
-state_dir = "state"
-factory_version = "1.0.0"
-reboot_command = ["true"]
-
-[slots.A]
-rootfs = "slot-a.rootfs"
-
-[slots.B]
-rootfs = "slot-b.rootfs"
-
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-
-[trust]
-keys = ["vendor.pub"]
-
-[health_check]
-{HEALTH_GOOD_MARKER}
-
-{extra}
-"#
-            ),
-        )
-        .unwrap();
+        device.write_config(extra);
         device
+    }
+
+    /// (Re)writes updater.toml: the `file` bootloader, the `GOOD` health check, then `extra`.
+    pub fn write_config(&self, extra: &str) {
+        let base = updater_toml(FILE_BOOTLOADER, HEALTH_GOOD_MARKER);
+        fs::write(self.config(), format!("{base}\n{extra}\n")).unwrap();
     }
 
     /// The `[repository]` section for `url`, trusting `root` (copied into the device).
