@@ -10,6 +10,9 @@
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
+use ota_test_support::{
+    image_with_bytes, sign_rootfs_bundle, slot_of, updater_toml, Server, HEALTH_GOOD_MARKER,
+};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -31,24 +34,6 @@ struct Device {
     backend: Backend,
 }
 
-/// A firmware-like image: `marker` first (the health check reads it), then varied bytes.
-fn image(marker: &str, len: usize, seed: u8) -> Vec<u8> {
-    let mut out = marker.as_bytes().to_vec();
-    let mut x = u32::from(seed).wrapping_mul(2654435761) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.push(if x % 4 == 0 {
-            (x >> 8) as u8
-        } else {
-            b'a' + (x % 7) as u8
-        });
-    }
-    out.truncate(len);
-    out
-}
-
 impl Device {
     /// A device whose slot A holds `factory` (release 1.0.0) and has booted once.
     fn new(backend: Backend) -> Self {
@@ -60,7 +45,7 @@ impl Device {
             let f = fs::File::create(d.path(&format!("slot-{slot}.rootfs"))).unwrap();
             f.set_len(SLOT_SIZE).unwrap();
         }
-        let factory = image("GOOD v1", 300_000, 1);
+        let factory = image_with_bytes("GOOD v1", 300_000, 1);
         let mut slot_a = fs::read(d.path("slot-a.rootfs")).unwrap();
         slot_a[..factory.len()].copy_from_slice(&factory);
         fs::write(d.path("slot-a.rootfs"), slot_a).unwrap();
@@ -115,28 +100,9 @@ impl Device {
         };
         fs::write(
             d.path("updater.toml"),
-            format!(
-                r#"product = "acme-router"
-state_dir = "state"
-factory_version = "1.0.0"
-reboot_command = ["true"]
-
-[slots.A]
-rootfs = "slot-a.rootfs"
-
-[slots.B]
-rootfs = "slot-b.rootfs"
-
-[bootloader]
-{bootloader}
-
-[trust]
-keys = ["vendor.pub"]
-
-[health_check]
-command = ["sh", "-c", "head -c 4 \"$OTA_SLOT_ROOTFS\" | grep -q GOOD"]
-timeout_secs = 10
-"#
+            updater_toml(
+                &bootloader,
+                &format!("{HEALTH_GOOD_MARKER}\ntimeout_secs = 10"),
             ),
         )
         .unwrap();
@@ -203,30 +169,8 @@ timeout_secs = 10
         key: Option<&SigningKey>,
     ) -> PathBuf {
         let out_path = self.path(name);
-        let mut out = fs::File::create(&out_path).unwrap();
-        let options = BuildOptions {
-            product: product.into(),
-            version: semver::Version::parse(version).unwrap(),
-            created: 0,
-            chunk_size: 64 * 1024,
-            zstd_level: 3,
-            temp_dir: self.dir.path().to_owned(),
-        };
-        let images = vec![ImageInput {
-            name: "rootfs".into(),
-            reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
-            base: None,
-        }];
         let signer = key.unwrap_or(&self.key);
-        build_bundle(
-            &options,
-            images,
-            std::slice::from_ref(signer),
-            &mut tempfile::tempfile().unwrap(),
-            &mut out,
-            &|_| {},
-        )
-        .unwrap();
+        sign_rootfs_bundle(signer, product, version, rootfs, 64 * 1024, &out_path);
         out_path
     }
 
@@ -273,16 +217,6 @@ fn run_tool(tool: &str, package: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn slot_of(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-        .clone()
-}
-
 fn full_lifecycle(backend: Backend) {
     let d = Device::new(backend);
     let s = d.status();
@@ -291,7 +225,7 @@ fn full_lifecycle(backend: Backend) {
     assert_eq!(slot_of(&s, "A")["record"]["version"], "1.0.0");
 
     // Install v2 into B: pending, B first with one try, A still good.
-    let v2 = image("GOOD v2", 400_000, 2);
+    let v2 = image_with_bytes("GOOD v2", 400_000, 2);
     let bundle = d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
     d.ok(&["install", bundle.to_str().unwrap()]);
     let s = d.status();
@@ -323,7 +257,7 @@ fn full_lifecycle(backend: Backend) {
     assert_eq!(slot_of(&s, "B")["record"]["version"], "2.0.0");
 
     // v3 fails its health check: the trial slot is marked bad, the other boots next.
-    let v3 = image("BAD! v3", 200_000, 3);
+    let v3 = image_with_bytes("BAD! v3", 200_000, 3);
     let bundle = d.bundle("v3.bundle", "acme-router", "3.0.0", &v3, None);
     d.ok(&["install", bundle.to_str().unwrap()]);
     assert!(d.ok(&["simulate-boot"]).contains("slot A"));
@@ -341,7 +275,7 @@ fn full_lifecycle(backend: Backend) {
 
     // v4 crashes during its trial (no `boot` runs): the bootloader falls back by itself and
     // the next `boot` on the old slot reports the rollback.
-    let v4 = image("GOOD v4", 250_000, 4);
+    let v4 = image_with_bytes("GOOD v4", 250_000, 4);
     let bundle = d.bundle("v4.bundle", "acme-router", "4.0.0", &v4, None);
     d.ok(&["install", bundle.to_str().unwrap()]);
     assert!(d.ok(&["simulate-boot"]).contains("slot A"));
@@ -363,7 +297,7 @@ fn full_lifecycle(backend: Backend) {
     assert!(stderr.contains("failed its trial"), "{stderr}");
 
     // A good v5 into A, committed; then the admin rolls back to B (v2), verified by hash.
-    let v5 = image("GOOD v5", 100_000, 5);
+    let v5 = image_with_bytes("GOOD v5", 100_000, 5);
     let bundle = d.bundle("v5.bundle", "acme-router", "5.0.0", &v5, None);
     d.ok(&["install", bundle.to_str().unwrap()]);
     d.ok(&["simulate-boot"]);
@@ -418,7 +352,7 @@ fn assert_refusal_changes_nothing(d: &Device, args: &[&str], code: i32) {
 
 fn refusals_leave_everything_untouched(backend: Backend) {
     let d = Device::new(backend);
-    let good = image("GOOD v2", 100_000, 7);
+    let good = image_with_bytes("GOOD v2", 100_000, 7);
     let wrong_product = d.bundle("p.bundle", "other-router", "2.0.0", &good, None);
     assert_refusal_changes_nothing(
         &d,
@@ -435,7 +369,7 @@ fn refusals_leave_everything_untouched(backend: Backend) {
         "big.bundle",
         "acme-router",
         "2.0.0",
-        &image("GOOD", SLOT_SIZE as usize + 1, 8),
+        &image_with_bytes("GOOD", SLOT_SIZE as usize + 1, 8),
         None,
     );
     assert_refusal_changes_nothing(
@@ -501,7 +435,7 @@ fn corrupt_payload_never_reaches_the_boot_order() {
         "v2.bundle",
         "acme-router",
         "2.0.0",
-        &image("GOOD v2", 300_000, 9),
+        &image_with_bytes("GOOD v2", 300_000, 9),
         None,
     );
     let mut bytes = fs::read(&bundle).unwrap();
@@ -533,7 +467,7 @@ fn corrupt_payload_never_reaches_the_boot_order() {
 #[test]
 fn install_from_standard_input_with_json_progress() {
     let d = Device::new(Backend::File);
-    let v2 = image("GOOD v2", 200_000, 10);
+    let v2 = image_with_bytes("GOOD v2", 200_000, 10);
     let bundle = d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
     let out = d
         .cmd(&["install", "-", "--json"])
@@ -567,7 +501,7 @@ fn rollback_refuses_a_slot_whose_bytes_changed() {
         "v2.bundle",
         "acme-router",
         "2.0.0",
-        &image("GOOD v2", 200_000, 11),
+        &image_with_bytes("GOOD v2", 200_000, 11),
         None,
     );
     d.ok(&["install", bundle.to_str().unwrap()]);
@@ -592,7 +526,7 @@ fn commit_by_hand_marks_the_trial_slot_good() {
         "v2.bundle",
         "acme-router",
         "2.0.0",
-        &image("GOOD v2", 200_000, 12),
+        &image_with_bytes("GOOD v2", 200_000, 12),
         None,
     );
     d.ok(&["install", bundle.to_str().unwrap()]);
@@ -652,7 +586,7 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
     // The factory image in slot A is the first 300_000 bytes of the slot.
     let factory = d.slot("A")[..300_000].to_vec();
     let mut v2 = factory.clone();
-    v2[150_000..160_000].copy_from_slice(&image("GOOD", 10_000, 30));
+    v2[150_000..160_000].copy_from_slice(&image_with_bytes("GOOD", 10_000, 30));
     let dir = d.dir.path();
     fs::write(dir.join("factory.img"), &factory).unwrap();
     fs::write(dir.join("v2.img"), &v2).unwrap();
@@ -738,7 +672,7 @@ fn reboots_come_after_the_decision_is_recorded_and_said() {
     let at_reboot = |n: usize| fs::read(d.path(&format!("grubenv.at-reboot-{n}"))).ok();
 
     // install --reboot: the switch is on disk when the reboot command runs.
-    let v3 = image("BAD! v3", 200_000, 3);
+    let v3 = image_with_bytes("BAD! v3", 200_000, 3);
     let bundle = d.bundle("v3.bundle", "acme-router", "3.0.0", &v3, None);
     d.ok(&["install", "--reboot", bundle.to_str().unwrap()]);
     let env = String::from_utf8(at_reboot(0).expect("install --reboot rebooted")).unwrap();
@@ -772,62 +706,33 @@ fn reboots_come_after_the_decision_is_recorded_and_said() {
     assert!(at_reboot(2).is_none(), "a refused rollback rebooted");
 }
 
-/// `ota-server` serving `dir` on a free loopback port (the binary cargo built beside ours).
-struct RepoServer(std::process::Child, String);
-
-impl RepoServer {
-    fn start(dir: &std::path::Path, tls: Option<(&std::path::Path, &std::path::Path)>) -> Self {
-        use std::io::BufRead;
-        let exe =
-            std::path::Path::new(env!("CARGO_BIN_EXE_ota-update")).with_file_name("ota-server");
-        assert!(
-            exe.exists(),
-            "{} is missing: build the workspace (cargo test --workspace)",
-            exe.display()
-        );
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "serve",
-            "--access-log",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--repo",
-        ])
-        .arg(dir);
-        if let Some((cert, key)) = tls {
-            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
-        }
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.split(" on ").nth(1).unwrap().trim().to_owned();
-        RepoServer(child, base)
+/// `ota-server` serving `dir` on a free loopback port, over TLS with `(cert, key)`.
+fn repo_server(dir: &std::path::Path, tls: Option<(&std::path::Path, &std::path::Path)>) -> Server {
+    let mut args = vec!["--access-log", "off"];
+    if let Some((cert, key)) = tls {
+        args.extend([
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ]);
     }
-}
-
-impl Drop for RepoServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    Server::start(dir, &args)
 }
 
 #[test]
 fn install_from_a_url_served_by_ota_server() {
     let d = Device::new(Backend::Grub);
-    let v2 = image("GOOD v2", 300_000, 2);
+    let v2 = image_with_bytes("GOOD v2", 300_000, 2);
     d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
-    let server = RepoServer::start(d.dir.path(), None);
+    let server = repo_server(d.dir.path(), None);
 
     // A missing file: a network error (exit 12), nothing touched.
     let before = (d.slot("A"), d.slot("B"), d.bootloader_bytes());
-    d.refused(&["install", &format!("{}/missing.bundle", server.1)], 12);
+    d.refused(&["install", &format!("{}/missing.bundle", server.base)], 12);
     assert!(before == (d.slot("A"), d.slot("B"), d.bootloader_bytes()));
 
-    d.ok(&["install", &format!("{}/v2.bundle", server.1)]);
+    d.ok(&["install", &format!("{}/v2.bundle", server.base)]);
     assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
     assert_eq!(d.status()["pending"]["slot"], "B");
 }
@@ -835,7 +740,7 @@ fn install_from_a_url_served_by_ota_server() {
 #[test]
 fn install_over_https_trusts_only_the_configured_ca() {
     let d = Device::new(Backend::File);
-    let v2 = image("GOOD v2", 300_000, 2);
+    let v2 = image_with_bytes("GOOD v2", 300_000, 2);
     d.bundle("v2.bundle", "acme-router", "2.0.0", &v2, None);
     // A private PKI: a CA, and a server certificate for 127.0.0.1 signed by it.
     let (ca, cert, key) = (d.path("ca.pem"), d.path("cert.pem"), d.path("key.pem"));
@@ -902,8 +807,8 @@ fn install_over_https_trusts_only_the_configured_ca() {
         "cert.pem",
     ]);
     assert!(ca.exists());
-    let server = RepoServer::start(d.dir.path(), Some((&cert, &key)));
-    let url = format!("{}/v2.bundle", server.1);
+    let server = repo_server(d.dir.path(), Some((&cert, &key)));
+    let url = format!("{}/v2.bundle", server.base);
     assert!(url.starts_with("https://"));
 
     // Without the CA: the certificate is not trusted, nothing installed.
@@ -915,7 +820,7 @@ fn install_over_https_trusts_only_the_configured_ca() {
         d.path("updater.toml"),
         format!(
             "{toml}\n[repository]\nurl = \"{}\"\nroot = \"root.json\"\nca_file = \"ca.pem\"\n",
-            server.1
+            server.base
         ),
     )
     .unwrap();

@@ -18,10 +18,11 @@
 // Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
 #![allow(clippy::unwrap_used)]
 
+use ota_test_support::{run_ok, slot_of, Repo, Server};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -42,33 +43,6 @@ fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-/// Runs `cmd`, expects exit status 0 and returns its standard output.
-fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// `ota-sign` or `ota-server`: built by cargo next to `ota-update`.
-fn sibling_binary(name: &str) -> Command {
-    let exe = Path::new(env!("CARGO_BIN_EXE_ota-update")).with_file_name(name);
-    assert!(
-        exe.exists(),
-        "{} is missing: build the workspace first (cargo build)",
-        exe.display()
-    );
-    Command::new(exe)
-}
-
-fn ota_sign(args: &[&str]) -> String {
-    run_ok(sibling_binary("ota-sign").args(args))
 }
 
 fn python() -> PathBuf {
@@ -123,39 +97,8 @@ fn entries(dir: &Path) -> Vec<String> {
 // ---------------------------------------------------------------- servers
 
 /// `ota-server` serving a directory on a free loopback port.
-struct OtaServer {
-    child: Child,
-    url: String,
-}
-
-impl OtaServer {
-    fn start(dir: &Path) -> Self {
-        let mut child = sibling_binary("ota-server")
-            .args(["serve", "--access-log", "off", "--listen", "127.0.0.1:0"])
-            .args(["--repo", arg(dir)])
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        // "ota-server: serving DIR on http://ADDR"
-        let url = match line.trim_end().rsplit_once(" on ") {
-            Some((_, url)) if url.starts_with("http://") => url.to_owned(),
-            _ => panic!("ota-server did not say where it serves: {line:?}"),
-        };
-        // Keep draining its standard error so a later message never meets a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        OtaServer { child, url }
-    }
-}
-
-impl Drop for OtaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn ota_server(dir: &Path) -> Server {
+    Server::start(dir, &["--access-log", "off"])
 }
 
 /// nginx serving a directory with its own configuration in a temporary prefix: one process
@@ -343,29 +286,18 @@ impl TufClient {
 
 // ---------------------------------------------------------------- a vendor using ota-sign
 
-/// A vendor's keys, made with `ota-sign keygen`: one per TUF role, and the bundle key devices
-/// trust.
-struct Vendor {
-    dir: PathBuf,
-}
+/// A vendor using `ota-sign`: one key per TUF role and the bundle key devices trust
+/// ([`Repo::with_keys`]), bundles of `testdata`, and a repository publishing them.
+struct Vendor(Repo);
 
 impl Vendor {
     fn new(dir: &Path) -> Self {
-        for role in ["root", "targets", "snapshot", "timestamp", "bundle"] {
-            ota_sign(&["keygen", "-o", arg(&dir.join(format!("{role}.key")))]);
-        }
-        Vendor {
-            dir: dir.to_owned(),
-        }
-    }
-
-    fn key(&self, role: &str) -> PathBuf {
-        self.dir.join(format!("{role}.key"))
+        Vendor(Repo::with_keys(dir, &[]))
     }
 
     /// The bundle key's public half (the device's `vendor.pub`).
     fn bundle_pub(&self) -> PathBuf {
-        self.dir.join("bundle.key.pub")
+        self.0.bundle_pub()
     }
 
     /// `acme-router-VERSION.bundle` of `testdata/vN` (rootfs and kernel), signed with the bundle
@@ -373,60 +305,22 @@ impl Vendor {
     fn bundle(&self, version: &str) -> PathBuf {
         let major = version.split('.').next().unwrap();
         let images = workspace().join(format!("testdata/v{major}"));
-        let out = self.dir.join(format!("acme-router-{version}.bundle"));
-        ota_sign(&[
-            "bundle",
-            "--product",
+        let (rootfs, kernel) = (images.join("rootfs.img"), images.join("kernel.img"));
+        self.0.bundle_images(
             "acme-router",
-            "--version",
             version,
-            "--image",
-            &format!("rootfs={}", images.join("rootfs.img").display()),
-            "--image",
-            &format!("kernel={}", images.join("kernel.img").display()),
-            "--key",
-            arg(&self.key("bundle")),
-            "-o",
-            arg(&out),
-        ]);
-        out
+            &[("rootfs", &rootfs), ("kernel", &kernel)],
+        )
     }
 
     /// A repository in `DIR/repo` with `bundles` published on the stable channel.
     fn repository(&self, bundles: &[&Path]) -> PathBuf {
-        let repo = self.dir.join("repo");
-        let (root, targets) = (self.key("root"), self.key("targets"));
-        let (snapshot, timestamp) = (self.key("snapshot"), self.key("timestamp"));
-        ota_sign(&[
-            "repo",
-            "init",
-            "--repo",
-            arg(&repo),
-            "--root-key",
-            arg(&root),
-            "--targets-key",
-            arg(&targets),
-            "--snapshot-key",
-            arg(&snapshot),
-            "--timestamp-key",
-            arg(&timestamp),
-        ]);
+        self.0.init(&[], None);
         for bundle in bundles {
-            ota_sign(&["repo", "add", "--repo", arg(&repo), arg(bundle)]);
+            self.0.add(bundle, &[]);
         }
-        ota_sign(&[
-            "repo",
-            "publish",
-            "--repo",
-            arg(&repo),
-            "--key",
-            arg(&targets),
-            "--key",
-            arg(&snapshot),
-            "--key",
-            arg(&timestamp),
-        ]);
-        repo
+        self.0.publish();
+        PathBuf::from(self.0.root_dir())
     }
 }
 
@@ -507,15 +401,6 @@ impl Device {
     }
 }
 
-fn slot_of<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap()
-}
-
 // ---------------------------------------------------------------- the tests
 
 #[test]
@@ -533,10 +418,10 @@ fn python_tuf_repository_is_consumed_by_ota_update_tuf() {
             .map(|p| repo.join(p.as_str().unwrap()))
             .collect()
     };
-    let server = OtaServer::start(&repo);
+    let server = ota_server(&repo);
     let client = TufClient {
         cache: work.path().join("cache"),
-        base: server.url.clone(),
+        base: server.base.clone(),
     };
     client.init(&repo.join(made["root"].as_str().unwrap()));
 
@@ -599,7 +484,7 @@ fn ota_sign_repository_is_read_by_python_ngclient() {
     let vendor = Vendor::new(work.path());
     let bundle = vendor.bundle("2.0.0");
     let repo = vendor.repository(&[&bundle]);
-    let server = OtaServer::start(&repo);
+    let server = ota_server(&repo);
     let root_json = repo.join("metadata/1.root.json");
     let fetch = |cache: &str, downloads: &Path| {
         python_script(
@@ -607,8 +492,8 @@ fn ota_sign_repository_is_read_by_python_ngclient() {
             &[
                 arg(&root_json),
                 arg(&work.path().join(cache)),
-                &format!("{}/metadata", server.url),
-                &format!("{}/targets", server.url),
+                &format!("{}/metadata", server.base),
+                &format!("{}/targets", server.base),
                 arg(downloads),
                 "acme-router-2.0.0.bundle",
             ],
@@ -760,10 +645,10 @@ fn delegation_path_patterns_match_like_python_tuf() {
         verdicts.contains(&true) && verdicts.contains(&false),
         "the cases must include covered and uncovered paths: {made}"
     );
-    let server = OtaServer::start(&repo);
+    let server = ota_server(&repo);
     let client = TufClient {
         cache: work.path().join("cache"),
-        base: server.url.clone(),
+        base: server.base.clone(),
     };
     client.init(&repo.join(made["root"].as_str().unwrap()));
 

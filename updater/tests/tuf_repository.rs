@@ -7,24 +7,15 @@
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::tuf::repository::sign_envelope;
+use ota_test_support::{bin, image, Repo, Server, SimDevice};
 use serde_json::{json, Value};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY: u64 = 86_400;
-
-fn bin(name: &str) -> PathBuf {
-    let exe = Path::new(env!("CARGO_BIN_EXE_ota-update")).with_file_name(name);
-    assert!(
-        exe.exists(),
-        "{} is missing: build the workspace (cargo test --workspace)",
-        exe.display()
-    );
-    exe
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -33,61 +24,13 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// `ota-server` on a free loopback port.
-struct Server(std::process::Child, String);
-
-impl Server {
-    fn start(dir: &Path) -> Self {
-        Self::start_with(dir, &[])
-    }
-
-    fn start_with(dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(bin("ota-server"))
-            .args([
-                "serve",
-                "--access-log",
-                "off",
-                "--listen",
-                "127.0.0.1:0",
-                "--repo",
-            ])
-            .arg(dir)
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line.split(" on ").nth(1).unwrap().trim().to_owned();
-        Server(child, base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A vendor repository and a simulated device (file bootloader) following it.
+/// A vendor repository (keys in `keys/`, the repository in `repo/`) and a simulated device
+/// (file bootloader) in `device/` following it.
 struct Fixture {
     dir: tempfile::TempDir,
+    vendor: Repo,
+    device: SimDevice,
     server: Option<Server>,
-}
-
-fn image(marker: &str, len: usize, seed: u32) -> Vec<u8> {
-    let mut out = marker.as_bytes().to_vec();
-    let mut x = seed.wrapping_mul(2654435761) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.push(b'a' + (x % 11) as u8);
-    }
-    out
 }
 
 /// Which lifetimes the repository is created with, and when "now" is for the signer.
@@ -113,40 +56,13 @@ impl Fixture {
     }
 
     fn with(opts: RepoOptions) -> Self {
-        let f = Fixture {
-            dir: tempfile::tempdir().unwrap(),
-            server: None,
-        };
-        fs::create_dir_all(f.path("keys")).unwrap();
-        for k in [
-            "root",
-            "targets",
-            "snapshot",
-            "timestamp",
-            "timestamp2",
-            "bundle",
-        ] {
-            f.sign_ok(&["keygen", "-o", f.key(k).to_str().unwrap()], None);
-        }
-        let mut args: Vec<String> = vec![
-            "repo".into(),
-            "init".into(),
-            "--repo".into(),
-            f.repo().to_str().unwrap().into(),
-        ];
-        for (flag, key) in [
-            ("--root-key", "root"),
-            ("--targets-key", "targets"),
-            ("--snapshot-key", "snapshot"),
-            ("--timestamp-key", "timestamp"),
-        ] {
-            args.push(flag.into());
-            args.push(f.key(key).to_str().unwrap().into());
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let vendor = Repo::with_keys(dir.path(), &["timestamp2"]);
+        let mut args: Vec<String> = Vec::new();
         if opts.timestamp_keys == 2 {
             args.extend([
                 "--timestamp-key".into(),
-                f.key("timestamp2").to_str().unwrap().into(),
+                vendor.key("timestamp2"),
                 "--timestamp-threshold".into(),
                 "2".into(),
             ]);
@@ -155,182 +71,85 @@ impl Fixture {
             args.extend(["--expires".into(), (*e).into()]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        f.sign_ok(&refs, opts.epoch);
-        f.make_device();
-        f
+        vendor.init(&refs, opts.epoch);
+        let device = SimDevice::new(
+            &dir.path().join("device"),
+            &vendor.bundle_pub(),
+            &image("GOOD 1.0.0", 200_000, 1),
+            "",
+        );
+        fs::copy(vendor.initial_root(), device.path("root.json")).unwrap();
+        Fixture {
+            dir,
+            vendor,
+            device,
+            server: None,
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
     fn key(&self, name: &str) -> PathBuf {
-        self.path(&format!("keys/{name}.key"))
+        PathBuf::from(self.vendor.key(name))
     }
     fn repo(&self) -> PathBuf {
-        self.path("repo")
+        PathBuf::from(self.vendor.root_dir())
     }
     fn meta(&self, name: &str) -> PathBuf {
-        self.path(&format!("repo/metadata/{name}"))
+        self.vendor.metadata(name)
     }
     fn signing_key(&self, name: &str) -> SigningKey {
         SigningKey::from_file(&self.key(name)).unwrap()
     }
 
     fn sign_ok(&self, args: &[&str], epoch: Option<u64>) -> String {
-        let mut cmd = Command::new(bin("ota-sign"));
-        cmd.args(args).stdin(Stdio::null());
-        if let Some(e) = epoch {
-            cmd.env("SOURCE_DATE_EPOCH", e.to_string());
-        } else {
-            cmd.env_remove("SOURCE_DATE_EPOCH");
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "ota-sign {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.vendor.sign_at(args, epoch)
     }
 
     /// Builds a bundle for `product`/`version` and stages it in the repository.
     fn add_release(&self, product: &str, version: &str, channel: &str) {
-        let img = self.path(&format!("{product}-{version}.img"));
         let seed = version.bytes().map(u32::from).sum::<u32>();
-        fs::write(&img, image(&format!("GOOD {version}"), 200_000, seed)).unwrap();
-        let bundle = self.path(&format!("{product}-{version}.bundle"));
-        self.sign_ok(
-            &[
-                "bundle",
-                "--product",
-                product,
-                "--version",
-                version,
-                "--image",
-                &format!("rootfs={}", img.display()),
-                "--key",
-                self.key("bundle").to_str().unwrap(),
-                "-o",
-                bundle.to_str().unwrap(),
-            ],
-            None,
-        );
-        self.sign_ok(
-            &[
-                "repo",
-                "add",
-                "--repo",
-                self.repo().to_str().unwrap(),
-                "--channel",
-                channel,
-                bundle.to_str().unwrap(),
-            ],
-            None,
-        );
+        let rootfs = image(&format!("GOOD {version}"), 200_000, seed);
+        let bundle = self.vendor.bundle(product, version, &rootfs);
+        self.vendor.add(&bundle, &["--channel", channel]);
     }
 
     /// `ota-sign repo publish` with the given role keys.
     fn publish(&self, keys: &[&str], epoch: Option<u64>) {
-        let mut args = vec![
-            "repo".to_owned(),
-            "publish".into(),
-            "--repo".into(),
-            self.repo().to_str().unwrap().into(),
-        ];
-        for k in keys {
-            args.extend(["--key".into(), self.key(k).to_str().unwrap().into()]);
-        }
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.sign_ok(&refs, epoch);
+        self.vendor.publish_with(keys, epoch);
     }
 
     fn publish_all(&self) {
         self.publish(&["targets", "snapshot", "timestamp", "timestamp2"], None);
     }
 
-    fn make_device(&self) {
-        let dev = self.path("device");
-        fs::create_dir_all(&dev).unwrap();
-        let mut a = image("GOOD 1.0.0", 200_000, 1);
-        a.resize(512 * 1024, 0);
-        fs::write(dev.join("slot-a.rootfs"), a).unwrap();
-        fs::write(dev.join("slot-b.rootfs"), vec![0u8; 512 * 1024]).unwrap();
-        fs::copy(
-            format!("{}.pub", self.key("bundle").display()),
-            dev.join("vendor.pub"),
-        )
-        .unwrap();
-        fs::copy(self.meta("1.root.json"), dev.join("root.json")).unwrap();
-    }
-
     /// Starts the server (once) and writes the device configuration pointing at `url`.
     fn serve(&mut self) -> String {
         if self.server.is_none() {
-            self.server = Some(Server::start(&self.repo()));
+            self.server = Some(Server::start(&self.repo(), &["--access-log", "off"]));
         }
-        let url = self.server.as_ref().unwrap().1.clone();
+        let url = self.server.as_ref().unwrap().base.clone();
         self.configure(&url, "");
         url
     }
 
     fn configure(&self, url: &str, extra: &str) {
-        let dev = self.path("device");
-        fs::write(
-            dev.join("updater.toml"),
-            format!(
-                r#"product = "acme-router"
-state_dir = "state"
-factory_version = "1.0.0"
-reboot_command = ["true"]
-
-[slots.A]
-rootfs = "slot-a.rootfs"
-
-[slots.B]
-rootfs = "slot-b.rootfs"
-
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-
-[trust]
-keys = ["vendor.pub"]
-
-[health_check]
-command = ["sh", "-c", "head -c 4 \"$OTA_SLOT_ROOTFS\" | grep -q GOOD"]
-
-[repository]
-url = "{url}"
-root = "root.json"
-{extra}
-"#
-            ),
-        )
-        .unwrap();
-        if !dev.join("bootloader.json").exists() {
+        self.device.write_config(&format!(
+            "[repository]\nurl = \"{url}\"\nroot = \"root.json\"\n{extra}"
+        ));
+        if !self.device.path("bootloader.json").exists() {
             self.ok(&["simulate-boot"]);
             self.ok(&["boot", "--no-reboot"]);
         }
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_ota-update"))
-            .arg("--config")
-            .arg(self.path("device/updater.toml"))
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        self.device.run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "ota-update {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.device.ok(args)
     }
 
     fn check(&self) -> Value {
@@ -1033,9 +852,11 @@ fn online_keys_on_the_server_keep_the_repository_fresh() {
         ..Default::default()
     });
     let (ts_key, snap_key) = (f.key("timestamp"), f.key("snapshot"));
-    let server = Server::start_with(
+    let server = Server::start(
         &f.repo(),
         &[
+            "--access-log",
+            "off",
             "--timestamp-key",
             ts_key.to_str().unwrap(),
             "--snapshot-key",
@@ -1044,7 +865,7 @@ fn online_keys_on_the_server_keep_the_repository_fresh() {
             "1",
         ],
     );
-    let url = server.1.clone();
+    let url = server.base.clone();
     f.server = Some(server);
     f.configure(&url, "");
     assert!(f.check()["update"].is_null());
