@@ -5,16 +5,17 @@
 
 use ota_core::exit;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const SECRET: &str = "TOPSECRET-outside-the-repository";
 
+/// `ota-server` on a loopback port, its access log in a file beside the repository.
 struct Server {
-    child: Child,
+    inner: ota_test_support::Server,
     addr: SocketAddr,
     log: PathBuf,
 }
@@ -28,39 +29,11 @@ impl Server {
                 .unwrap()
                 .as_nanos()
         ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ota-server"))
-            .args(["serve", "--repo"])
-            .arg(repo)
-            .args(["--listen", "127.0.0.1:0", "--access-log"])
-            .arg(&log)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        let addr = line
-            .rsplit("://")
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("no address in {line:?}"));
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || {
-            let mut rest = String::new();
-            let _ = stderr.read_to_string(&mut rest);
-        });
-        Server { child, addr, log }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut args = vec!["--access-log", log.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let inner = ota_test_support::Server::start(repo, &args);
+        let addr = inner.addr();
+        Server { inner, addr, log }
     }
 }
 
@@ -420,7 +393,7 @@ fn sigterm_lets_a_download_in_flight_finish() {
     .unwrap();
     let mut first = [0u8; 1024];
     s.read_exact(&mut first).unwrap();
-    let pid = srv.child.id().to_string();
+    let pid = srv.inner.pid().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -434,7 +407,7 @@ fn sigterm_lets_a_download_in_flight_finish() {
         reply.body == r.bundle,
         "the download was cut by the shutdown"
     );
-    let status = srv.child.wait().unwrap();
+    let status = srv.inner.wait();
     assert!(status.success(), "{status}");
     // The log was written out before the exit.
     let log = std::fs::read_to_string(&srv.log).unwrap();
