@@ -71,7 +71,18 @@ fn init(args: RolloutInitArgs) -> Result<()> {
         threshold: args.threshold,
     };
     repo.delegate(ROLLOUT_ROLE, &spec, &[ROLLOUT_PATHS.to_owned()], true)?;
-    let report = repo.publish(&signers, now()?)?;
+    let when = now()?;
+    let mut report = repo.publish(&signers, when)?;
+    if repo.delegated_targets(ROLLOUT_ROLE)?.is_none() {
+        // An empty first version (signed by the targets key, which the delegation names too),
+        // so the snapshot lists the role from the start.
+        repo.publish_delegated(ROLLOUT_ROLE, Map::new(), &signers, when)?;
+        match repo.refresh(&signers, when, false) {
+            Ok(refreshed) => report = refreshed,
+            Err(ota_core::tuf::repository::RepoError::Usage(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     if args.json {
         println!(
             "{}",
