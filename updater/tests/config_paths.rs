@@ -5,8 +5,8 @@
 // Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::keys::SigningKey;
+use ota_test_support::{sign_rootfs_bundle, updater_toml, FILE_BOOTLOADER};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,28 +23,7 @@ fn script(path: &Path, body: &str) {
 /// Signs a bundle of release `version` for `acme-router` whose rootfs is `rootfs`.
 fn bundle(dir: &Path, key: &SigningKey, version: &str, rootfs: Vec<u8>) -> std::path::PathBuf {
     let path = dir.join(format!("{version}.bundle"));
-    let options = BuildOptions {
-        product: "acme-router".into(),
-        version: semver::Version::parse(version).unwrap(),
-        created: 0,
-        chunk_size: 64 * 1024,
-        zstd_level: 3,
-        temp_dir: dir.to_owned(),
-    };
-    let images = vec![ImageInput {
-        name: "rootfs".into(),
-        reader: Box::new(std::io::Cursor::new(rootfs)),
-        base: None,
-    }];
-    build_bundle(
-        &options,
-        images,
-        std::slice::from_ref(key),
-        &mut tempfile::tempfile().unwrap(),
-        &mut fs::File::create(&path).unwrap(),
-        &|_| {},
-    )
-    .unwrap();
+    sign_rootfs_bundle(key, "acme-router", version, &rootfs, 64 * 1024, &path);
     path
 }
 
@@ -68,23 +47,10 @@ fn bare_config_file_name_runs_the_health_check_next_to_it_not_from_path() {
     );
     fs::write(
         device.join("updater.toml"),
-        r#"product = "acme-router"
-state_dir = "state"
-factory_version = "1.0.0"
-reboot_command = ["true"]
-[slots.A]
-rootfs = "slot-a.rootfs"
-[slots.B]
-rootfs = "slot-b.rootfs"
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-[trust]
-keys = ["vendor.pub"]
-[health_check]
-command = ["./health-check.sh"]
-timeout_secs = 10
-"#,
+        updater_toml(
+            FILE_BOOTLOADER,
+            "command = [\"./health-check.sh\"]\ntimeout_secs = 10",
+        ),
     )
     .unwrap();
     let path = format!(

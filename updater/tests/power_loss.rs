@@ -16,10 +16,13 @@
 // `allow-unwrap-in-tests` covers `#[test]` functions only, not this file's helpers.
 #![allow(clippy::unwrap_used)]
 
-use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
+use ota_test_support::{
+    image_with_bytes, sign_rootfs_bundle, slot_of, updater_toml, FILE_BOOTLOADER,
+    HEALTH_GOOD_MARKER,
+};
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::fs;
@@ -43,49 +46,9 @@ const PRODUCT: &str = "acme-router";
 /// `std::process::abort` raises SIGABRT.
 const SIGABRT: i32 = 6;
 
-/// A firmware-like image: `marker` first, then varied, moderately compressible bytes.
-fn image(marker: &str, len: usize, seed: u8) -> Vec<u8> {
-    let mut out = marker.as_bytes().to_vec();
-    let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.push(if x % 4 == 0 {
-            (x >> 8) as u8
-        } else {
-            b'a' + (x % 7) as u8
-        });
-    }
-    out.truncate(len);
-    out
-}
-
 /// Signs `rootfs` as release `version` into `path`.
 fn sign_bundle(key: &SigningKey, version: &str, rootfs: &[u8], path: &Path) {
-    let options = BuildOptions {
-        product: PRODUCT.into(),
-        version: semver::Version::parse(version).unwrap(),
-        created: 0,
-        chunk_size: CHUNK_SIZE,
-        zstd_level: 3,
-        temp_dir: path.parent().unwrap().to_owned(),
-    };
-    let images = vec![ImageInput {
-        name: "rootfs".into(),
-        reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
-        base: None,
-    }];
-    let mut out = fs::File::create(path).unwrap();
-    build_bundle(
-        &options,
-        images,
-        std::slice::from_ref(key),
-        &mut tempfile::tempfile().unwrap(),
-        &mut out,
-        &|_| {},
-    )
-    .unwrap();
+    sign_rootfs_bundle(key, PRODUCT, version, rootfs, CHUNK_SIZE, path);
 }
 
 /// The releases of a scenario: the factory image, the update v2 and its signed bundle, and
@@ -105,9 +68,9 @@ impl Releases {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::generate();
-        let mut factory_slot = image("GOOD v1", V1_LEN, 1);
+        let mut factory_slot = image_with_bytes("GOOD v1", V1_LEN, 1);
         factory_slot.resize(SLOT_SIZE as usize, 0);
-        let v2 = image("GOOD v2", V2_LEN, 2);
+        let v2 = image_with_bytes("GOOD v2", V2_LEN, 2);
         let good = vec![
             ("factory v1".to_owned(), factory_slot.clone()),
             ("v2".to_owned(), v2.clone()),
@@ -169,32 +132,12 @@ impl Device {
             .unwrap()
             .set_len(SLOT_SIZE)
             .unwrap();
+        // Product acme-router (PRODUCT), trust threshold 1 (the default).
         fs::write(
             d.path("updater.toml"),
-            format!(
-                r#"product = "{PRODUCT}"
-state_dir = "state"
-factory_version = "1.0.0"
-reboot_command = ["true"]
-
-[slots.A]
-rootfs = "slot-a.rootfs"
-
-[slots.B]
-rootfs = "slot-b.rootfs"
-
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-
-[trust]
-keys = ["vendor.pub"]
-threshold = 1
-
-[health_check]
-command = ["sh", "-c", "head -c 4 \"$OTA_SLOT_ROOTFS\" | grep -q GOOD"]
-timeout_secs = 30
-"#
+            updater_toml(
+                FILE_BOOTLOADER,
+                &format!("{HEALTH_GOOD_MARKER}\ntimeout_secs = 30"),
             ),
         )
         .unwrap();
@@ -383,15 +326,6 @@ timeout_secs = 30
     }
 }
 
-fn slot_of<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["slots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no slot {name} in {status:#}"))
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     for entry in fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -480,7 +414,7 @@ impl Scenario {
     /// admin rollback would go back to.
     fn install_over_previous_release() -> Self {
         let (mut releases, template) = Self::running_v2();
-        let action = releases.sign("3.0.0", &image("GOOD v3", V3_LEN, 3));
+        let action = releases.sign("3.0.0", &image_with_bytes("GOOD v3", V3_LEN, 3));
         Scenario {
             releases,
             template,
@@ -493,7 +427,7 @@ impl Scenario {
     /// action is that boot, which falls back (exit 11).
     fn failed_trial() -> Self {
         let (mut releases, template) = Self::running_v2();
-        let install = releases.sign("3.0.0", &image("BAD! v3", V3_LEN, 3));
+        let install = releases.sign("3.0.0", &image_with_bytes("BAD! v3", V3_LEN, 3));
         template.ok(&install);
         assert!(template.ok(&["simulate-boot"]).contains("slot A"));
         Scenario {
