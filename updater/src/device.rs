@@ -12,8 +12,8 @@ use crate::config::{same_device, Config};
 use crate::error::{Result, UpdateError};
 use crate::slot::{device_size, hash_prefix, SlotName};
 use crate::state::{
-    now, DeviceState, Hold, ImageRecord, LoadError, LockGuard, Outcome, OutcomeKind, Pending,
-    Recovery, SlotContent, SlotRecord, StateStore,
+    now, AuthorisedDowngrade, DeviceState, Hold, ImageRecord, LoadError, LockGuard, Outcome,
+    OutcomeKind, Pending, Recovery, SlotContent, SlotRecord, StateStore,
 };
 use std::collections::BTreeMap;
 
@@ -250,6 +250,9 @@ impl<'c> Device<'c> {
         let target = self.other.clone();
         let version = installed.version.clone();
         let left = self.booted_version().filter(|left| *left > version);
+        if let Some(reason) = &installed.authorised_downgrade {
+            self.note_authorised_downgrade(&version, reason);
+        }
         if let (Some(left), None) = (left, &installed.authorised_downgrade) {
             // A deliberate downgrade: the release left is not to come back by itself.
             self.hold_release(
@@ -442,6 +445,7 @@ impl<'c> Device<'c> {
                 "slot {other} does not hold {version}"
             )));
         }
+        self.note_authorised_downgrade(version, reason);
         self.state.pending = None;
         self.state.last_result = Some(Outcome {
             kind: OutcomeKind::RolledBack,
@@ -456,6 +460,15 @@ impl<'c> Device<'c> {
         boot.put_first(&other);
         self.write_boot(boot)?;
         Ok(other)
+    }
+
+    fn note_authorised_downgrade(&mut self, to: &semver::Version, reason: &str) {
+        self.state.authorised_downgrade = Some(AuthorisedDowngrade {
+            from: self.booted_version(),
+            to: to.clone(),
+            reason: reason.to_owned(),
+            at: now(),
+        });
     }
 
     fn verified_good_record(&self, slot: &SlotName) -> Result<SlotRecord> {

@@ -176,6 +176,8 @@ pub struct Status {
     pub holds: Vec<Hold>,
     /// Set when the records were rebuilt from the bootloader state.
     pub recovered: Option<Recovery>,
+    /// The last downgrade signed rollout metadata authorised, and by which version.
+    pub authorised_downgrade: Option<crate::state::AuthorisedDowngrade>,
     /// Set when the bootloader environment was never initialised (a fresh board): what the
     /// bootloader does then, and how to initialise it.
     pub bootloader_uninitialised: Option<String>,
@@ -215,6 +217,7 @@ pub fn status(config: &Config) -> Result<Status> {
             .cloned()
             .collect(),
         recovered: view.state.recovered.clone(),
+        authorised_downgrade: view.state.authorised_downgrade.clone(),
         bootloader_uninitialised: view.bootloader_uninitialised.clone(),
     })
 }

@@ -600,6 +600,9 @@ fn print_status(s: &Status) {
                 .unwrap_or_default()
         );
     }
+    if let Some(d) = &s.authorised_downgrade {
+        println!("downgrade:    to {} authorised: {}", d.to, d.reason);
+    }
     if let Some(note) = &s.bootloader_uninitialised {
         println!("bootloader:   not initialised: {note}");
     }

@@ -164,6 +164,22 @@ pub struct DeviceState {
     /// Set when these records were rebuilt from the bootloader state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered: Option<Recovery>,
+    /// The last downgrade that signed rollout metadata authorised (a pulled release left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorised_downgrade: Option<AuthorisedDowngrade>,
+}
+
+/// A downgrade authorised by signed rollout metadata, kept for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorisedDowngrade {
+    /// The release left (pulled).
+    pub from: Option<semver::Version>,
+    /// The release moved to.
+    pub to: semver::Version,
+    /// Why, naming the rollout metadata version that authorised it.
+    pub reason: String,
+    /// When (seconds since the epoch).
+    pub at: u64,
 }
 
 impl DeviceState {

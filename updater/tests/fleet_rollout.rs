@@ -397,3 +397,67 @@ fn forged_and_replayed_rollout_state_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)));
 }
+
+#[test]
+fn a_pull_installs_the_previous_release_when_the_other_slot_no_longer_holds_it() {
+    let fleet = Fleet::new(1);
+    let dev = &fleet.devices[0];
+    // 1.0.0 (factory, A) → 2.0.0 (B) → 2.1.0 (A): slot B holds 2.0.0.
+    dev.ok(&["daemon", "--rounds", "1"]);
+    assert_eq!(dev.power_on(), Some(0));
+    fleet.repo.add_release(
+        "acme-router",
+        "2.1.0",
+        "stable",
+        &image("GOOD 2.1.0", 200_000, 4),
+    );
+    fleet.repo.publish();
+    dev.ok(&["daemon", "--rounds", "1"]);
+    assert_eq!(dev.power_on(), Some(0));
+    assert_eq!(booted_version(dev), ("A".into(), "2.1.0".into()));
+    // Both 2.x releases are pulled: the newest the device may run is 1.0.0, which no slot
+    // holds any more: it is installed (full), as authorised by the signed rollout state.
+    let root = fleet.repo.root_dir();
+    let key = fleet.repo.key("rollout");
+    for version in ["2.1.0", "2.0.0"] {
+        fleet.repo.sign(&[
+            "rollout",
+            "pull",
+            "--repo",
+            &root,
+            "--product",
+            "acme-router",
+            "--version",
+            version,
+            "--key",
+            &key,
+        ]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let check = dev.json(&["check", "--json"]);
+        if check["update"]["version"] == "1.0.0" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{check:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    dev.ok(&["daemon", "--rounds", "1"]);
+    assert_eq!(dev.slot("B")[..10], image("GOOD 1.0.0", 200_000, 1)[..10]);
+    assert_eq!(dev.power_on(), Some(0));
+    assert_eq!(booted_version(dev), ("B".into(), "1.0.0".into()));
+    let status = dev.json(&["status", "--json"]);
+    assert!(status["holds"].as_array().unwrap().is_empty(), "{status:#}");
+    let downgrade = &status["authorised_downgrade"];
+    assert_eq!(downgrade["from"], "2.1.0", "{status:#}");
+    assert_eq!(downgrade["to"], "1.0.0");
+    assert!(downgrade["reason"]
+        .as_str()
+        .unwrap()
+        .contains("authorised by rollout metadata v"));
+    // An explicit downgrade by hand is still refused without --allow-downgrade.
+    let old = fleet
+        .repo
+        .bundle("acme-router", "0.9.0", &image("GOOD 0.9.0", 200_000, 9));
+    dev.fails(&["install", old.to_str().unwrap()], exit::DOWNGRADE);
+}
