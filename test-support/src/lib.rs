@@ -101,6 +101,48 @@ pub fn sign_rootfs_bundle(
     .unwrap();
 }
 
+/// A reference tool found in PATH (an oracle such as `fw_printenv` or `grub-editenv`), or a
+/// panic naming the Debian package that provides it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "`{name}` is not installed: this test needs it as an oracle. Install the Debian \
+                 package `{package}` (scripts/install-deps.sh does)."
+            )
+        })
+}
+
+/// A loopback TCP port that was free when asked (another process may take it before it is
+/// used: for a port nothing listens on, or a server that retries).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Requires the output of `ota-update ARGS` to be a failure with exit code `code` and an error
+/// of exactly one line; returns that error (stderr).
+pub fn expect_one_line_error(out: &Output, args: &[&str], code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "ota-update {args:?}: {stderr}"
+    );
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    stderr
+}
+
 /// Runs a command; panics with its stderr unless it succeeds; returns stdout.
 pub fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.stdin(Stdio::null()).output().unwrap();
