@@ -10,25 +10,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ota_test_support::tool;
 use ota_updater::bootloader::grubenv::GrubEnv;
 use ota_updater::bootloader::ubootenv::{UbootEnv, UbootEnvConfig};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Finds a reference tool in PATH, or fails naming the Debian package that provides it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed: these interop tests need it as an oracle. Install the \
-                 Debian package `{package}` (apt-get install {package})."
-            )
-        })
-}
 
 fn grub_editenv() -> PathBuf {
     tool("grub-editenv", "grub-common")

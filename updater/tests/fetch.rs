@@ -3,6 +3,7 @@
 //! retrieval, stalls, servers that ignore ranges, error statuses.
 #![allow(clippy::unwrap_used)]
 
+use ota_test_support::free_port;
 use ota_updater::fetch::{FetchError, FetchSettings, Fetcher};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -184,11 +185,7 @@ fn error_statuses_and_dead_servers_are_reported() {
     assert!(err.to_string().contains("404"));
 
     // Nothing listens here any more.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let err = fetcher
         .open(&format!("http://127.0.0.1:{port}/x"), 10, false)
         .err()

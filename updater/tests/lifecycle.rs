@@ -11,7 +11,8 @@ use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_test_support::{
-    image_with_bytes, sign_rootfs_bundle, slot_of, updater_toml, Server, HEALTH_GOOD_MARKER,
+    expect_one_line_error, image_with_bytes, sign_rootfs_bundle, slot_of, tool, updater_toml,
+    Server, HEALTH_GOOD_MARKER,
 };
 use std::fs;
 use std::path::PathBuf;
@@ -140,19 +141,7 @@ impl Device {
 
     /// Runs and expects exit code `code` with a one-line error.
     fn refused(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "ota-update {args:?}: {stderr}"
-        );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "not one line: {stderr}"
-        );
-        stderr
+        expect_one_line_error(&self.run(args), args, code)
     }
 
     fn status(&self) -> serde_json::Value {
@@ -205,13 +194,14 @@ impl Device {
     }
 }
 
-fn run_tool(tool: &str, package: &str, args: &[&str]) -> String {
-    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| {
-        panic!("`{tool}` is not available ({e}): install the Debian package {package}")
-    });
+fn run_tool(name: &str, package: &str, args: &[&str]) -> String {
+    let out = Command::new(tool(name, package))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "{tool} {args:?}: {}",
+        "{name} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()

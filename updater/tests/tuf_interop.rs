@@ -18,12 +18,12 @@
 // Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use ota_test_support::{run_ok, slot_of, Repo, Server};
+use ota_test_support::{free_port, run_ok, slot_of, Repo, Server};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -120,11 +120,7 @@ impl Nginx {
         // The free port is found by binding and releasing it; another process may take it in
         // between, so a bind failure is retried with a new port.
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let conf = prefix.path().join("nginx.conf");
             fs::write(&conf, nginx_conf(prefix.path(), root, port)).unwrap();
             let mut child = Command::new(exe)

@@ -7,7 +7,7 @@
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::tuf::repository::sign_envelope;
-use ota_test_support::{bin, image, Repo, Server, SimDevice};
+use ota_test_support::{bin, expect_one_line_error, image, Repo, Server, SimDevice};
 use serde_json::{json, Value};
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -170,18 +170,7 @@ impl Fixture {
         let before = self.device_bytes();
         let mut last = String::new();
         for args in [&["check"][..], &["install"][..]] {
-            let out = self.run(args);
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert_eq!(
-                out.status.code(),
-                Some(code),
-                "ota-update {args:?}: {stderr}"
-            );
-            assert_eq!(
-                stderr.trim_end().lines().count(),
-                1,
-                "not one line: {stderr}"
-            );
+            let stderr = expect_one_line_error(&self.run(args), args, code);
             assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
             last = stderr;
         }
@@ -196,14 +185,7 @@ impl Fixture {
     /// containing `needle`, the running slot and the boot order untouched.
     fn install_refused(&self, code: i32, needle: &str) {
         let before = self.device_bytes();
-        let out = self.run(&["install"]);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "{stderr}");
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "not one line: {stderr}"
-        );
+        let stderr = expect_one_line_error(&self.run(&["install"]), &["install"], code);
         assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
         let after = self.device_bytes();
         assert!(after[0] == before[0], "the running slot changed");

@@ -7,9 +7,9 @@
 // Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
+use ota_test_support::{expect_one_line_error, sign_rootfs_bundle, tool};
 use ota_updater::bootloader::ubootenv::UbootEnv;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -114,19 +114,7 @@ impl Board {
 
     /// Runs and expects exit code `code` with a one-line error; returns it.
     fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "ota-update {args:?}: {stderr}"
-        );
-        assert_eq!(
-            stderr.trim_end().lines().count(),
-            1,
-            "not one line: {stderr}"
-        );
-        stderr
+        expect_one_line_error(&self.run(args), args, code)
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -179,44 +167,9 @@ impl Board {
     /// A signed bundle of release `version` for slot images of `rootfs`.
     fn bundle(&self, version: &str, rootfs: &[u8]) -> PathBuf {
         let path = self.path(&format!("acme-router-{version}.bundle"));
-        let options = BuildOptions {
-            product: "acme-router".into(),
-            version: semver::Version::parse(version).unwrap(),
-            created: 0,
-            chunk_size: 64 * 1024,
-            zstd_level: 3,
-            temp_dir: self.dir.path().to_owned(),
-        };
-        let images = vec![ImageInput {
-            name: "rootfs".into(),
-            reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
-            base: None,
-        }];
-        build_bundle(
-            &options,
-            images,
-            std::slice::from_ref(&self.key),
-            &mut tempfile::tempfile().unwrap(),
-            &mut fs::File::create(&path).unwrap(),
-            &|_| {},
-        )
-        .unwrap();
+        sign_rootfs_bundle(&self.key, "acme-router", version, rootfs, 64 * 1024, &path);
         path
     }
-}
-
-/// Finds a reference tool in PATH, or fails naming the Debian package that provides it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed: this test needs it as an oracle. Install the Debian \
-                 package `{package}` (scripts/install-deps.sh does)."
-            )
-        })
 }
 
 /// The lines of a `fw_printenv` listing, for order-free comparison.
