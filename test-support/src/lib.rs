@@ -1,7 +1,8 @@
 //! What the integration tests share, instead of copying it per test file: the paths of the
-//! built binaries, firmware-like image generators, a vendor TUF repository made with the real
-//! `ota-sign repo`, `ota-server` on a loopback port, and simulated A/B devices (slot files and
-//! the `file` bootloader) driven through the real `ota-update` CLI.
+//! built binaries and reference tools, firmware-like image generators, bundles signed in
+//! process, a vendor TUF repository made with the real `ota-sign repo`, `ota-server` on a
+//! loopback port, the simulated device's updater.toml, and simulated A/B devices (slot files
+//! and the `file` bootloader) driven through the real `ota-update` CLI.
 //!
 //! Everything panics with the command and its stderr on failure: these are test fixtures.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
