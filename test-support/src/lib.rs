@@ -11,10 +11,13 @@ use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::keys::SigningKey;
 use serde_json::Value;
 use std::fs;
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A binary of the workspace (`ota-update`, `ota-sign`, `ota-server`), next to the running
 /// test's own directory (`target/<profile>/deps/..`), wherever the target directory is.
@@ -534,4 +537,150 @@ impl SimDevice {
     pub fn bootloader(&self) -> Vec<u8> {
         fs::read(self.path("bootloader.json")).unwrap_or_default()
     }
+}
+
+// ---------------------------------------------------------------- nginx
+
+/// nginx serving a directory with its own configuration in a temporary prefix: one process
+/// (`master_process off`, so it keeps the current user and is stopped by killing its id),
+/// logs in the prefix.
+pub struct Nginx {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx serving `root` with the server block of docs/repository.md.
+    pub fn start(root: &Path) -> Self {
+        let prefix = tempfile::tempdir().unwrap();
+        let exe = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("nginx");
+        // The free port is found by binding and releasing it; another process may take it in
+        // between, so a bind failure is retried with a new port.
+        for _ in 0..5 {
+            let port = free_port();
+            let conf = prefix.path().join("nginx.conf");
+            fs::write(&conf, nginx_conf(prefix.path(), root, port)).unwrap();
+            let mut child = Command::new(exe)
+                .args(["-p", path_arg(prefix.path()), "-c", path_arg(&conf)])
+                .args(["-e", path_arg(&prefix.path().join("error.log"))])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run nginx ({e}): install the Debian package nginx")
+                });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Nginx {
+                        child,
+                        url: format!("http://127.0.0.1:{port}"),
+                        prefix,
+                    };
+                }
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log =
+                        fs::read_to_string(prefix.path().join("error.log")).unwrap_or_default();
+                    assert!(
+                        log.contains("Address already in use"),
+                        "nginx exited ({status}):\n{log}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nginx did not listen on {port} within 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("nginx found no free port in 5 attempts");
+    }
+
+    /// Status line and `Cache-Control` of a HEAD request for `path`.
+    pub fn head(&self, path: &str) -> (String, Option<String>) {
+        use std::io::Read;
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        let mut lines = reply.lines();
+        let status = lines.next().unwrap_or_default().to_owned();
+        let cache_control = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
+            .map(|(_, v)| v.trim().to_owned());
+        (status, cache_control)
+    }
+
+    /// nginx's access log so far.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx.conf for a repository at `root` on `port`: the server block of docs/repository.md
+/// (without TLS), logs and temporary files in `prefix`.
+pub fn nginx_conf(prefix: &Path, root: &Path, port: u16) -> String {
+    let p = prefix.display();
+    format!(
+        r#"daemon off;
+master_process off;
+pid "{p}/nginx.pid";
+error_log "{p}/error.log";
+events {{ worker_connections 64; }}
+http {{
+    access_log "{p}/access.log";
+    client_body_temp_path "{p}/client_body";
+    proxy_temp_path "{p}/proxy";
+    fastcgi_temp_path "{p}/fastcgi";
+    uwsgi_temp_path "{p}/uwsgi";
+    scgi_temp_path "{p}/scgi";
+    types {{ application/json json; }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root "{root}";
+        # The server block of docs/repository.md, "Serving with nginx" (without TLS).
+        etag on;
+        location ~ /\. {{ deny all; }}
+        location = /metadata/timestamp.json {{
+            add_header Cache-Control "public, max-age=10, must-revalidate";
+        }}
+        location ~ "^/metadata/[0-9]+\.[^/]+\.json$" {{
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }}
+        location ~ "^/targets/[0-9a-f]{{64}}\.[^/]+$" {{
+            add_header Cache-Control "public, max-age=31536000, immutable";
+        }}
+        location / {{
+            add_header Cache-Control "public, max-age=60, must-revalidate";
+        }}
+    }}
+}}
+"#,
+        root = root.display()
+    )
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().unwrap()
 }

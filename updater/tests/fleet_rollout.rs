@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ota_core::exit;
-use ota_test_support::{image, Repo, Server, SimDevice};
+use ota_test_support::{image, Nginx, Repo, Server, SimDevice};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::fs;
@@ -460,4 +460,124 @@ fn a_pull_installs_the_previous_release_when_the_other_slot_no_longer_holds_it()
         .repo
         .bundle("acme-router", "0.9.0", &image("GOOD 0.9.0", 200_000, 9));
     dev.fails(&["install", old.to_str().unwrap()], exit::DOWNGRADE);
+}
+
+/// The same fleet story served by nginx (static files only): the admin's commands re-sign
+/// snapshot and timestamp themselves (`--key snapshot.key --key timestamp.key`), or
+/// `ota-sign repo refresh-timestamp` does.
+#[test]
+fn static_nginx_repository_stages_pauses_and_pulls() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::new(&dir.path().join("vendor"));
+    repo.sign(&["keygen", "-o", &repo.key("rollout")]);
+    repo.add_release(
+        "acme-router",
+        "1.0.0",
+        "stable",
+        &image("GOOD 1.0.0", 200_000, 1),
+    );
+    repo.add_release(
+        "acme-router",
+        "2.0.0",
+        "stable",
+        &image("GOOD 2.0.0", 200_000, 2),
+    );
+    repo.publish();
+    let root = repo.root_dir();
+    let (rollout, snapshot, timestamp) = (
+        repo.key("rollout"),
+        repo.key("snapshot"),
+        repo.key("timestamp"),
+    );
+    repo.sign(&[
+        "rollout",
+        "init",
+        "--repo",
+        &root,
+        "--rollout-key",
+        &format!("{rollout}.pub"),
+        "--key",
+        &repo.key("targets"),
+        "--key",
+        &snapshot,
+        "--key",
+        &timestamp,
+    ]);
+    let nginx = Nginx::start(Path::new(&root));
+    let devices: Vec<SimDevice> = (0..10)
+        .map(|i| {
+            let id = format!("nginx-device-{i}");
+            device(&dir.path().join(&id), &repo, &nginx.url, &id)
+        })
+        .collect();
+    // nginx's ETag is the file's mtime in seconds and its length: a timestamp re-signed
+    // within the same second at the same length gets the old ETag and devices a 304. Real
+    // re-signing is seconds apart; here each change waits for the next second.
+    let next_second = || std::thread::sleep(Duration::from_millis(1100));
+    let admin = |action: &str, extra: &[&str], online: bool| {
+        next_second();
+        let mut args = vec![
+            "rollout",
+            action,
+            "--repo",
+            &root,
+            "--product",
+            "acme-router",
+            "--version",
+            "2.0.0",
+            "--key",
+            &rollout,
+        ];
+        args.extend(extra);
+        if online {
+            args.extend(["--key", snapshot.as_str(), "--key", timestamp.as_str()]);
+        }
+        repo.sign(&args)
+    };
+    let offered = || -> BTreeSet<usize> {
+        devices
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.json(&["check", "--json"])["update"]["version"] == "2.0.0")
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let out = admin("start", &["--waves", "0s=100%"], true);
+    assert!(out.contains("devices see it at their next poll"), "{out}");
+    assert_eq!(offered().len(), 10);
+    // Without the online keys the command says what to run; nothing changes until it is run.
+    let out = admin("pause", &[], false);
+    assert!(out.contains("refresh-timestamp"), "{out}");
+    assert_eq!(offered().len(), 10);
+    next_second();
+    repo.sign(&[
+        "repo",
+        "refresh-timestamp",
+        "--repo",
+        &root,
+        "--key",
+        &snapshot,
+        "--key",
+        &timestamp,
+    ]);
+    assert!(offered().is_empty());
+    admin("resume", &[], true);
+    assert_eq!(offered().len(), 10);
+    let dev = &devices[0];
+    dev.ok(&["daemon", "--rounds", "1"]);
+    assert_eq!(dev.power_on(), Some(0));
+    assert_eq!(booted_version(dev), ("B".into(), "2.0.0".into()));
+    admin("pull", &[], true);
+    dev.ok(&["daemon", "--rounds", "1"]);
+    assert_eq!(dev.power_on(), Some(0));
+    assert_eq!(booted_version(dev), ("A".into(), "1.0.0".into()));
+    assert!(offered().is_empty());
+    // Devices sent their release in the User-Agent, and nothing else identifying.
+    let log = nginx.access_log();
+    assert!(log.contains("ota-update/"), "{log}");
+    assert!(log.contains("(acme-router; 1.0.0; stable)"), "{log}");
+    assert!(
+        !log.contains("nginx-device-"),
+        "a device id reached the server"
+    );
 }

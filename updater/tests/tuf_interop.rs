@@ -18,15 +18,13 @@
 // Test helpers unwrap freely: clippy's allow-unwrap-in-tests covers only #[test] functions.
 #![allow(clippy::unwrap_used)]
 
-use ota_test_support::{free_port, run_ok, slot_of, Repo, Server};
+use ota_test_support::{run_ok, slot_of, Nginx, Repo, Server};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 // ---------------------------------------------------------------- running the tools
 
@@ -99,141 +97,6 @@ fn entries(dir: &Path) -> Vec<String> {
 /// `ota-server` serving a directory on a free loopback port.
 fn ota_server(dir: &Path) -> Server {
     Server::start(dir, &["--access-log", "off"])
-}
-
-/// nginx serving a directory with its own configuration in a temporary prefix: one process
-/// (`master_process off`, so it keeps the current user and is stopped by killing its id),
-/// logs in the prefix.
-struct Nginx {
-    child: Child,
-    url: String,
-    prefix: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn start(root: &Path) -> Self {
-        let prefix = tempfile::tempdir().unwrap();
-        let exe = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or("nginx");
-        // The free port is found by binding and releasing it; another process may take it in
-        // between, so a bind failure is retried with a new port.
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = prefix.path().join("nginx.conf");
-            fs::write(&conf, nginx_conf(prefix.path(), root, port)).unwrap();
-            let mut child = Command::new(exe)
-                .args(["-p", arg(prefix.path()), "-c", arg(&conf)])
-                .args(["-e", arg(&prefix.path().join("error.log"))])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot run nginx ({e}): install the Debian package nginx")
-                });
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Nginx {
-                        child,
-                        url: format!("http://127.0.0.1:{port}"),
-                        prefix,
-                    };
-                }
-                if let Some(status) = child.try_wait().unwrap() {
-                    let log =
-                        fs::read_to_string(prefix.path().join("error.log")).unwrap_or_default();
-                    assert!(
-                        log.contains("Address already in use"),
-                        "nginx exited ({status}):\n{log}"
-                    );
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "nginx did not listen on {port} within 10 s"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        panic!("nginx found no free port in 5 attempts");
-    }
-
-    /// Status line and `Cache-Control` of a HEAD request for `path`.
-    fn head(&self, path: &str) -> (String, Option<String>) {
-        use std::io::Read;
-        let addr = self.url.trim_start_matches("http://");
-        let mut stream = TcpStream::connect(addr).unwrap();
-        write!(
-            stream,
-            "HEAD {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        let mut lines = reply.lines();
-        let status = lines.next().unwrap_or_default().to_owned();
-        let cache_control = lines
-            .filter_map(|l| l.split_once(':'))
-            .find(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
-            .map(|(_, v)| v.trim().to_owned());
-        (status, cache_control)
-    }
-
-    fn access_log(&self) -> String {
-        fs::read_to_string(self.prefix.path().join("access.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nginx_conf(prefix: &Path, root: &Path, port: u16) -> String {
-    let p = prefix.display();
-    format!(
-        r#"daemon off;
-master_process off;
-pid "{p}/nginx.pid";
-error_log "{p}/error.log";
-events {{ worker_connections 64; }}
-http {{
-    access_log "{p}/access.log";
-    client_body_temp_path "{p}/client_body";
-    proxy_temp_path "{p}/proxy";
-    fastcgi_temp_path "{p}/fastcgi";
-    uwsgi_temp_path "{p}/uwsgi";
-    scgi_temp_path "{p}/scgi";
-    types {{ application/json json; }}
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root "{root}";
-        # The server block of docs/repository.md, "Serving with nginx" (without TLS).
-        etag on;
-        location ~ /\. {{ deny all; }}
-        location = /metadata/timestamp.json {{
-            add_header Cache-Control "public, max-age=10, must-revalidate";
-        }}
-        location ~ "^/metadata/[0-9]+\.[^/]+\.json$" {{
-            add_header Cache-Control "public, max-age=31536000, immutable";
-        }}
-        location ~ "^/targets/[0-9a-f]{{64}}\.[^/]+$" {{
-            add_header Cache-Control "public, max-age=31536000, immutable";
-        }}
-        location / {{
-            add_header Cache-Control "public, max-age=60, must-revalidate";
-        }}
-    }}
-}}
-"#,
-        root = root.display()
-    )
 }
 
 // ---------------------------------------------------------------- the debugging TUF client
