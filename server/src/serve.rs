@@ -198,6 +198,10 @@ async fn handle(
         },
         status: response.status().as_u16(),
         bytes,
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .map(HeaderValue::as_bytes),
         elapsed: started.elapsed(),
     });
     Ok(response)

@@ -426,16 +426,8 @@ fn access_log_has_a_line_per_request() {
     get(srv.addr, "/timestamp.json", "");
     get(srv.addr, "/missing.json", "");
     get(srv.addr, "/targets/router-2.0.0.bundle", "Range: bytes=0-9");
-    // Lines are written by the server's log thread within moments.
-    let mut log = String::new();
-    for _ in 0..100 {
-        log = std::fs::read_to_string(&srv.log).unwrap();
-        if log.lines().count() >= 3 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let lines: Vec<&str> = log.lines().collect();
+    let lines = log_lines(&srv, 3);
+    let log = lines.join("\n");
     assert_eq!(lines.len(), 3, "{log}");
     assert!(
         lines[0].contains("\"GET /timestamp.json HTTP/1.1\" 200 24 "),
@@ -450,6 +442,56 @@ fn access_log_has_a_line_per_request() {
         "{log}"
     );
     assert!(lines[0].starts_with("127.0.0.1:"));
+}
+
+/// The access log's lines once it holds `count` of them (the server's log thread writes them
+/// within moments).
+fn log_lines(srv: &Server, count: usize) -> Vec<String> {
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = std::fs::read_to_string(&srv.log).unwrap();
+        if log.lines().count() >= count {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn access_log_is_in_combined_format_with_the_user_agent_escaped() {
+    let r = repo();
+    let srv = Server::start(&r.root, &[]);
+    let ua = "ota-update/0.1.0 (acme-router; 1.0.0; stable)";
+    get(srv.addr, "/timestamp.json", &format!("User-Agent: {ua}"));
+    // A client trying to forge fields: a quote in the target, quotes, a backslash, a tab and a
+    // byte above 0x7e in the user agent.
+    let raw = b"GET /a\"b.json HTTP/1.1\r\nHost: t\r\nUser-Agent: x\" 200 1 \"-\" \"ota\\\tu\xff\r\nConnection: close\r\n\r\n";
+    let mut s = TcpStream::connect(srv.addr).unwrap();
+    s.write_all(raw).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(parse(&reply).status, 404);
+    get(srv.addr, "/timestamp.json", "");
+    let lines = log_lines(&srv, 3);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].contains(&format!(
+            "\"GET /timestamp.json HTTP/1.1\" 200 24 \"-\" \"{ua}\" "
+        )),
+        "{lines:#?}"
+    );
+    assert!(lines[0].ends_with("ms"), "{lines:#?}");
+    assert!(
+        lines[1].contains(
+            "\"GET /a\\x22b.json HTTP/1.1\" 404 10 \"-\" \"x\\x22 200 1 \\x22-\\x22 \\x22ota\\x5C\\x09u\\xFF\" "
+        ),
+        "{lines:#?}"
+    );
+    // Exactly the six quotes of the three quoted fields: nothing the client sent ends one.
+    assert_eq!(lines[1].matches('"').count(), 6, "{lines:#?}");
+    // No User-Agent: "-", as nginx logs it.
+    assert!(lines[2].contains("\" 200 24 \"-\" \"-\" "), "{lines:#?}");
 }
 
 #[test]

@@ -32,6 +32,42 @@ pub enum Command {
     /// Fleet rollouts: phased waves, pause, resume, pull, signed with the rollout key.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Fleet views from the repository servers' access logs.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+/// `ota-sign fleet ...`.
+#[derive(Subcommand, Debug)]
+pub enum FleetCommand {
+    /// Devices per product, release and channel over time, from access logs.
+    ///
+    /// Reads access logs in ota-server's format and nginx's `combined` format (lines it cannot
+    /// parse are counted and reported, not fatal), takes the requests whose User-Agent is
+    /// `ota-update/VERSION (PRODUCT; RELEASE; CHANNEL)` and prints, per time bucket, product,
+    /// release and channel, the requests and the devices.
+    ///
+    /// Devices send no id: the device count is the number of distinct (client address, user
+    /// agent) pairs in the bucket. It is a lower bound: devices behind one NAT address that run
+    /// the same release count once. A device that changed release within a bucket counts under
+    /// both releases.
+    Report(FleetReportArgs),
+}
+
+/// `ota-sign fleet report`.
+#[derive(Args, Debug)]
+pub struct FleetReportArgs {
+    /// An access log, or - for standard input (repeatable; several files after one flag too).
+    /// Decompress rotated logs first: `zcat access.log.*.gz | ota-sign fleet report --access-log -`.
+    #[arg(long = "access-log", value_name = "FILE", required = true, num_args = 1..)]
+    pub access_logs: Vec<PathBuf>,
+    /// Width of a time bucket (1h, 1d, 10m, ...); buckets start at multiples of it since the
+    /// epoch (UTC).
+    #[arg(long, default_value = "1h")]
+    pub bucket: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ota-sign rollout ...`: rollout state per (product, channel, version) in the delegated TUF

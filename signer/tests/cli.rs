@@ -753,3 +753,138 @@ fn with_full_bundle_serves_devices_without_the_base() {
         .expect("run");
     assert_eq!(wrong.status.code(), Some(i32::from(exit::INCOMPATIBLE)));
 }
+
+/// An access log holding ota-server lines (with and without the user agent), nginx `combined`
+/// lines (with an escaped quote, another time zone, a non-device agent) and garbage.
+const ACCESS_LOG: &str = r#"10.0.0.1:40001 - - [25/Nov/2026:07:40:00 +0000] "GET /2.root.json HTTP/1.1" 404 10 "-" "ota-update/0.1.0 (acme-router; 1.0.0; stable)" 0.1ms
+10.0.0.1:40002 - - [25/Nov/2026:07:50:00 +0000] "GET /timestamp.json HTTP/1.1" 304 0 "-" "ota-update/0.1.0 (acme-router; 1.0.0; stable)" 0.1ms
+10.0.0.2 - - [25/Nov/2026:07:41:00 +0000] "GET /timestamp.json HTTP/1.1" 304 0 "-" "ota-update/0.1.0 (acme-router; 1.0.0; stable)"
+garbage line
+10.0.0.2 - - [25/Nov/2026:07:59:59 +0000] "GET /targets/x.bundle HTTP/1.1" 200 4096 "-" "ota-update/0.1.0 (acme-router; 2.0.0; stable)"
+[2001:db8::1]:443 - - [25/Nov/2026:07:10:00 +0000] "GET /a\x22b HTTP/1.1" 404 10 "-" "ota-update/0.1.0 (acme\x22router; 1.0.0; beta)" 0.2ms
+127.0.0.1:5 - - [25/Nov/2026:07:12:00 +0000] "GET /timestamp.json HTTP/1.1" 200 24 0.1ms
+10.0.0.3 - - [25/Nov/2026:07:13:00 +0000] "GET / HTTP/1.1" 404 153 "-" "curl/8.0"
+
+10.0.0.9 - - [25/Nov/2026:07:
+10.0.0.1 - - [25/Nov/2026:09:05:00 +0100] "GET /timestamp.json HTTP/1.1" 200 700 "-" "ota-update/0.1.0 (acme-router; 2.0.0; stable)"
+"#;
+
+#[test]
+fn fleet_report_counts_devices_per_release_from_both_log_formats() {
+    let f = Fixture::new();
+    let log = f.write("access.log", ACCESS_LOG.as_bytes());
+    let report = |extra: &[&str]| {
+        let out = ok(ota_sign()
+            .args(["fleet", "report", "--access-log"])
+            .arg(&log)
+            .args(extra));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let text = report(&[]);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .take_while(|l| !l.starts_with("devices:"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let expected: Vec<Vec<&str>> = vec![
+        vec![
+            "bucket", "(UTC)", "product", "release", "channel", "requests", "devices",
+        ],
+        vec![
+            "2026-11-25T07:00:00Z",
+            "acme\"router",
+            "1.0.0",
+            "beta",
+            "1",
+            "1",
+        ],
+        // One device on two connections, one behind another address.
+        vec![
+            "2026-11-25T07:00:00Z",
+            "acme-router",
+            "1.0.0",
+            "stable",
+            "3",
+            "2",
+        ],
+        vec![
+            "2026-11-25T07:00:00Z",
+            "acme-router",
+            "2.0.0",
+            "stable",
+            "1",
+            "1",
+        ],
+        vec![
+            "2026-11-25T08:00:00Z",
+            "acme-router",
+            "2.0.0",
+            "stable",
+            "1",
+            "1",
+        ],
+    ];
+    assert_eq!(rows, expected, "{text}");
+    assert!(text.contains("lower bound"), "{text}");
+    assert!(
+        text.contains("10 lines: 6 from ota-update devices, 2 other requests, 2 not parsed"),
+        "{text}"
+    );
+    assert!(text.contains("access.log:4)"), "{text}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&report(&["--json", "--bucket", "1d"])).expect("json");
+    assert_eq!(json["bucket_secs"], 86_400);
+    assert_eq!(
+        (&json["lines"], &json["parsed"], &json["unparsed"]),
+        (&10.into(), &8.into(), &2.into())
+    );
+    assert_eq!(json["unparsed_lines"][1]["line"], 10, "{json:#}");
+    assert_eq!(json["device_requests"], 6);
+    assert_eq!(json["other_requests"], 2);
+    let rows = json["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{json:#}");
+    let stable_2 = &rows[2];
+    assert_eq!(stable_2["bucket"], "2026-11-25T00:00:00Z");
+    assert_eq!(stable_2["bucket_unix"], 1_795_564_800);
+    assert_eq!(
+        (&stable_2["release"], &stable_2["channel"]),
+        (&"2.0.0".into(), &"stable".into())
+    );
+    // 10.0.0.2 and 10.0.0.1 ran 2.0.0 that day.
+    assert_eq!(
+        (&stable_2["requests"], &stable_2["devices"]),
+        (&2.into(), &2.into())
+    );
+    assert_eq!(stable_2["bytes"], 4796);
+    assert!(json["device_estimate"]
+        .as_str()
+        .expect("text")
+        .contains("NAT"));
+
+    // Several logs at once, one from standard input; a bad bucket is a usage error, a missing
+    // log an I/O error.
+    let out = ota_sign()
+        .args(["fleet", "report", "--json", "--access-log", "-"])
+        .arg(&log)
+        .stdin(fs::File::open(&log).expect("log"))
+        .output()
+        .expect("run");
+    let both: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(both["device_requests"], 12, "{both:#}");
+    assert_eq!(both["rows"][1]["devices"], 2, "{both:#}");
+    assert_eq!(both["rows"][1]["requests"], 6, "{both:#}");
+    let code = fails(
+        ota_sign()
+            .args(["fleet", "report", "--bucket", "0s", "--access-log"])
+            .arg(&log),
+    );
+    assert_eq!(code, i32::from(exit::USAGE));
+    let missing = f.path("missing.log");
+    let code = fails(
+        ota_sign()
+            .args(["fleet", "report", "--access-log"])
+            .arg(&missing),
+    );
+    assert_eq!(code, i32::from(exit::IO));
+}

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the argument helpers they share.
 
 mod bundle;
+mod fleet;
 mod inspect;
 mod keygen;
 mod repo;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => inspect::run(args),
         Command::Repo(command) => repo::run(command),
         Command::Rollout(command) => rollout::run(command),
+        Command::Fleet(command) => fleet::run(command),
     }
 }
 
