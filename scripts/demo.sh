@@ -4,7 +4,8 @@
 # a tampered copy and a wrong key are refused; the bundles are published in a TUF repository
 # (ota-sign repo) served by ota-server on 127.0.0.1 with online timestamp/snapshot keys; a
 # simulated A/B device (slot files, the `file` bootloader) checks the repository, installs,
-# trial-boots, commits, rolls back automatically and by hand.
+# trial-boots, commits, rolls back automatically and by hand; the failed release is never
+# retried by itself, and a fleet admin pulls it with the rollout key.
 # Everything it makes goes to demo-out/ (or $DEMO_OUT), replaced on each run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -159,5 +160,22 @@ status
 step "admin: roll back to slot A -> refused, it holds the failed 3.0.0"
 expect_refusal 10 $UPD rollback
 status
+
+step "fleet: 3.0.0 failed here, so the device never retries it by itself (no reboot loop)"
+before=$(sha256sum < "$DEV/slot-a.rootfs")
+$UPD check
+$UPD install
+[ "$(sha256sum < "$DEV/slot-a.rootfs")" = "$before" ] || { echo "demo: the failed release was written again" >&2; exit 1; }
+echo "slot A untouched: the failed 3.0.0 was neither downloaded nor written again"
+
+step "fleet admin: with a rollout key (not the release key), pull 3.0.0 for the whole fleet"
+"$SIGN" keygen --out "$OUT/keys/rollout.key" >/dev/null
+"$SIGN" rollout init --repo "$REPO" --rollout-key "$OUT/keys/rollout.key.pub" --key "$OUT/keys/targets.key"
+"$SIGN" rollout pull --repo "$REPO" --product acme-router --version 3.0.0 --key "$OUT/keys/rollout.key"
+"$SIGN" rollout status --repo "$REPO"
+echo "--- the server's online keys re-sign snapshot and timestamp; the device's next check sees it"
+for _ in $(seq 150); do $UPD check --json | grep -q '"state": "pulled"' && break; sleep 0.2; done
+$UPD check --json | grep -q '"state": "pulled"' || { echo "demo: the device never saw the pull" >&2; exit 1; }
+$UPD check
 
 step "demo complete: every step behaved as expected"

@@ -392,18 +392,27 @@ impl<'c> Device<'c> {
     }
 
     /// Admin rollback: the other slot boots next, only when it holds an image that was good
-    /// and still hashes to what was recorded then. The release left is held.
+    /// and still hashes to what was recorded then. A newer release left is held.
     /// Order: records (hold), then bootloader, then records (result).
     pub fn roll_back(&mut self) -> Result<SlotName> {
         let (booted, other) = (self.booted.clone(), self.other.clone());
         let record = self.verified_good_record(&other)?;
-        if let Some(left) = self.booted_version() {
+        // The admin chose the release rolled to: a hold on it ends. The release left is held
+        // when it is newer (a roll back), so the daemon does not undo the decision; a roll
+        // forward leaves nothing the daemon would re-install.
+        if let Some(to) = &record.version {
+            self.state
+                .holds
+                .retain(|h| h.version.as_ref() != Some(to));
+        }
+        let left = self.booted_version();
+        if let Some(left) = left.filter(|l| record.version.as_ref().is_none_or(|to| l > to)) {
             self.hold_release(
                 left,
                 format!("left by an administrator rollback to slot {other}"),
             );
-            self.save()?;
         }
+        self.save()?;
         let mut boot = self.boot.clone();
         boot.make_good(&other);
         boot.put_first(&other);

@@ -80,8 +80,8 @@ enum Command {
     },
     /// Mark the booted slot good by hand.
     Commit,
-    /// Make the other slot boot next, if it holds a verified good image. The release left is
-    /// held: it is not installed again until `release-hold`.
+    /// Make the other slot boot next, if it holds a verified good image. A newer release left
+    /// is held: it is not installed again until `release-hold`.
     Rollback {
         /// Reboot into it now.
         #[arg(long)]
@@ -215,7 +215,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
         }
         Command::Rollback { reboot } => {
             let slot = lifecycle::rollback(&config)?;
-            println!("slot {slot} verified and set to boot next; the release left is held (`ota-update release-hold` lifts it)");
+            println!("slot {slot} verified and set to boot next; a newer release left is held (`ota-update release-hold` lifts it)");
             if reboot {
                 lifecycle::request_reboot(&config)?;
             }

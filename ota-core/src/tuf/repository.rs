@@ -125,12 +125,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {
 }
 
 /// Signs `signed` with each key: the envelope bytes as published (compact JSON; signatures are
-/// over the canonical form, so any JSON layout verifies).
+/// over the canonical form, so any JSON layout verifies). A key given twice signs once: key
+/// ids must be unique among the signatures.
 pub fn sign_envelope(signed: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, RepoError> {
     let mut signatures = Vec::with_capacity(keys.len());
+    let mut seen = std::collections::BTreeSet::new();
     for key in keys {
         let (keyid, sig) = sign_ed25519(key, signed)?;
-        signatures.push(json!({"keyid": keyid, "sig": sig}));
+        if seen.insert(keyid.clone()) {
+            signatures.push(json!({"keyid": keyid, "sig": sig}));
+        }
     }
     let envelope = json!({"signatures": signatures, "signed": signed});
     serde_json::to_vec(&envelope).map_err(|e| RepoError::Usage(format!("cannot encode JSON: {e}")))
@@ -522,9 +526,19 @@ impl Repository {
         self.save_staged(&staged)
     }
 
-    /// The delegated roles of the published top-level targets.
+    /// The newest signed top-level targets (`signed`), listed by a snapshot yet or not (a
+    /// publish with the targets key only waits for the online keys to list it).
+    fn newest_targets(&self) -> Result<Option<Value>, RepoError> {
+        let Some(version) = self.newest_version("targets")? else {
+            return Ok(None);
+        };
+        let path = self.metadata_path().join(format!("{version}.targets.json"));
+        Ok(Some(Self::read_signed(&path, "targets")?))
+    }
+
+    /// The delegated roles of the newest signed top-level targets.
     pub fn delegated_roles(&self) -> Result<Vec<String>, RepoError> {
-        let Some(published) = self.published_targets()? else {
+        let Some(published) = self.newest_targets()? else {
             return Ok(Vec::new());
         };
         let targets = Targets::from_signed(&published, "targets")?;
@@ -544,7 +558,7 @@ impl Repository {
     }
 
     /// Signs a new version of delegated `role` listing `targets` (path → entry), with the keys
-    /// among `keys` that the published delegation authorises (at least its threshold). Written
+    /// among `keys` that the delegation in the newest targets authorises (at least its threshold). Written
     /// as `N.ROLE.json`; devices see it once snapshot and timestamp are re-signed
     /// ([`Repository::refresh`]). Returns the new version.
     pub fn publish_delegated(
@@ -554,7 +568,7 @@ impl Repository {
         keys: &[SigningKey],
         now: SystemTime,
     ) -> Result<u64, RepoError> {
-        let published = self.published_targets()?.ok_or_else(|| {
+        let published = self.newest_targets()?.ok_or_else(|| {
             RepoError::Usage(
                 "no targets metadata published yet (run `ota-sign repo publish`)".into(),
             )
