@@ -29,6 +29,15 @@ pub enum EnvelopeError {
         /// The canonical JSON error.
         source: CanonicalError,
     },
+    /// Two signatures name the same key id: the specification requires them to be unique, and
+    /// such metadata is invalid as a whole (python-tuf cannot even represent it).
+    #[error("{role}: the signatures name key id {keyid} more than once (key ids must be unique)")]
+    DuplicateKeyId {
+        /// The role file being read.
+        role: String,
+        /// The repeated key id.
+        keyid: String,
+    },
     /// Fewer distinct authorised keys signed than the threshold requires.
     #[error("{role}: {valid} of {threshold} required signatures")]
     ThresholdNotMet {
@@ -77,12 +86,30 @@ impl Envelope {
                 _ => return Err(malformed("a signature lacks 'keyid' or 'sig'".into())),
             }
         }
-        Ok(Self { signed, signatures })
+        let envelope = Self { signed, signatures };
+        envelope.check_unique_keyids(role)?;
+        Ok(envelope)
+    }
+
+    /// Spec §4 (metadata format): "each keyid MUST be unique" among the signatures.
+    fn check_unique_keyids(&self, role: &str) -> Result<(), EnvelopeError> {
+        let mut seen = BTreeSet::new();
+        for (keyid, _) in &self.signatures {
+            if !seen.insert(keyid.as_str()) {
+                return Err(EnvelopeError::DuplicateKeyId {
+                    role: role.to_owned(),
+                    keyid: keyid.clone(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Checks that at least `threshold` distinct keys among `authorised` (key ids looked up in
-    /// `keys`) made a valid signature. A key that signs twice counts once; signatures by keys
-    /// that are not authorised, unknown, or of an unsupported scheme do not count.
+    /// `keys`) made a valid signature. Signatures naming one key id twice make the envelope
+    /// invalid; one key listed under several ids (or spelled several ways) counts once;
+    /// signatures by keys that are not authorised, unknown, or of an unsupported scheme do not
+    /// count.
     pub fn verify_threshold(
         &self,
         role: &str,
@@ -95,17 +122,22 @@ impl Envelope {
                 role: role.to_owned(),
                 source,
             })?;
-        // Distinct keys are counted by their content (the SHA-256 key id computed from the key
-        // object), not by the label they are listed under: python-tuf accepts repositories whose
-        // key ids are arbitrary labels, and one key listed under two labels must count once.
-        let mut valid: BTreeSet<&str> = BTreeSet::new();
+        self.check_unique_keyids(role)?;
+        // Distinct keys are counted by the decoded public key, not by the label they are listed
+        // under nor by the key object's spelling: python-tuf accepts arbitrary labels, and one
+        // key listed under two labels (say its hex in lower and in upper case) must count once.
+        let mut valid: BTreeSet<Vec<u8>> = BTreeSet::new();
         for (keyid, sig) in &self.signatures {
             if !authorised.iter().any(|a| a == keyid) {
                 continue;
             }
             if let Some(key) = keys.get(keyid) {
-                if !valid.contains(key.key_id()) && key.verifies(&bytes, sig) {
-                    valid.insert(key.key_id());
+                // A key that verifies always decodes; the computed id is only a fallback.
+                let identity = key
+                    .identity()
+                    .map_or_else(|| key.key_id().as_bytes().to_vec(), <[u8]>::to_vec);
+                if !valid.contains(&identity) && key.verifies(&bytes, sig) {
+                    valid.insert(identity);
                 }
             }
         }
@@ -165,13 +197,47 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_signatures_count_once() {
+    fn duplicate_signature_keyids_make_the_envelope_invalid() {
         let f = fixture(2);
         let env = envelope(json!({"v": 1}), &[&f.signers[0], &f.signers[0]]);
         let err = env
-            .verify_threshold("root.json", &f.keys, &f.ids, 2)
+            .verify_threshold("root.json", &f.keys, &f.ids, 1)
             .unwrap_err();
-        assert_eq!(err.to_string(), "root.json: 1 of 2 required signatures");
+        assert!(matches!(err, EnvelopeError::DuplicateKeyId { .. }), "{err}");
+        let bytes = serde_json::to_vec(&json!({"signed": env.signed, "signatures": [
+            {"keyid": env.signatures[0].0, "sig": env.signatures[0].1},
+            {"keyid": env.signatures[1].0, "sig": env.signatures[1].1}]}))
+        .unwrap();
+        let err = Envelope::from_bytes(&bytes, "root").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "root: the signatures name key id {} more than once (key ids must be unique)",
+                f.ids[0]
+            )
+        );
+    }
+
+    #[test]
+    fn one_key_spelled_two_ways_counts_once() {
+        let f = fixture(1);
+        let signer = &f.signers[0];
+        let mut upper = f.keys[&f.ids[0]].to_value().clone();
+        upper["keyval"]["public"] = json!(hex::encode_upper(signer.verifying_key().as_bytes()));
+        let upper = TufKey::from_value(&upper).unwrap();
+        let upper_id = upper.key_id().to_owned();
+        let mut keys = f.keys.clone();
+        keys.insert(upper_id.clone(), upper);
+        let signed = json!({"v": 1});
+        let (_, sig) = sign_ed25519(signer, &signed).unwrap();
+        let env = Envelope {
+            signed,
+            signatures: vec![(f.ids[0].clone(), sig.clone()), (upper_id.clone(), sig)],
+        };
+        let both = vec![f.ids[0].clone(), upper_id];
+        let err = env.verify_threshold("root", &keys, &both, 2).unwrap_err();
+        assert_eq!(err.to_string(), "root: 1 of 2 required signatures");
+        env.verify_threshold("root", &keys, &both, 1).unwrap();
     }
 
     #[test]

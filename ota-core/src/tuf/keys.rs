@@ -49,6 +49,7 @@ pub struct TufKey {
     public: String,
     raw: Value,
     key_id: String,
+    identity: Option<Vec<u8>>,
 }
 
 impl TufKey {
@@ -70,12 +71,14 @@ impl TufKey {
             .map(str::to_owned)
             .ok_or(TufKeyError::MissingField("keyval.public"))?;
         let key_id = hex::encode(Sha256::digest(to_canonical_bytes(value)?));
+        let identity = public_identity(&keytype, &public);
         Ok(Self {
             keytype,
             scheme,
             public,
             raw: value.clone(),
             key_id,
+            identity,
         })
     }
 
@@ -97,6 +100,7 @@ impl TufKey {
             public: hex::encode(key.as_bytes()),
             raw: value,
             key_id,
+            identity: Some([b"ed25519:".as_slice(), key.as_bytes()].concat()),
         }
     }
 
@@ -115,6 +119,15 @@ impl TufKey {
         &self.scheme
     }
 
+    /// The public key itself, decoded: equal for two key objects holding the same key in
+    /// different encodings (upper- or lower-case hex, PEM line breaks and surrounding
+    /// whitespace, the legacy `ecdsa-sha2-nistp256` keytype, an unknown field), so a threshold
+    /// counts keys, not their spellings. `None` when the key does not decode (it then verifies
+    /// no signature either).
+    pub fn identity(&self) -> Option<&[u8]> {
+        self.identity.as_deref()
+    }
+
     /// The key object as received, for writing it back unchanged.
     pub fn to_value(&self) -> &Value {
         &self.raw
@@ -131,6 +144,32 @@ impl TufKey {
             ("rsa", "rsassa-pss-sha256") => verify_rsa_pss_sha256(&self.public, message, sig_hex),
             _ => false,
         }
+    }
+}
+
+/// The decoded public key, tagged with its algorithm, decoded exactly as [`TufKey::verifies`]
+/// decodes it (so a key that verifies always has an identity): ed25519's 32 bytes, a P-256
+/// point in compressed SEC1 form, an RSA key's DER SubjectPublicKeyInfo as re-encoded from its
+/// modulus and exponent.
+fn public_identity(keytype: &str, public: &str) -> Option<Vec<u8>> {
+    match keytype {
+        "ed25519" => {
+            let bytes = <[u8; 32]>::try_from(hex::decode(public).ok()?).ok()?;
+            Some([b"ed25519:".as_slice(), &bytes].concat())
+        }
+        "ecdsa" | "ecdsa-sha2-nistp256" => {
+            use p256::pkcs8::DecodePublicKey;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_pem(public.trim()).ok()?;
+            let point = key.to_encoded_point(true);
+            Some([b"p256:".as_slice(), point.as_bytes()].concat())
+        }
+        "rsa" => {
+            use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+            let key = rsa::RsaPublicKey::from_public_key_pem(public.trim()).ok()?;
+            let der = key.to_public_key_der().ok()?;
+            Some([b"rsa:".as_slice(), der.as_bytes()].concat())
+        }
+        _ => None,
     }
 }
 
@@ -470,6 +509,45 @@ mod tests {
         let (_, p256_pem) = p256_key();
         assert!(!pem_key("rsa", "rsassa-pss-sha256", &p256_pem).verifies(message, &sig));
         assert!(!pem_key("rsa", "rsassa-pss-sha256", "not a pem").verifies(message, &sig));
+    }
+
+    #[test]
+    fn one_key_in_several_encodings_has_one_identity() {
+        let sk = SigningKey::generate();
+        let lower = TufKey::from_ed25519(&sk.verifying_key());
+        let mut upper_value = lower.to_value().clone();
+        upper_value["keyval"]["public"] = json!(hex::encode_upper(sk.verifying_key().as_bytes()));
+        upper_value["x-label"] = json!("same key");
+        let upper = TufKey::from_value(&upper_value).unwrap();
+        assert_ne!(lower.key_id(), upper.key_id());
+        assert!(lower.identity().is_some());
+        assert_eq!(lower.identity(), upper.identity());
+        // The upper-case spelling verifies too: it is the same key.
+        let signed = json!({"a": 1});
+        let (_, sig) = sign_ed25519(&sk, &signed).unwrap();
+        assert!(upper.verifies(&to_canonical_bytes(&signed).unwrap(), &sig));
+        let other = TufKey::from_ed25519(&SigningKey::generate().verifying_key());
+        assert_ne!(lower.identity(), other.identity());
+
+        // PEM keys: CRLF line ends, surrounding whitespace, the legacy keytype.
+        let (_, pem) = p256_key();
+        let ecdsa = pem_key("ecdsa", "ecdsa-sha2-nistp256", &pem);
+        let crlf = pem_key("ecdsa", "ecdsa-sha2-nistp256", &pem.replace('\n', "\r\n"));
+        let padded = pem_key("ecdsa", "ecdsa-sha2-nistp256", &format!("\n  {pem}  \n"));
+        let legacy = pem_key("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256", &pem);
+        assert!(ecdsa.identity().is_some());
+        for variant in [&crlf, &padded, &legacy] {
+            assert_ne!(variant.key_id(), ecdsa.key_id());
+            assert_eq!(variant.identity(), ecdsa.identity());
+        }
+        let rsa_pem = &rsa_key().1;
+        let rsa = pem_key("rsa", "rsassa-pss-sha256", rsa_pem);
+        let rsa_crlf = pem_key("rsa", "rsassa-pss-sha256", &rsa_pem.replace('\n', "\r\n"));
+        assert!(rsa.identity().is_some());
+        assert_eq!(rsa.identity(), rsa_crlf.identity());
+        assert!(pem_key("ecdsa", "ecdsa-sha2-nistp256", "junk")
+            .identity()
+            .is_none());
     }
 
     #[test]
