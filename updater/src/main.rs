@@ -139,8 +139,21 @@ struct TufArgs {
     /// PEM CA certificates for HTTPS (replaces the built-in web roots).
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// The time expiry is checked against: `floor` is the device's policy (the latest of the
+    /// system clock, the build time and the last refresh's time, which it raises); `system` is
+    /// the system clock alone, the floor neither read nor raised (a repository checked at a
+    /// chosen, faked time).
+    #[arg(long, value_enum, default_value_t = TufClock::Floor)]
+    clock: TufClock,
     #[command(subcommand)]
     command: TufCommand,
+}
+
+/// `ota-update tuf --clock`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TufClock {
+    Floor,
+    System,
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,10 +163,11 @@ enum TufCommand {
         /// The root metadata file.
         root_json: PathBuf,
     },
-    /// Run the client workflow: root chain, timestamp, snapshot, targets.
+    /// Run the client workflow: root chain, timestamp, snapshot, top-level targets (delegated
+    /// roles load only when a download's search reaches them).
     Refresh,
     /// Refresh, then download each --target-name, verified against the signed length and
-    /// hashes.
+    /// hashes (a file already in --target-dir with them is not fetched again).
     Download,
 }
 
@@ -492,7 +506,9 @@ fn parse_until(text: &str) -> Result<u64, UpdateError> {
 }
 
 fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
-    use ota_updater::tuf_client::{download_target_to, target_url, MetadataCache, TufClient};
+    use ota_updater::tuf_client::{
+        download_target_to, target_url, ClockPolicy, Downloaded, MetadataCache, TufClient,
+    };
     let cache = MetadataCache::new(&args.metadata_dir);
     let missing = |flag: &str| UpdateError::Config {
         path: "command line".into(),
@@ -518,11 +534,15 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
                 ..Default::default()
             };
             let fetcher = Fetcher::new(settings).map_err(UpdateError::Fetch)?;
-            let client = TufClient::new(&fetcher, url, cache);
+            let clock = match args.clock {
+                TufClock::Floor => ClockPolicy::Floor,
+                TufClock::System => ClockPolicy::System,
+            };
+            let client = TufClient::new(&fetcher, url, cache).with_clock(clock);
             let (mut set, mut report) = client.refresh()?;
             if matches!(args.command, TufCommand::Refresh) {
-                // Load targets too, so a refresh checks every top-level role.
-                client.all_targets(&mut set, &mut report)?;
+                // Every top-level role; delegated roles wait for a search (spec 5.6.7).
+                client.load_top_targets(&mut set, &mut report)?;
                 println!(
                     "refreshed: root v{}, timestamp v{}, snapshot v{}",
                     report.root_version, report.timestamp_version, report.snapshot_version
@@ -551,8 +571,12 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
                         "target name {name:?} has no usable file name"
                     )));
                 }
-                download_target_to(&fetcher, &url, &entry, &dir.join(file_name))?;
-                println!("downloaded {name} ({} bytes)", entry.length);
+                match download_target_to(&fetcher, &url, &entry, &dir.join(file_name))? {
+                    Downloaded::Fetched => println!("downloaded {name} ({} bytes)", entry.length),
+                    Downloaded::AlreadyPresent => {
+                        println!("{name} already present ({} bytes)", entry.length)
+                    }
+                }
             }
             Ok(())
         }

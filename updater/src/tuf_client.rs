@@ -4,13 +4,14 @@
 //!
 //! The checks themselves live in `ota_core::tuf::trusted`; this module fetches bytes with the
 //! device's network defences ([`crate::fetch`]), keeps the metadata cache (unversioned names:
-//! `root.json`, `timestamp.json`, `snapshot.json`, `targets.json`, `ROLE.json`) and applies the
-//! clock policy ([`crate::clock`]). Nothing is written to the cache before it verified.
+//! `root.json`, `timestamp.json`, `snapshot.json`, `targets.json`, and `ENCODED.json` for a
+//! delegated role, its name percent-encoded as python-tuf does) and applies the clock policy
+//! ([`crate::clock`]). Nothing is written to the cache before it verified.
 
 use crate::clock;
 use crate::fetch::{FetchError, Fetched, Fetcher};
-use ota_core::tuf::metadata::{MetaFile, TargetFile};
-use ota_core::tuf::trusted::{TrustError, TrustedSet};
+use ota_core::tuf::metadata::{encode_role_name, MetaFile, TargetFile};
+use ota_core::tuf::trusted::{TrustError, TrustedSet, Unavailable};
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -69,6 +70,32 @@ pub struct RefreshReport {
     /// The reference time was raised above the system clock (clock behind; see the clock
     /// policy).
     pub clock_behind: bool,
+    /// Delegated roles that could not be loaded while listing every target, and target paths
+    /// left unresolved because of them (absent when there are none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<Unavailable>,
+}
+
+/// Which time a refresh checks expiry against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClockPolicy {
+    /// The device's policy ([`crate::clock`]): the latest of the system clock, the build time
+    /// and the floor recorded by the last refresh, which the refresh then raises.
+    #[default]
+    Floor,
+    /// The system clock alone; the floor is neither read nor raised. For checking a repository
+    /// at a chosen time (`ota-update tuf --clock system` under a faked clock), never for a
+    /// device deciding what to install.
+    System,
+}
+
+/// What [`download_target_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downloaded {
+    /// The target was fetched, verified and written.
+    Fetched,
+    /// The file already there has the signed length and hashes: nothing was fetched.
+    AlreadyPresent,
 }
 
 /// The metadata cache directory.
@@ -147,16 +174,25 @@ pub struct TufClient<'a> {
     fetcher: &'a Fetcher,
     metadata_url: String,
     cache: MetadataCache,
+    clock: ClockPolicy,
 }
 
 impl<'a> TufClient<'a> {
-    /// A client fetching metadata from `metadata_url` and caching it in `cache`.
+    /// A client fetching metadata from `metadata_url` and caching it in `cache`, with the
+    /// device's clock policy ([`ClockPolicy::Floor`]).
     pub fn new(fetcher: &'a Fetcher, metadata_url: &str, cache: MetadataCache) -> Self {
         Self {
             fetcher,
             metadata_url: metadata_url.trim_end_matches('/').to_owned(),
             cache,
+            clock: ClockPolicy::Floor,
         }
+    }
+
+    /// The same client with another clock policy.
+    pub fn with_clock(mut self, clock: ClockPolicy) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn url(&self, name: &str) -> String {
@@ -164,9 +200,17 @@ impl<'a> TufClient<'a> {
     }
 
     /// Runs the workflow up to snapshot (targets are loaded lazily by
-    /// [`TufClient::find_target`] / [`TufClient::all_targets`]).
+    /// [`TufClient::find_target`] / [`TufClient::all_targets`], or
+    /// [`TufClient::load_top_targets`]).
     pub fn refresh(&self) -> Result<(TrustedSet, RefreshReport), TufError> {
-        let reference = clock::reference_time(self.cache.dir());
+        // 5.1: the fixed update start time.
+        let reference = match self.clock {
+            ClockPolicy::Floor => clock::reference_time(self.cache.dir()),
+            ClockPolicy::System => clock::ReferenceTime {
+                now: std::time::SystemTime::now(),
+                clock_behind: false,
+            },
+        };
         let mut report = RefreshReport {
             clock_behind: reference.clock_behind,
             ..Default::default()
@@ -181,10 +225,14 @@ impl<'a> TufClient<'a> {
         self.load_root_chain(&mut set, &mut report)?;
         let listed = self.load_timestamp(&mut set, &mut report)?;
         self.load_snapshot(&mut set, &listed, &mut report)?;
-        clock::advance_floor(self.cache.dir(), set.now()).map_err(|source| TufError::Cache {
-            path: self.cache.dir().display().to_string(),
-            source,
-        })?;
+        if self.clock == ClockPolicy::Floor {
+            clock::advance_floor(self.cache.dir(), set.now()).map_err(|source| {
+                TufError::Cache {
+                    path: self.cache.dir().display().to_string(),
+                    source,
+                }
+            })?;
+        }
         Ok((set, report))
     }
 
@@ -359,15 +407,17 @@ impl<'a> TufClient<'a> {
         }
     }
 
-    /// The fetch callback for targets roles: the cached copy when it is the listed version,
-    /// else a download; verified copies are cached by the caller's success.
+    /// The fetch callback for targets roles (5.6.1): the cached copy when it is the listed
+    /// version, else a download of `VERSION.ENCODED.json` (`ENCODED.json` without consistent
+    /// snapshots), the role name percent-encoded as python-tuf requests it; verified copies
+    /// are cached by the caller's success.
     fn targets_fetcher<'s>(
         &'s self,
         consistent: bool,
         report: &'s mut RefreshReport,
     ) -> impl FnMut(&str, &MetaFile) -> Result<Vec<u8>, TufError> + 's {
         move |role: &str, listed: &MetaFile| {
-            let cache_name = format!("{role}.json");
+            let cache_name = format!("{}.json", encode_role_name(role));
             if let Some(bytes) = self.cache.read(&cache_name) {
                 if ota_core::tuf::trusted::check_length_and_hashes(role, &bytes, listed).is_ok()
                     && version_of(&bytes) == Some(listed.version)
@@ -376,12 +426,27 @@ impl<'a> TufClient<'a> {
                 }
             }
             let name = if consistent {
-                format!("{}.{role}.json", listed.version)
+                format!("{}.{cache_name}", listed.version)
             } else {
                 cache_name.clone()
             };
             self.fetch_listed(&name, listed, MAX_TARGETS_BYTES, report)
         }
+    }
+
+    /// Spec 5.6: loads (and caches) the top-level targets role only; delegated roles wait for
+    /// a search that reaches them. What `ota-update tuf refresh` does, like python-tuf's
+    /// `Updater.refresh()`.
+    pub fn load_top_targets(
+        &self,
+        set: &mut TrustedSet,
+        report: &mut RefreshReport,
+    ) -> Result<(), TufError> {
+        let consistent = set.root().meta.consistent_snapshot;
+        let mut fetch = self.targets_fetcher(consistent, report);
+        let loaded = set.load_top_targets::<TufError, _>(&mut fetch);
+        self.cache_verified_targets(set)?;
+        loaded
     }
 
     /// Resolves one target path (delegations included).
@@ -400,23 +465,35 @@ impl<'a> TufClient<'a> {
             .ok_or_else(|| TufError::UnknownTarget(path.to_owned()))
     }
 
-    /// Every target the repository vouches for.
+    /// Every target the repository vouches for, for a device choosing its release. A
+    /// delegated role that cannot be loaded (missing from the snapshot, unreachable, badly
+    /// signed, expired) only leaves out its own branch: it goes into `report.unavailable`
+    /// with the paths its failure leaves unresolved (see `TrustedSet::all_targets`). Except
+    /// the fleet's rollout role ([`ota_core::rollout::ROLLOUT_ROLE`]): it can pause or pull a
+    /// release, so withholding it must not turn a pause into "offered to everyone", and its
+    /// failure fails the whole listing.
     pub fn all_targets(
         &self,
         set: &mut TrustedSet,
         report: &mut RefreshReport,
     ) -> Result<Vec<(String, TargetFile)>, TufError> {
         let consistent = set.root().meta.consistent_snapshot;
-        let mut fetch = self.targets_fetcher(consistent, report);
-        let found = set.all_targets::<TufError, _>(&mut fetch);
+        let required = [ota_core::rollout::ROLLOUT_ROLE];
+        let listed = {
+            let mut fetch = self.targets_fetcher(consistent, report);
+            set.all_targets::<TufError, _>(&required, &mut fetch)
+        };
         self.cache_verified_targets(set)?;
-        found
+        let listed = listed?;
+        report.unavailable = listed.unavailable;
+        Ok(listed.found)
     }
 
-    /// Stores the targets roles that verified (only those) under their unversioned names.
+    /// 5.6.6: stores the targets roles that verified (only those) under their unversioned,
+    /// percent-encoded names, inside the cache directory whatever the role name.
     fn cache_verified_targets(&self, set: &TrustedSet) -> Result<(), TufError> {
         for (role, verified) in set.loaded_targets() {
-            let name = format!("{role}.json");
+            let name = format!("{}.json", encode_role_name(role));
             if self.cache.read(&name).as_deref() != Some(verified.bytes.as_slice()) {
                 self.cache.write(&name, &verified.bytes)?;
             }
@@ -545,13 +622,35 @@ impl<R: Read> Read for VerifiedTarget<R> {
     }
 }
 
-/// Downloads a target into `dest` (written to a temporary file, verified, then renamed).
+/// Whether `path` already holds the target: a regular file of the signed length whose every
+/// listed hash matches (python-tuf's `find_cached_target`). Reads at most the signed length.
+pub fn holds_target(path: &Path, entry: &TargetFile) -> bool {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !meta.is_file() || meta.len() != entry.length {
+        return false;
+    }
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(mut reader) = VerifiedTarget::new(file.take(entry.length), "", entry) else {
+        return false;
+    };
+    io::copy(&mut reader, &mut io::sink()).is_ok()
+}
+
+/// Downloads a target into `dest` (written to a temporary file, verified, then renamed),
+/// unless `dest` already holds it ([`holds_target`]): then nothing is fetched (5.7.3).
 pub fn download_target_to(
     fetcher: &Fetcher,
     url: &str,
     entry: &TargetFile,
     dest: &Path,
-) -> Result<(), TufError> {
+) -> Result<Downloaded, TufError> {
+    if holds_target(dest, entry) {
+        return Ok(Downloaded::AlreadyPresent);
+    }
     let download = fetcher.open(url, entry.length, true)?;
     let mut reader = VerifiedTarget::new(download, url, entry)?;
     let dir = dest.parent().unwrap_or(Path::new("."));
@@ -570,5 +669,5 @@ pub fn download_target_to(
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(cache_err)?;
     tmp.persist(dest).map_err(|e| cache_err(e.error))?;
-    Ok(())
+    Ok(Downloaded::Fetched)
 }

@@ -315,7 +315,13 @@ fn check_device(config: &Config, fetcher: &Fetcher, view: &DeviceView) -> Result
     let repo = repository(config)?;
     let booted = view.booted_slot()?.clone();
     let mut refreshed = refresh_targets(config, repo, fetcher)?;
-    let mut skipped = Vec::new();
+    // Delegated branches that could not be loaded: their targets are left out, said here.
+    let mut skipped: Vec<Skipped> = (refreshed.report.unavailable.iter())
+        .map(|u| Skipped {
+            name: u.name.clone(),
+            reason: format!("delegated metadata unavailable: {}", u.reason),
+        })
+        .collect();
     let rollouts = Rollouts::take_from(
         &mut refreshed.targets,
         refreshed.rollout_version,

@@ -172,6 +172,23 @@ pub struct Targets {
     pub delegations: Option<Delegations>,
 }
 
+/// The file-name form of a role name, as python-tuf's `urllib.parse.quote(name, safe="")`
+/// writes it: every byte of its UTF-8 outside ASCII letters, digits and `-._~` becomes `%XX`
+/// (upper-case hex). Metadata is requested as `VERSION.ENCODED.json` and cached as
+/// `ENCODED.json`, so a name like `../x` or `?` stays one path segment of the URL and one
+/// file inside the cache directory. (Snapshot entries keep the plain `NAME.json`.)
+pub fn encode_role_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 /// Matches a TUF delegation path pattern as python-tuf does: the pattern and the path are
 /// split at `/` and must have as many segments; each segment matches like Python's `fnmatch`
 /// (case-sensitive): `*` any run of characters, `?` one character, `[seq]` / `[!seq]` one
@@ -525,15 +542,16 @@ impl Targets {
             .get(d, "roles")?
             .as_array()
             .ok_or_else(|| r.err("delegations.roles"))?;
-        let mut roles = Vec::with_capacity(list.len());
+        let mut roles: Vec<DelegatedRole> = Vec::with_capacity(list.len());
         for role in list {
             let name = r.str_of(role, "name")?.to_owned();
-            // The name becomes a file name: refuse anything that could leave the directory.
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.')
+            // Any string is a role name (`?`, `#`, `../x` included): it reaches URLs and file
+            // names only through `encode_role_name`. A top-level name or the same name twice
+            // would make the delegation ambiguous.
+            if name.is_empty()
+                || ["root", "targets", "snapshot", "timestamp"].contains(&name.as_str())
+                || roles.iter().any(|d| d.name == name)
             {
-                return Err(r.err("delegations.roles.name"));
-            }
-            if ["root", "targets", "snapshot", "timestamp"].contains(&name.as_str()) {
                 return Err(r.err("delegations.roles.name"));
             }
             let strings = |field: &str| -> Result<Option<Vec<String>>, MetadataError> {
@@ -599,6 +617,22 @@ mod tests {
     }
 
     #[test]
+    fn role_names_are_quoted_like_python_urllib() {
+        // urllib.parse.quote(name, safe="") for each.
+        for (name, quoted) in [
+            ("?", "%3F"),
+            ("#", "%23"),
+            ("/delegatedrole", "%2Fdelegatedrole"),
+            ("../delegatedrole", "..%2Fdelegatedrole"),
+            ("a-b_c.d~e", "a-b_c.d~e"),
+            ("x y%", "x%20y%25"),
+            ("é", "%C3%A9"),
+        ] {
+            assert_eq!(encode_role_name(name), quoted, "{name:?}");
+        }
+    }
+
+    #[test]
     fn times_round_trip_and_need_utc() {
         let t = parse_time("2030-01-02T03:04:05Z").unwrap();
         assert_eq!(format_time(t), "2030-01-02T03:04:05Z");
@@ -661,9 +695,27 @@ mod tests {
         assert!(d.roles[0].terminating);
         assert!(d.roles[0].is_trusted_for("router/a.bundle"));
         assert!(!d.roles[0].is_trusted_for("nas/a.bundle"));
-        let mut evil = signed.clone();
-        evil["delegations"]["roles"][0]["name"] = json!("../root");
-        assert!(Targets::from_signed(&evil, "targets").is_err());
+        for unusual in ["../root", "?", "#", "/delegatedrole", "x y", "é"] {
+            let mut odd = signed.clone();
+            odd["delegations"]["roles"][0]["name"] = json!(unusual);
+            let t = Targets::from_signed(&odd, "targets").unwrap();
+            assert_eq!(t.delegations.unwrap().roles[0].name, unusual);
+        }
+        for refused in ["", "targets", "root"] {
+            let mut bad = signed.clone();
+            bad["delegations"]["roles"][0]["name"] = json!(refused);
+            assert!(
+                Targets::from_signed(&bad, "targets").is_err(),
+                "{refused:?}"
+            );
+        }
+        let mut twice = signed.clone();
+        let first = twice["delegations"]["roles"][0].clone();
+        twice["delegations"]["roles"]
+            .as_array_mut()
+            .unwrap()
+            .push(first);
+        assert!(Targets::from_signed(&twice, "targets").is_err());
         let mut no_hash = signed;
         no_hash["targets"]["fw.bundle"]["hashes"] = json!({});
         assert!(Targets::from_signed(&no_hash, "targets").is_err());

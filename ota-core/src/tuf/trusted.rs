@@ -15,7 +15,7 @@ use super::metadata::{
     format_time, MetaFile, MetadataError, RoleKeys, Root, Snapshot, Targets, Timestamp,
 };
 use sha2::{Digest, Sha256, Sha512};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::SystemTime;
 
 /// Why metadata was refused.
@@ -86,6 +86,17 @@ pub enum TrustError {
     /// Metadata offered out of the workflow's order.
     #[error("{0}")]
     Order(String),
+    /// A delegated role that already failed to load through this delegator in this run (it
+    /// is not fetched again).
+    #[error("delegated role {role:?} (delegated by {delegator:?}) is unavailable: {reason}")]
+    Unavailable {
+        /// The delegated role.
+        role: String,
+        /// The delegator on the search path that reached it.
+        delegator: String,
+        /// Why it failed the first time.
+        reason: String,
+    },
 }
 
 /// A verified role together with the bytes it was read from (what the cache stores).
@@ -97,14 +108,47 @@ pub struct Verified<T> {
     pub bytes: Vec<u8>,
 }
 
+/// A targets role trusted so far, with the delegators whose keys and threshold it met.
+#[derive(Debug)]
+struct LoadedTargets {
+    verified: Verified<Targets>,
+    envelope: Envelope,
+    /// `root` for the top-level targets, else the delegating roles checked so far: a role
+    /// delegated by several roles is trusted through a delegator only once it met that
+    /// delegator's keys and threshold.
+    verified_by: BTreeSet<String>,
+}
+
 /// Root, timestamp, snapshot and targets (top-level and delegated) trusted so far.
 #[derive(Debug)]
 pub struct TrustedSet {
     root: Verified<Root>,
     timestamp: Option<Verified<Timestamp>>,
     snapshot: Option<Verified<Snapshot>>,
-    targets: HashMap<String, Verified<Targets>>,
+    targets: HashMap<String, LoadedTargets>,
+    /// (role, delegator) pairs that failed to load in this run, with the reason.
+    unavailable: HashMap<(String, String), String>,
     now: SystemTime,
+}
+
+/// A part of the delegation graph a listing of every target could not use, and why (see
+/// [`TrustedSet::all_targets`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Unavailable {
+    /// `role NAME` for a delegated role that could not be loaded, or a target path whose search
+    /// reached such a role before finding an entry.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What [`TrustedSet::all_targets`] found.
+#[derive(Clone, Debug, Default)]
+pub struct AllTargets {
+    /// Every target path resolved through the delegations, with its entry.
+    pub found: Vec<(String, super::metadata::TargetFile)>,
+    /// Branches left out: roles that failed to load and paths their failure leaves unresolved.
+    pub unavailable: Vec<Unavailable>,
 }
 
 fn verify_envelope(
@@ -169,6 +213,7 @@ impl TrustedSet {
             timestamp: None,
             snapshot: None,
             targets: HashMap::new(),
+            unavailable: HashMap::new(),
             now,
         })
     }
@@ -195,12 +240,12 @@ impl TrustedSet {
 
     /// Every targets role loaded and verified so far, by name.
     pub fn loaded_targets(&self) -> impl Iterator<Item = (&String, &Verified<Targets>)> {
-        self.targets.iter()
+        self.targets.iter().map(|(name, t)| (name, &t.verified))
     }
 
     /// A trusted targets role (`targets` or a delegated role), if loaded.
     pub fn targets(&self, role: &str) -> Option<&Verified<Targets>> {
-        self.targets.get(role)
+        self.targets.get(role).map(|t| &t.verified)
     }
 
     fn check_expiry(&self, role: &str, expires: SystemTime) -> Result<(), TrustError> {
@@ -387,8 +432,55 @@ impl TrustedSet {
         Ok(snapshot)
     }
 
-    /// Accepts the top-level targets role or a delegated one. `delegator` is the role that
-    /// delegates to `role` (`root` for `targets`); it must already be trusted.
+    /// The snapshot's entry for `ROLE.json`: the version (and, when given, the length and
+    /// hashes) the role's file must have.
+    fn listed_in_snapshot(&self, role: &str) -> Result<MetaFile, TrustError> {
+        let file = format!("{role}.json");
+        self.final_snapshot()?
+            .meta
+            .meta
+            .get(&file)
+            .cloned()
+            .ok_or(TrustError::NotListed(file))
+    }
+
+    /// The keys and threshold `delegator` names for `role`: the root's targets role for the
+    /// top-level targets (`delegator` is then `root`), else the delegation entry in the
+    /// delegator's metadata, which must already be trusted.
+    fn delegation_keys(
+        &self,
+        role: &str,
+        delegator: &str,
+    ) -> Result<(HashMap<String, TufKey>, RoleKeys), TrustError> {
+        if delegator == "root" {
+            if role != "targets" {
+                return Err(TrustError::Order(format!(
+                    "root delegates to targets only, not to {role}"
+                )));
+            }
+            return Ok((self.root.meta.keys.clone(), self.top_role("targets")?));
+        }
+        let parent = self.targets.get(delegator).ok_or_else(|| {
+            TrustError::Order(format!("{role} offered before its delegator {delegator}"))
+        })?;
+        let delegations = parent
+            .verified
+            .meta
+            .delegations
+            .as_ref()
+            .ok_or_else(|| TrustError::Order(format!("{delegator} delegates to no role")))?;
+        let entry = delegations
+            .roles
+            .iter()
+            .find(|r| r.name == role)
+            .ok_or_else(|| TrustError::Order(format!("{delegator} does not delegate to {role}")))?;
+        Ok((delegations.keys.clone(), entry.keys.clone()))
+    }
+
+    /// Accepts the top-level targets role or a delegated one (spec 5.6.1–5.6.5). `delegator`
+    /// is the role that delegates to `role` (`root` for `targets`); it must already be trusted.
+    /// The role is then trusted through that delegator only: a search reaching it through
+    /// another delegator checks that one's keys and threshold too.
     pub fn update_targets(
         &mut self,
         bytes: &[u8],
@@ -396,38 +488,17 @@ impl TrustedSet {
         delegator: &str,
         from_cache: bool,
     ) -> Result<(), TrustError> {
-        let snapshot = self.final_snapshot()?;
-        let file = format!("{role}.json");
-        let listed = snapshot
-            .meta
-            .meta
-            .get(&file)
-            .cloned()
-            .ok_or_else(|| TrustError::NotListed(file.clone()))?;
+        // 5.6.1: the snapshot must list the file.
+        let listed = self.listed_in_snapshot(role)?;
+        // 5.6.2: its length and hashes, when the snapshot gives them.
         if !from_cache {
             check_length_and_hashes(role, bytes, &listed)?;
         }
-        let (keys, role_keys) = if delegator == "root" {
-            (self.root.meta.keys.clone(), self.top_role("targets")?)
-        } else {
-            let parent = self.targets.get(delegator).ok_or_else(|| {
-                TrustError::Order(format!("{role} offered before its delegator {delegator}"))
-            })?;
-            let delegations =
-                parent.meta.delegations.as_ref().ok_or_else(|| {
-                    TrustError::Order(format!("{delegator} delegates to no role"))
-                })?;
-            let entry = delegations
-                .roles
-                .iter()
-                .find(|r| r.name == role)
-                .ok_or_else(|| {
-                    TrustError::Order(format!("{delegator} does not delegate to {role}"))
-                })?;
-            (delegations.keys.clone(), entry.keys.clone())
-        };
+        // 5.6.3: a threshold of the keys the delegator names for this role.
+        let (keys, role_keys) = self.delegation_keys(role, delegator)?;
         let envelope = verify_envelope(bytes, role, &keys, &role_keys)?;
         let new = Targets::from_signed(&envelope.signed, role)?;
+        // 5.6.4: exactly the version the snapshot lists (mix-and-match).
         if new.common.version != listed.version {
             return Err(TrustError::VersionMismatch {
                 role: role.to_owned(),
@@ -436,14 +507,41 @@ impl TrustedSet {
                 found: new.common.version,
             });
         }
+        // 5.6.5: not expired.
         self.check_expiry(role, new.common.expires)?;
         self.targets.insert(
             role.to_owned(),
-            Verified {
-                meta: new,
-                bytes: bytes.to_vec(),
+            LoadedTargets {
+                verified: Verified {
+                    meta: new,
+                    bytes: bytes.to_vec(),
+                },
+                envelope,
+                verified_by: BTreeSet::from([delegator.to_owned()]),
             },
         );
+        Ok(())
+    }
+
+    /// A role already trusted through another delegator, reached now through `delegator`: its
+    /// signatures must meet this delegator's keys and threshold too. Without this check a role
+    /// delegated by two roles with different keys, signed for one of them, would be believed
+    /// on the other's paths (delegation confusion).
+    fn verify_through(&mut self, role: &str, delegator: &str) -> Result<(), TrustError> {
+        let (keys, role_keys) = self.delegation_keys(role, delegator)?;
+        let loaded = self
+            .targets
+            .get_mut(role)
+            .ok_or_else(|| TrustError::Order(format!("{role} is not loaded")))?;
+        if !loaded.verified_by.contains(delegator) {
+            loaded.envelope.verify_threshold(
+                role,
+                &keys,
+                &role_keys.keyids,
+                role_keys.threshold,
+            )?;
+            loaded.verified_by.insert(delegator.to_owned());
+        }
         Ok(())
     }
 }
@@ -453,41 +551,48 @@ impl TrustedSet {
 pub const MAX_DELEGATIONS: usize = 32;
 
 impl TrustedSet {
-    /// Finds the authoritative entry for `path` (spec §5.6.7): a pre-order depth-first search
+    /// Finds the authoritative entry for `path` (spec 5.6.7): a pre-order depth-first search
     /// from `targets` through the delegations trusted for the path, stopping at a terminating
-    /// one, visiting each role once and at most [`MAX_DELEGATIONS`] roles. Roles not yet
-    /// loaded are fetched with `fetch(role, listed)` and checked by
-    /// [`TrustedSet::update_targets`]. Returns the role that listed it and the entry.
+    /// one, visiting each role once and at most [`MAX_DELEGATIONS`] roles. Roles are loaded
+    /// when the search reaches them (fetched with `fetch(role, listed)`, checked by
+    /// [`TrustedSet::update_targets`]), each verified against the delegator on *this* search
+    /// path. A role on the path that cannot be loaded ends the search with its error. Returns
+    /// the role that listed the path and the entry.
     pub fn find_target<E, F>(
         &mut self,
         path: &str,
         fetch: &mut F,
     ) -> Result<Option<(String, super::metadata::TargetFile)>, E>
     where
-        E: From<TrustError>,
+        E: From<TrustError> + std::fmt::Display,
         F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
     {
         let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
-        let mut visited = std::collections::HashSet::new();
+        let mut visited = HashSet::new();
         while let Some((role, delegator)) = to_visit.pop() {
+            // 5.6.7.1: at most MAX_DELEGATIONS roles; a role visited before is skipped (cycles).
             if visited.len() >= MAX_DELEGATIONS {
                 break;
             }
             if !visited.insert(role.clone()) {
                 continue;
             }
+            // 5.6.7: metadata that cannot be downloaded or validated ends the search.
             self.load_targets(&role, &delegator, fetch)?;
             let Some(targets) = self.targets.get(&role) else {
                 continue;
             };
-            if let Some(entry) = targets.meta.targets.get(path) {
+            // 5.6.7.1: this role has metadata about the target: the search ends here.
+            if let Some(entry) = targets.verified.meta.targets.get(path) {
                 return Ok(Some((role, entry.clone())));
             }
+            // 5.6.7.2: otherwise its delegations trusted for the path, in order of appearance.
             let mut children = Vec::new();
-            if let Some(delegations) = &targets.meta.delegations {
+            if let Some(delegations) = &targets.verified.meta.delegations {
                 for child in &delegations.roles {
                     if child.is_trusted_for(path) {
                         children.push((child.name.clone(), role.clone()));
+                        // 5.6.7.2.1: a terminating delegation: nothing after its subtree.
                         if child.terminating {
                             to_visit.clear();
                             break;
@@ -495,63 +600,142 @@ impl TrustedSet {
                     }
                 }
             }
+            // 5.6.7.2.2: non-terminating: the next delegation once this subtree found nothing.
             children.reverse();
             to_visit.extend(children);
         }
         Ok(None)
     }
 
-    /// Every target path the repository can vouch for, each resolved through
-    /// [`TrustedSet::find_target`] so delegation priorities and path restrictions apply (a
-    /// delegated role listing a path it is not trusted for does not get it).
-    pub fn all_targets<E, F>(
-        &mut self,
-        fetch: &mut F,
-    ) -> Result<Vec<(String, super::metadata::TargetFile)>, E>
+    /// Every target path the repository vouches for (a device choosing its release), each
+    /// resolved through [`TrustedSet::find_target`], so delegation priorities, path
+    /// restrictions and the delegator checks apply.
+    ///
+    /// Delegated roles stay lazy here too: a delegated role that cannot be fetched or verified
+    /// (missing from the snapshot, unreachable, badly signed, expired) leaves out its own branch
+    /// only. It is reported in [`AllTargets::unavailable`], and so is every path whose search
+    /// reaches such a role before finding an entry (5.6.7: the target "cannot be found"), so a
+    /// withheld higher-priority role never lets a lower-priority one answer in its place. The
+    /// top-level targets role and the roles in `required` must load, and a path they list must
+    /// resolve: their failure is returned.
+    pub fn all_targets<E, F>(&mut self, required: &[&str], fetch: &mut F) -> Result<AllTargets, E>
     where
-        E: From<TrustError>,
+        E: From<TrustError> + std::fmt::Display,
         F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
     {
-        // Load every reachable role (bounded), collecting candidate paths.
-        let mut candidates = std::collections::BTreeSet::new();
+        let mut result = AllTargets::default();
+        let candidates = self.candidate_paths(required, fetch, &mut result.unavailable)?;
+        for (path, listed_by) in candidates {
+            match self.find_target(&path, fetch) {
+                Ok(Some((_, entry))) => result.found.push((path, entry)),
+                Ok(None) => {}
+                Err(e) if listed_by.iter().any(|r| required.contains(&r.as_str())) => {
+                    return Err(e)
+                }
+                Err(e) => result.unavailable.push(Unavailable {
+                    name: path,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(result)
+    }
+
+    /// Loads every role reachable from `targets` (each once, at most [`MAX_DELEGATIONS`]) and
+    /// returns the paths they list, each with the roles listing it. A role that fails to load
+    /// is recorded in `unavailable` and its subtree skipped, unless it is `targets` or in
+    /// `required`.
+    fn candidate_paths<E, F>(
+        &mut self,
+        required: &[&str],
+        fetch: &mut F,
+        unavailable: &mut Vec<Unavailable>,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, E>
+    where
+        E: From<TrustError> + std::fmt::Display,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        let mut candidates: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         let mut to_visit = vec![("targets".to_owned(), "root".to_owned())];
-        let mut visited = std::collections::HashSet::new();
+        let mut visited = HashSet::new();
         while let Some((role, delegator)) = to_visit.pop() {
             if visited.len() >= MAX_DELEGATIONS || !visited.insert(role.clone()) {
                 continue;
             }
-            self.load_targets(&role, &delegator, fetch)?;
+            if let Err(e) = self.load_targets(&role, &delegator, fetch) {
+                if role == "targets" || required.contains(&role.as_str()) {
+                    return Err(e);
+                }
+                unavailable.push(Unavailable {
+                    name: format!("role {role}"),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
             if let Some(targets) = self.targets.get(&role) {
-                candidates.extend(targets.meta.targets.keys().cloned());
-                if let Some(d) = &targets.meta.delegations {
+                for path in targets.verified.meta.targets.keys() {
+                    candidates
+                        .entry(path.clone())
+                        .or_default()
+                        .push(role.clone());
+                }
+                if let Some(d) = &targets.verified.meta.delegations {
                     to_visit.extend(d.roles.iter().rev().map(|c| (c.name.clone(), role.clone())));
                 }
             }
         }
-        let mut found = Vec::new();
-        for path in candidates {
-            if let Some((_, entry)) = self.find_target(&path, fetch)? {
-                found.push((path, entry));
-            }
-        }
-        Ok(found)
+        Ok(candidates)
     }
 
+    /// Spec 5.6: loads the top-level targets role if it is not loaded yet (fetched with
+    /// `fetch`), and nothing it delegates to: delegated roles load when a search reaches them.
+    pub fn load_top_targets<E, F>(&mut self, fetch: &mut F) -> Result<(), E>
+    where
+        E: From<TrustError> + std::fmt::Display,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        self.load_targets("targets", "root", fetch)
+    }
+
+    /// Makes `role` trusted through `delegator`: a role loaded before is checked against this
+    /// delegator's keys ([`TrustedSet::verify_through`]); otherwise it is fetched and checked
+    /// by [`TrustedSet::update_targets`]. A failure is remembered for the run: the same pair
+    /// then fails at once, without another download.
     fn load_targets<E, F>(&mut self, role: &str, delegator: &str, fetch: &mut F) -> Result<(), E>
+    where
+        E: From<TrustError> + std::fmt::Display,
+        F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
+    {
+        let key = (role.to_owned(), delegator.to_owned());
+        if let Some(reason) = self.unavailable.get(&key) {
+            return Err(TrustError::Unavailable {
+                role: key.0,
+                delegator: key.1,
+                reason: reason.clone(),
+            }
+            .into());
+        }
+        let result = self.try_load_targets(role, delegator, fetch);
+        if let Err(e) = &result {
+            self.unavailable.insert(key, e.to_string());
+        }
+        result
+    }
+
+    fn try_load_targets<E, F>(
+        &mut self,
+        role: &str,
+        delegator: &str,
+        fetch: &mut F,
+    ) -> Result<(), E>
     where
         E: From<TrustError>,
         F: FnMut(&str, &MetaFile) -> Result<Vec<u8>, E>,
     {
         if self.targets.contains_key(role) {
-            return Ok(());
+            return Ok(self.verify_through(role, delegator)?);
         }
-        let listed = self
-            .final_snapshot()?
-            .meta
-            .meta
-            .get(&format!("{role}.json"))
-            .cloned()
-            .ok_or_else(|| TrustError::NotListed(format!("{role}.json")))?;
+        let listed = self.listed_in_snapshot(role)?;
         let bytes = fetch(role, &listed)?;
         self.update_targets(&bytes, role, delegator, false)?;
         Ok(())
@@ -689,8 +873,9 @@ mod tests {
             Ok(repo.files[role].clone())
         };
         let all: Vec<String> = set
-            .all_targets(&mut fetch)
+            .all_targets(&[], &mut fetch)
             .unwrap()
+            .found
             .into_iter()
             .map(|(p, _)| p)
             .collect();
@@ -752,5 +937,291 @@ mod tests {
         assert!(fresh
             .update_timestamp(&repo.files["snapshot"], false)
             .is_err());
+    }
+
+    /// A repository in memory with a free-form delegation graph: each role signed by its own
+    /// key, delegations naming the keys of the roles they delegate to.
+    struct Graph {
+        keys: HashMap<String, SigningKey>,
+        files: HashMap<String, Vec<u8>>,
+        root: Vec<u8>,
+        snapshot: Vec<u8>,
+        timestamp: Vec<u8>,
+    }
+
+    /// One delegation: (delegated role, key names, paths, terminating).
+    type Delegation<'a> = (&'a str, &'a [&'a str], &'a [&'a str], bool);
+
+    impl Graph {
+        /// `roles`: (name, signing key name, targets listed, delegations). `unlisted` roles are
+        /// left out of the snapshot.
+        fn new(roles: &[(&str, &str, Value, &[Delegation])], unlisted: &[&str]) -> Self {
+            let mut keys: HashMap<String, SigningKey> = HashMap::new();
+            let mut key = |name: &str| {
+                let k = keys
+                    .entry(name.to_owned())
+                    .or_insert_with(SigningKey::generate);
+                SigningKey::from_pem(&k.to_pem(), "test").unwrap()
+            };
+            let top = key("top");
+            let (id, top_key) = key_entry(&top);
+            let role = json!({"keyids": [id], "threshold": 1});
+            let root = json!({"_type": "root", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "consistent_snapshot": true, "keys": {id.clone(): top_key},
+                "roles": {"root": role, "targets": role, "snapshot": role, "timestamp": role}});
+            let mut files = HashMap::new();
+            let mut meta = json!({});
+            for (name, signer, listed, delegations) in roles {
+                let mut dkeys = json!({});
+                let mut droles = Vec::new();
+                for (child, child_keys, paths, terminating) in *delegations {
+                    let mut ids = Vec::new();
+                    for k in *child_keys {
+                        let (kid, kval) = key_entry(&key(k));
+                        dkeys[kid.as_str()] = kval;
+                        ids.push(kid);
+                    }
+                    droles.push(json!({"name": child, "keyids": ids, "threshold": 1,
+                        "terminating": terminating, "paths": paths}));
+                }
+                let signed = json!({"_type": "targets", "spec_version": "1.0.31",
+                    "version": 1, "expires": FUTURE, "targets": listed,
+                    "delegations": {"keys": dkeys, "roles": droles}});
+                files.insert(
+                    (*name).to_owned(),
+                    sign_envelope(&signed, &[&key(signer)]).unwrap(),
+                );
+                if !unlisted.contains(name) {
+                    meta[format!("{name}.json")] = json!({"version": 1});
+                }
+            }
+            let snapshot = json!({"_type": "snapshot", "spec_version": "1.0.31", "version": 1,
+                "expires": FUTURE, "meta": meta});
+            let snapshot = sign_envelope(&snapshot, &[&top]).unwrap();
+            let timestamp = json!({"_type": "timestamp", "spec_version": "1.0.31",
+                "version": 1, "expires": FUTURE,
+                "meta": {"snapshot.json": {"version": 1, "length": snapshot.len()}}});
+            Graph {
+                root: sign_envelope(&root, &[&top]).unwrap(),
+                timestamp: sign_envelope(&timestamp, &[&top]).unwrap(),
+                snapshot,
+                files,
+                keys,
+            }
+        }
+
+        fn trusted(&self) -> TrustedSet {
+            let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+            let mut set = TrustedSet::new(&self.root, now).unwrap();
+            set.update_timestamp(&self.timestamp, false).unwrap();
+            set.update_snapshot(&self.snapshot, false).unwrap();
+            set
+        }
+
+        fn fetch(&self) -> impl FnMut(&str, &MetaFile) -> Result<Vec<u8>, TrustError> + '_ {
+            |role: &str, _: &MetaFile| {
+                self.files
+                    .get(role)
+                    .cloned()
+                    .ok_or_else(|| TrustError::Order(format!("404 for {role}")))
+            }
+        }
+    }
+
+    /// The diamond: `release` is delegated by parent-a (team-a/*, key a) and by parent-b
+    /// (team-b/*, key b), and signed by key a only.
+    fn diamond() -> Graph {
+        let both = json!({"team-a/x": file(), "team-b/y": file()});
+        Graph::new(
+            &[
+                (
+                    "targets",
+                    "top",
+                    json!({}),
+                    &[
+                        ("parent-a", &["pa"], &["*/*"], false),
+                        ("parent-b", &["pb"], &["*/*"], false),
+                    ],
+                ),
+                (
+                    "parent-a",
+                    "pa",
+                    json!({}),
+                    &[("release", &["a"], &["team-a/*"], false)],
+                ),
+                (
+                    "parent-b",
+                    "pb",
+                    json!({}),
+                    &[("release", &["b"], &["team-b/*"], false)],
+                ),
+                ("release", "a", both, &[]),
+            ],
+            &[],
+        )
+    }
+
+    #[test]
+    fn a_role_reached_through_another_delegator_is_checked_against_its_keys() {
+        let graph = diamond();
+        assert!(graph.keys.contains_key("b"));
+        // One run: team-a/x loads `release` through parent-a; team-b/y must not reuse it.
+        let mut set = graph.trusted();
+        let mut fetch = graph.fetch();
+        let (role, _) = set.find_target("team-a/x", &mut fetch).unwrap().unwrap();
+        assert_eq!(role, "release");
+        let err = set.find_target("team-b/y", &mut fetch).unwrap_err();
+        assert!(matches!(err, TrustError::Signature(_)), "{err}");
+        // Asked again: refused at once, without another download.
+        let mut fetched = Vec::new();
+        let mut counting = |role: &str, listed: &MetaFile| {
+            fetched.push(role.to_owned());
+            graph.fetch()(role, listed)
+        };
+        let err = set.find_target("team-b/y", &mut counting).unwrap_err();
+        assert!(matches!(err, TrustError::Unavailable { .. }), "{err}");
+        assert!(fetched.is_empty(), "{fetched:?}");
+        // A fresh run asking for team-b/y first is refused too.
+        let mut fresh = graph.trusted();
+        let err = fresh
+            .find_target("team-b/y", &mut graph.fetch())
+            .unwrap_err();
+        assert!(matches!(err, TrustError::Signature(_)), "{err}");
+        // Listing everything keeps team-a/x and reports team-b/y.
+        let all = graph
+            .trusted()
+            .all_targets(&[], &mut graph.fetch())
+            .unwrap();
+        let found: Vec<&str> = all.found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(found, ["team-a/x"]);
+        assert_eq!(all.unavailable.len(), 1, "{:?}", all.unavailable);
+        assert_eq!(all.unavailable[0].name, "team-b/y");
+        assert!(
+            all.unavailable[0]
+                .reason
+                .contains("release: 0 of 1 required signatures"),
+            "{:?}",
+            all.unavailable
+        );
+    }
+
+    #[test]
+    fn a_role_signed_for_both_delegators_serves_both_paths() {
+        let both = json!({"team-a/x": file(), "team-b/y": file()});
+        let graph = Graph::new(
+            &[
+                (
+                    "targets",
+                    "top",
+                    json!({}),
+                    &[
+                        ("parent-a", &["pa"], &["*/*"], false),
+                        ("parent-b", &["pb"], &["*/*"], false),
+                    ],
+                ),
+                (
+                    "parent-a",
+                    "pa",
+                    json!({}),
+                    &[("release", &["a"], &["team-a/*"], false)],
+                ),
+                (
+                    "parent-b",
+                    "pb",
+                    json!({}),
+                    &[("release", &["a"], &["team-b/*"], false)],
+                ),
+                ("release", "a", both, &[]),
+            ],
+            &[],
+        );
+        let mut set = graph.trusted();
+        let mut fetch = graph.fetch();
+        assert!(set.find_target("team-a/x", &mut fetch).unwrap().is_some());
+        assert!(set.find_target("team-b/y", &mut fetch).unwrap().is_some());
+    }
+
+    /// targets lists fw/top.bin and delegates `broken` (missing from the snapshot) then
+    /// `fine`, both for fw/*; fine lists fw/x.bin and fw/y.bin, and `other` (for misc/*)
+    /// lists misc/z.bin.
+    fn with_a_broken_branch(broken_first: bool) -> Graph {
+        let broken = ("broken", &["k"][..], &["fw/*"][..], false);
+        let fine = ("fine", &["k"][..], &["fw/*"][..], false);
+        let other = ("other", &["k"][..], &["misc/*"][..], false);
+        let order = if broken_first {
+            [broken, fine, other]
+        } else {
+            [fine, broken, other]
+        };
+        Graph::new(
+            &[
+                ("targets", "top", json!({"fw/top.bin": file()}), &order),
+                ("broken", "k", json!({"fw/x.bin": file()}), &[]),
+                (
+                    "fine",
+                    "k",
+                    json!({"fw/x.bin": file(), "fw/y.bin": file()}),
+                    &[],
+                ),
+                ("other", "k", json!({"misc/z.bin": file()}), &[]),
+            ],
+            &["broken"],
+        )
+    }
+
+    #[test]
+    fn a_broken_branch_is_loaded_only_when_a_search_reaches_it() {
+        let graph = with_a_broken_branch(true);
+        let mut set = graph.trusted();
+        let fetched = std::cell::RefCell::new(Vec::new());
+        let mut fetch = |role: &str, listed: &MetaFile| {
+            fetched.borrow_mut().push(role.to_owned());
+            graph.fetch()(role, listed)
+        };
+        assert!(set.find_target("fw/top.bin", &mut fetch).unwrap().is_some());
+        assert!(set.find_target("misc/z.bin", &mut fetch).unwrap().is_some());
+        assert_eq!(*fetched.borrow(), ["targets", "other"]);
+        // A search that does reach it fails, as the specification says (5.6.7).
+        let err = set.find_target("fw/y.bin", &mut fetch).unwrap_err();
+        assert!(
+            matches!(&err, TrustError::NotListed(f) if f == "broken.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listing_every_target_skips_a_broken_branch_without_reordering_priorities() {
+        // broken comes first for fw/*: fw/x.bin and fw/y.bin cannot be resolved (fine must
+        // not answer for a role that was withheld); misc/z.bin and fw/top.bin can.
+        let graph = with_a_broken_branch(true);
+        let all = graph
+            .trusted()
+            .all_targets(&[], &mut graph.fetch())
+            .unwrap();
+        let found: Vec<&str> = all.found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(found, ["fw/top.bin", "misc/z.bin"]);
+        let skipped: Vec<&str> = all.unavailable.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(skipped, ["role broken", "fw/x.bin", "fw/y.bin"]);
+        assert!(all.unavailable[0]
+            .reason
+            .contains("snapshot does not list broken.json"));
+
+        // broken after fine: fine answers for fw/x.bin and fw/y.bin before broken is reached.
+        let graph = with_a_broken_branch(false);
+        let all = graph
+            .trusted()
+            .all_targets(&[], &mut graph.fetch())
+            .unwrap();
+        let found: Vec<&str> = all.found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(found, ["fw/top.bin", "fw/x.bin", "fw/y.bin", "misc/z.bin"]);
+        let skipped: Vec<&str> = all.unavailable.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(skipped, ["role broken"]);
+
+        // A required role must load.
+        let err = graph
+            .trusted()
+            .all_targets(&["broken"], &mut graph.fetch())
+            .unwrap_err();
+        assert!(matches!(err, TrustError::NotListed(_)), "{err}");
     }
 }
