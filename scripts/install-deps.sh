@@ -13,6 +13,7 @@ declare -A NEED=(
   [nginx]=nginx                # the repository served by nginx must work for the updater
   [curl]=curl                  # TLS checks of ota-server
   [systemd-analyze]=systemd    # updater/tests/units.rs verifies the shipped systemd units
+  [faketime]=faketime          # updater/tests/tuf_conformance.rs: `ota-update tuf --clock system` at a faked time
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
