@@ -24,7 +24,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/bench-out}
 mkdir -p "$OUT"
 cargo build --release -q -p ota-signer --manifest-path "$ROOT/Cargo.toml"
-SIGN=$ROOT/target/release/ota-sign
+SIGN=$(bash "$ROOT/scripts/target-dir.sh")/release/ota-sign
 [ -e "$OUT/k" ] || "$SIGN" keygen --out "$OUT/k" >/dev/null
 
 # measure LABEL CMD...: runs CMD under /usr/bin/time; echoes "wall_s rss_MiB".

@@ -15,7 +15,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || { echo "missing nginx: apt-get install nginx" >&2; exit 2; }
 rm -rf "$OUT"; mkdir -p "$OUT"
 cargo build --release -q --manifest-path "$ROOT/Cargo.toml"
-BIN=$ROOT/target/release
+BIN=$(bash "$ROOT/scripts/target-dir.sh")/release
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 

@@ -20,7 +20,7 @@ OUT=${OUT:-$ROOT/bench-out/delta}
 BSDIFF_TIMEOUT=${BSDIFF_TIMEOUT:-600}
 mkdir -p "$OUT"
 cargo build --release -q -p ota-signer --manifest-path "$ROOT/Cargo.toml" || exit 1
-SIGN=$ROOT/target/release/ota-sign
+SIGN=$(bash "$ROOT/scripts/target-dir.sh")/release/ota-sign
 [ -e "$OUT/k" ] || "$SIGN" keygen --out "$OUT/k" >/dev/null
 
 # run LOG CMD...: runs CMD under /usr/bin/time (wall, user+sys, max RSS KiB) into LOG;

@@ -9,7 +9,7 @@ OUT=${OUT:-$ROOT/bench-out/install-rss}
 SIZES=${SIZES:-"16 256"}
 command -v /usr/bin/time >/dev/null || { echo "missing /usr/bin/time: apt-get install time" >&2; exit 2; }
 cargo build --release -q -p ota-updater -p ota-signer -p ota-server --manifest-path "$ROOT/Cargo.toml"
-BIN=$ROOT/target/release
+BIN=$(bash "$ROOT/scripts/target-dir.sh")/release
 rm -rf "$OUT"; mkdir -p "$OUT/repo"
 "$BIN/ota-sign" keygen --out "$OUT/vendor.key" >/dev/null
 "$BIN/ota-server" serve --repo "$OUT/repo" --listen 127.0.0.1:0 --access-log off 2>"$OUT/server.err" &

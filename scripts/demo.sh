@@ -26,7 +26,7 @@ expect_refusal() { # expect_refusal EXPECTED_CODE CMD...: the command must fail 
 
 step "build the release binaries"
 cargo build --release -q --workspace
-BIN=$ROOT/target/release
+BIN=$(bash "$ROOT/scripts/target-dir.sh")/release
 SIGN=$BIN/ota-sign
 rm -rf "$OUT"; mkdir -p "$OUT"
 

@@ -14,7 +14,7 @@ bash scripts/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; echo "demo
 echo "demo: ok (log in target/demo.log)"
 # The release ota-update has no fault injection (the fault-injection feature is for tests): not
 # one OTA_FAULT_ string in the binary the demo built (the same build command: a no-op here).
-target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+target_dir=$(bash scripts/target-dir.sh)
 cargo build --release -q --workspace
 [ -x "$target_dir/release/ota-update" ] || { echo "no $target_dir/release/ota-update" >&2; exit 1; }
 faults=$(grep -ac OTA_FAULT_ "$target_dir/release/ota-update" || true)
