@@ -171,7 +171,11 @@ pub enum RepoCommand {
     Add(RepoAddArgs),
     /// Stage the removal of a target.
     Remove(RepoRemoveArgs),
-    /// Sign staged changes: new targets, snapshot and timestamp versions.
+    /// Stage a delegation: the targets role trusts another role, with its own key(s), for the
+    /// target paths given (a product line, a supplier); signed by the next `publish`.
+    Delegate(RepoDelegateArgs),
+    /// Sign staged changes: new targets (or, with --role, a delegated role's), snapshot and
+    /// timestamp versions. Also re-signs targets that no longer verify under the current root.
     #[command(alias = "sign")]
     Publish(RepoSignArgs),
     /// Re-sign timestamp (and snapshot when it expires soon) before they expire.
@@ -180,6 +184,53 @@ pub enum RepoCommand {
     Rotate(RepoRotateArgs),
     /// List the published and staged targets.
     List(RepoListArgs),
+    /// Check the published repository as a device would now: every role's version, expiry and
+    /// signing keys, what expires soon, what devices would refuse and the command that fixes
+    /// it. Exit 0 when devices accept the repository, 1 when they would refuse it.
+    #[command(alias = "status")]
+    Doctor(RepoDoctorArgs),
+}
+
+/// `ota-sign repo delegate`.
+#[derive(Args, Debug)]
+pub struct RepoDelegateArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// The delegated role's name (published as metadata/N.NAME.json).
+    #[arg(long)]
+    pub name: String,
+    /// Target path patterns the role is trusted for, e.g. 'acme-nas/*' (`*` and `?` within
+    /// one path segment, `[seq]`).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., required = true)]
+    pub paths: Vec<String>,
+    /// A key of the role, public or private (repeatable).
+    #[arg(long = "key", value_name = "PUB", num_args = 1.., required = true)]
+    pub keys: Vec<PathBuf>,
+    /// Signatures of the role's keys needed.
+    #[arg(long, default_value_t = 1)]
+    pub threshold: usize,
+    /// A search that reaches this role for a matching path stops at it (roles after it are not
+    /// consulted for those paths).
+    #[arg(long)]
+    pub terminating: bool,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ota-sign repo doctor`.
+#[derive(Args, Debug)]
+pub struct RepoDoctorArgs {
+    /// Repository directory.
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// Report what expires within this many days.
+    #[arg(long, default_value_t = 30)]
+    pub days: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Keys and thresholds of the top-level roles (public or private key files).
@@ -244,6 +295,10 @@ pub struct RepoAddArgs {
     /// Public key(s) the bundle must be signed with; checked before it is added.
     #[arg(long = "trusted", value_name = "PUB")]
     pub trusted: Vec<PathBuf>,
+    /// Stage it in this delegated role instead of the top-level targets (its name must be
+    /// within the role's delegated paths, e.g. --name acme-nas/fw-2.0.bundle).
+    #[arg(long)]
+    pub role: Option<String>,
     /// The bundle.
     pub bundle: PathBuf,
     /// Print the target entry as JSON.
@@ -259,6 +314,9 @@ pub struct RepoRemoveArgs {
     pub repo: PathBuf,
     /// Target name.
     pub name: String,
+    /// Remove it from this delegated role instead of the top-level targets.
+    #[arg(long)]
+    pub role: Option<String>,
 }
 
 /// `ota-sign repo publish` / `refresh-timestamp`.
@@ -270,6 +328,10 @@ pub struct RepoSignArgs {
     /// A private key to sign with (repeatable); each role uses the ones it authorises.
     #[arg(long = "key", value_name = "KEY", required = true)]
     pub keys: Vec<PathBuf>,
+    /// `publish` only: sign this delegated role's staged changes (with its key) instead of the
+    /// top-level targets.
+    #[arg(long)]
+    pub role: Option<String>,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,

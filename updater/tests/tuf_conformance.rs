@@ -9,14 +9,18 @@
 //!   cached percent-encoded, through ota-server and nginx;
 //! - duplicate signature key ids invalidate the metadata; one key spelled two ways counts once;
 //! - a target already downloaded is not fetched again (requests counted in nginx's log);
-//! - `--clock system` checks a repository at a faked time (libfaketime).
+//! - `--clock system` checks a repository at a faked time (libfaketime);
+//! - delegations written by `ota-sign repo delegate` / `add --role` / `publish --role` (names
+//!   `?` and `#` included) read by `ota-update tuf` and python-tuf's client, through ota-server
+//!   and nginx; a device's `check` skips a delegated role missing from the snapshot (said in
+//!   its skipped list) but fails when the rollout role cannot be loaded.
 //!
 //! A missing python-tuf venv, nginx or faketime fails the test: a silent skip would leave the
 //! claim unchecked. `cargo build` the binaries first (ota-server is not rebuilt by this crate).
 
 #![allow(clippy::unwrap_used)]
 
-use ota_test_support::{run_ok, tool, Nginx, Server};
+use ota_test_support::{bin, image, run_ok, tool, Nginx, Repo, Server, SimDevice};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -518,4 +522,265 @@ fn clock_system_checks_a_repository_at_a_faked_time() {
     refused(&floor.refresh(), "expired at 2021-01-01T00:00:00Z");
     let explicit = in_2020("floor-explicit", &["--clock", "floor"]);
     refused(&explicit.refresh(), "expired at 2021-01-01T00:00:00Z");
+}
+
+/// `ota-sign ARGS` (real time); returns the output whatever the status.
+fn ota_sign(args: &[&str]) -> Output {
+    run(Command::new(bin("ota-sign"))
+        .args(args)
+        .env_remove("SOURCE_DATE_EPOCH"))
+}
+
+fn ota_sign_ok(args: &[&str]) -> String {
+    succeeded(&ota_sign(args))
+}
+
+#[test]
+fn delegations_written_by_ota_sign_are_read_by_ota_update_and_python_tuf() {
+    let work = tempfile::tempdir().unwrap();
+    let vendor = Repo::with_keys(work.path(), &["supplier", "question", "hash"]);
+    vendor.init(&[], None);
+    let repo = vendor.root_dir();
+    let public = |name: &str| format!("{}.pub", vendor.key(name));
+    // Three delegated roles, two with names that must be percent-encoded in URLs.
+    for (role, pattern, key) in [
+        ("supplier", "supplier/*", "supplier"),
+        ("?", "q/*", "question"),
+        ("#", "h/*", "hash"),
+    ] {
+        let said = ota_sign_ok(&[
+            "repo",
+            "delegate",
+            "--repo",
+            &repo,
+            "--name",
+            role,
+            "--paths",
+            pattern,
+            "--key",
+            &public(key),
+            "--terminating",
+        ]);
+        assert!(said.contains("staged delegation"), "{said}");
+    }
+    vendor.publish();
+    let mut names = Vec::new();
+    for (role, dir, key, version) in [
+        ("supplier", "supplier", "supplier", "2.0.0"),
+        ("?", "q", "question", "3.0.0"),
+        ("#", "h", "hash", "4.0.0"),
+    ] {
+        let bundle = vendor.bundle(
+            "acme-nas",
+            version,
+            &image(&format!("GOOD {version}"), 50_000, 7),
+        );
+        let name = format!("{dir}/acme-nas-{version}.bundle");
+        ota_sign_ok(&[
+            "repo",
+            "add",
+            "--repo",
+            &repo,
+            "--role",
+            role,
+            "--name",
+            &name,
+            bundle.to_str().unwrap(),
+        ]);
+        // A target outside the role's paths is refused: devices would never look for it.
+        let out = ota_sign(&[
+            "repo",
+            "add",
+            "--repo",
+            &repo,
+            "--role",
+            role,
+            "--name",
+            "elsewhere/x.bundle",
+            bundle.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("outside the paths delegated"),
+            "{}",
+            stderr(&out)
+        );
+        let said = ota_sign_ok(&[
+            "repo",
+            "publish",
+            "--repo",
+            &repo,
+            "--role",
+            role,
+            "--key",
+            &vendor.key(key),
+            "--key",
+            &vendor.key("snapshot"),
+            "--key",
+            &vendor.key("timestamp"),
+        ]);
+        assert!(said.contains(&format!("{role} v1")), "{said}");
+        names.push((name, bundle));
+    }
+    // Published under the role names as they are (what servers map the quoted URLs to).
+    for file in ["1.supplier.json", "1.?.json", "1.#.json"] {
+        assert!(vendor.metadata(file).is_file(), "{file}");
+    }
+    // The doctor sees every role signed and listed.
+    ota_sign_ok(&["repo", "doctor", "--repo", &repo]);
+
+    let repo_dir = PathBuf::from(&repo);
+    let root = vendor.initial_root();
+    let nginx = Nginx::start(&repo_dir);
+    let server = ota_server(&repo_dir);
+    for (label, base) in [("ota-server", &server.base), ("nginx", &nginx.url)] {
+        let client = Client::new(work.path().join(label).join("cache"), base, &root);
+        for (i, (name, bundle)) in names.iter().enumerate() {
+            let downloads = work.path().join(label).join(format!("d{i}"));
+            succeeded(&client.download(&[name], &downloads));
+            let file = name.rsplit('/').next().unwrap();
+            assert!(fs::read(downloads.join(file)).unwrap() == fs::read(bundle).unwrap());
+        }
+    }
+    for (name, _) in &names {
+        let out = run_ok(&mut python_script(
+            "ngclient_fetch.py",
+            &[
+                arg(&root),
+                arg(&work.path().join("python-cache")),
+                &format!("{}/metadata", nginx.url),
+                &format!("{}/targets", nginx.url),
+                arg(&work.path().join("python-downloads")),
+                name,
+            ],
+        ));
+        let got: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(got["custom"]["product"], "acme-nas", "{got}");
+    }
+}
+
+#[test]
+fn a_device_skips_a_broken_delegated_branch_but_not_an_unavailable_rollout_role() {
+    let work = tempfile::tempdir().unwrap();
+    let vendor = Repo::with_keys(work.path(), &["supplier", "rollout"]);
+    vendor.init(&[], None);
+    let repo = vendor.root_dir();
+    vendor.add_release(
+        "acme-router",
+        "2.0.0",
+        "stable",
+        &image("GOOD 2.0.0", 200_000, 2),
+    );
+    // Delegated, never signed: the snapshot does not list supplier.json.
+    ota_sign_ok(&[
+        "repo",
+        "delegate",
+        "--repo",
+        &repo,
+        "--name",
+        "supplier",
+        "--paths",
+        "supplier/*",
+        "--key",
+        &format!("{}.pub", vendor.key("supplier")),
+    ]);
+    vendor.publish();
+    let server = ota_server(Path::new(&repo));
+    let device = SimDevice::new(
+        &work.path().join("device"),
+        &vendor.bundle_pub(),
+        &image("GOOD 1.0.0", 200_000, 1),
+        "",
+    );
+    let section = device.repository_section(&server.base, &vendor.initial_root());
+    device.write_config(&section);
+    device.ok(&["simulate-boot"]);
+    device.ok(&["boot", "--no-reboot"]);
+
+    let check = device.json(&["check", "--json"]);
+    assert_eq!(check["update"]["version"], "2.0.0", "{check:#}");
+    let skipped = check["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["name"] == "role supplier"
+            && s["reason"]
+                .as_str()
+                .unwrap()
+                .contains("snapshot does not list supplier.json")),
+        "{check:#}"
+    );
+    assert_eq!(check["refresh"]["unavailable"][0]["name"], "role supplier");
+    let text = device.ok(&["check"]);
+    assert!(
+        text.contains("skipped role supplier: delegated metadata unavailable"),
+        "{text}"
+    );
+
+    // The rollout role can pause or pull a release: when it cannot be loaded, check fails.
+    ota_sign_ok(&[
+        "rollout",
+        "init",
+        "--repo",
+        &repo,
+        "--rollout-key",
+        &format!("{}.pub", vendor.key("rollout")),
+        "--key",
+        &vendor.key("targets"),
+        "--key",
+        &vendor.key("snapshot"),
+        "--key",
+        &vendor.key("timestamp"),
+    ]);
+    ota_sign_ok(&[
+        "rollout",
+        "start",
+        "--repo",
+        &repo,
+        "--product",
+        "acme-router",
+        "--version",
+        "2.0.0",
+        "--waves",
+        "0s=100%",
+        "--key",
+        &vendor.key("rollout"),
+        "--key",
+        &vendor.key("snapshot"),
+        "--key",
+        &vendor.key("timestamp"),
+    ]);
+    assert_eq!(
+        device.json(&["check", "--json"])["rollout"]["state"],
+        "active"
+    );
+    ota_sign_ok(&[
+        "rollout",
+        "pause",
+        "--repo",
+        &repo,
+        "--product",
+        "acme-router",
+        "--version",
+        "2.0.0",
+        "--key",
+        &vendor.key("rollout"),
+        "--key",
+        &vendor.key("snapshot"),
+        "--key",
+        &vendor.key("timestamp"),
+    ]);
+    // An attacker (or a broken upload) withholds the new rollout.json: the device must not
+    // fall back to "no rollout entry, offered to everyone".
+    let newest = fs::read_dir(vendor.metadata(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|n| {
+            n.strip_suffix(".rollout.json")
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .max()
+        .unwrap();
+    fs::remove_file(vendor.metadata(&format!("{newest}.rollout.json"))).unwrap();
+    let out = device.run(&["check"]);
+    assert!(!out.status.success(), "check passed without rollout.json");
+    assert!(stderr(&out).contains("rollout.json"), "{}", stderr(&out));
 }

@@ -2,11 +2,14 @@
 //! delegations), snapshot and timestamp.
 //!
 //! Each view is read from the `signed` JSON *after* its signatures were checked (see
-//! [`super::trusted`]); the JSON itself stays the source of truth, so fields we do not model
-//! (`custom`, vendor extensions) survive untouched and keep their signatures valid.
+//! [`super::trusted`]); the JSON itself stays the source of truth for signatures, so fields we
+//! do not model (`custom`, vendor extensions) survive untouched and keep their signatures
+//! valid. The repository writer ([`super::repository`]) edits the same views and writes them
+//! back with `to_signed`: the targets, snapshot and timestamp views keep every field they do not
+//! model (`unknown`), so reading then writing loses nothing.
 
 use super::keys::{TufKey, TufKeyError};
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -94,6 +97,30 @@ pub struct MetaFile {
     pub hashes: BTreeMap<String, String>,
 }
 
+impl MetaFile {
+    /// A listing by version only (what our snapshots write for targets files).
+    pub fn version_only(version: u64) -> Self {
+        Self {
+            version,
+            length: None,
+            hashes: BTreeMap::new(),
+        }
+    }
+
+    /// The JSON entry.
+    pub fn to_value(&self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("version".into(), json!(self.version));
+        if let Some(length) = self.length {
+            entry.insert("length".into(), json!(length));
+        }
+        if !self.hashes.is_empty() {
+            entry.insert("hashes".into(), json!(self.hashes));
+        }
+        Value::Object(entry)
+    }
+}
+
 /// The timestamp role: points at the current snapshot.
 #[derive(Clone, Debug)]
 pub struct Timestamp {
@@ -101,6 +128,8 @@ pub struct Timestamp {
     pub common: Common,
     /// `snapshot.json`'s entry.
     pub snapshot: MetaFile,
+    /// `signed` fields not modelled, kept as read.
+    pub unknown: Map<String, Value>,
 }
 
 /// The snapshot role: the version of every targets metadata file.
@@ -110,6 +139,8 @@ pub struct Snapshot {
     pub common: Common,
     /// `targets.json` and each delegated `ROLE.json` → entry.
     pub meta: BTreeMap<String, MetaFile>,
+    /// `signed` fields not modelled, kept as read.
+    pub unknown: Map<String, Value>,
 }
 
 /// One target file: what a download must match.
@@ -121,12 +152,38 @@ pub struct TargetFile {
     pub hashes: BTreeMap<String, String>,
     /// The `custom` object, if any.
     pub custom: Option<Value>,
+    /// Fields of the entry not modelled, kept as read.
+    pub unknown: Map<String, Value>,
+}
+
+impl TargetFile {
+    /// A target entry of `length` bytes with this SHA-256 and `custom`.
+    pub fn new(length: u64, sha256: &str, custom: Option<Value>) -> Self {
+        Self {
+            length,
+            hashes: BTreeMap::from([("sha256".to_owned(), sha256.to_owned())]),
+            custom,
+            unknown: Map::new(),
+        }
+    }
+
+    /// The JSON entry.
+    pub fn to_value(&self) -> Value {
+        let mut entry = self.unknown.clone();
+        entry.insert("length".into(), json!(self.length));
+        entry.insert("hashes".into(), json!(self.hashes));
+        if let Some(custom) = &self.custom {
+            entry.insert("custom".into(), custom.clone());
+        }
+        Value::Object(entry)
+    }
 }
 
 /// A delegated targets role as its delegator describes it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DelegatedRole {
-    /// Role name (its metadata is `NAME.json`).
+    /// Role name (its metadata is `VERSION.NAME.json` on the repository, requested and cached
+    /// under [`encode_role_name`]).
     pub name: String,
     /// Authorised keys and threshold.
     pub keys: RoleKeys,
@@ -136,6 +193,8 @@ pub struct DelegatedRole {
     pub paths: Option<Vec<String>>,
     /// Hex prefixes of SHA-256(path) this role is trusted for (`path_hash_prefixes`).
     pub path_hash_prefixes: Option<Vec<String>>,
+    /// Fields of the entry not modelled, kept as read.
+    pub unknown: Map<String, Value>,
 }
 
 impl DelegatedRole {
@@ -152,13 +211,51 @@ impl DelegatedRole {
     }
 }
 
+impl DelegatedRole {
+    /// The JSON entry.
+    pub fn to_value(&self) -> Value {
+        let mut entry = self.unknown.clone();
+        entry.insert("name".into(), json!(self.name));
+        entry.insert("keyids".into(), json!(self.keys.keyids));
+        entry.insert("threshold".into(), json!(self.keys.threshold));
+        entry.insert("terminating".into(), json!(self.terminating));
+        if let Some(paths) = &self.paths {
+            entry.insert("paths".into(), json!(paths));
+        }
+        if let Some(prefixes) = &self.path_hash_prefixes {
+            entry.insert("path_hash_prefixes".into(), json!(prefixes));
+        }
+        Value::Object(entry)
+    }
+}
+
 /// A targets role's delegations.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delegations {
     /// Keys by id for the delegated roles.
     pub keys: HashMap<String, TufKey>,
     /// Delegated roles in priority order.
     pub roles: Vec<DelegatedRole>,
+    /// Fields not modelled, kept as read.
+    pub unknown: Map<String, Value>,
+}
+
+impl Delegations {
+    /// The JSON object.
+    pub fn to_value(&self) -> Value {
+        let mut out = self.unknown.clone();
+        let keys: Map<String, Value> = self
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.to_value().clone()))
+            .collect();
+        out.insert("keys".into(), Value::Object(keys));
+        out.insert(
+            "roles".into(),
+            Value::Array(self.roles.iter().map(DelegatedRole::to_value).collect()),
+        );
+        Value::Object(out)
+    }
 }
 
 /// A targets role (top-level or delegated).
@@ -166,11 +263,95 @@ pub struct Delegations {
 pub struct Targets {
     /// Version and expiry.
     pub common: Common,
+    /// `spec_version` as read.
+    pub spec_version: String,
     /// Target path → file.
     pub targets: BTreeMap<String, TargetFile>,
     /// Delegations, if any.
     pub delegations: Option<Delegations>,
+    /// `signed` fields not modelled, kept as read.
+    pub unknown: Map<String, Value>,
 }
+
+impl Targets {
+    /// An empty targets role (no targets, no delegations).
+    pub fn empty(version: u64, expires: SystemTime) -> Self {
+        Self {
+            common: Common { version, expires },
+            spec_version: SPEC_VERSION.to_owned(),
+            targets: BTreeMap::new(),
+            delegations: None,
+            unknown: Map::new(),
+        }
+    }
+
+    /// The `signed` object: every modelled field plus the unknown ones as read.
+    pub fn to_signed(&self) -> Value {
+        let mut signed = self.unknown.clone();
+        signed.insert("_type".into(), json!("targets"));
+        signed.insert("spec_version".into(), json!(self.spec_version));
+        signed.insert("version".into(), json!(self.common.version));
+        signed.insert("expires".into(), json!(format_time(self.common.expires)));
+        let targets: Map<String, Value> = self
+            .targets
+            .iter()
+            .map(|(path, file)| (path.clone(), file.to_value()))
+            .collect();
+        signed.insert("targets".into(), Value::Object(targets));
+        if let Some(delegations) = &self.delegations {
+            signed.insert("delegations".into(), delegations.to_value());
+        }
+        Value::Object(signed)
+    }
+}
+
+impl Snapshot {
+    /// The `signed` object.
+    pub fn to_signed(&self) -> Value {
+        let mut signed = self.unknown.clone();
+        signed.insert("_type".into(), json!("snapshot"));
+        signed.insert("spec_version".into(), json!(SPEC_VERSION));
+        signed.insert("version".into(), json!(self.common.version));
+        signed.insert("expires".into(), json!(format_time(self.common.expires)));
+        let meta: Map<String, Value> = self
+            .meta
+            .iter()
+            .map(|(file, entry)| (file.clone(), entry.to_value()))
+            .collect();
+        signed.insert("meta".into(), Value::Object(meta));
+        Value::Object(signed)
+    }
+}
+
+impl Timestamp {
+    /// The `signed` object.
+    pub fn to_signed(&self) -> Value {
+        let mut signed = self.unknown.clone();
+        signed.insert("_type".into(), json!("timestamp"));
+        signed.insert("spec_version".into(), json!(SPEC_VERSION));
+        signed.insert("version".into(), json!(self.common.version));
+        signed.insert("expires".into(), json!(format_time(self.common.expires)));
+        signed.insert(
+            "meta".into(),
+            json!({"snapshot.json": self.snapshot.to_value()}),
+        );
+        Value::Object(signed)
+    }
+}
+
+/// The fields of `v` (an object) other than `known`.
+fn unknown_fields(v: &Value, known: &[&str]) -> Map<String, Value> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const COMMON_FIELDS: [&str; 4] = ["_type", "spec_version", "version", "expires"];
 
 /// The file-name form of a role name, as python-tuf's `urllib.parse.quote(name, safe="")`
 /// writes it: every byte of its UTF-8 outside ASCII letters, digits and `-._~` becomes `%XX`
@@ -479,6 +660,7 @@ impl Timestamp {
         Ok(Self {
             common,
             snapshot: r.meta_file(entry, "meta.snapshot.json")?,
+            unknown: unknown_fields(signed, &[&COMMON_FIELDS[..], &["meta"]].concat()),
         })
     }
 }
@@ -495,7 +677,11 @@ impl Snapshot {
         for (name, entry) in r.obj_of(signed, "meta")? {
             meta.insert(name.clone(), r.meta_file(entry, &format!("meta.{name}"))?);
         }
-        Ok(Self { common, meta })
+        Ok(Self {
+            common,
+            meta,
+            unknown: unknown_fields(signed, &[&COMMON_FIELDS[..], &["meta"]].concat()),
+        })
     }
 }
 
@@ -522,6 +708,7 @@ impl Targets {
                     length,
                     hashes,
                     custom: entry.get("custom").cloned(),
+                    unknown: unknown_fields(entry, &["length", "hashes", "custom"]),
                 },
             );
         }
@@ -531,8 +718,13 @@ impl Targets {
         };
         Ok(Self {
             common,
+            spec_version: r.str_of(signed, "spec_version")?.to_owned(),
             targets,
             delegations,
+            unknown: unknown_fields(
+                signed,
+                &[&COMMON_FIELDS[..], &["targets", "delegations"]].concat(),
+            ),
         })
     }
 
@@ -583,9 +775,24 @@ impl Targets {
                 name,
                 paths,
                 path_hash_prefixes,
+                unknown: unknown_fields(
+                    role,
+                    &[
+                        "name",
+                        "keyids",
+                        "threshold",
+                        "terminating",
+                        "paths",
+                        "path_hash_prefixes",
+                    ],
+                ),
             });
         }
-        Ok(Delegations { keys, roles })
+        Ok(Delegations {
+            keys,
+            roles,
+            unknown: unknown_fields(d, &["keys", "roles"]),
+        })
     }
 }
 
@@ -614,6 +821,41 @@ mod tests {
         assert!(!path_matches("??.bin", "é.bin"));
         assert!(!path_matches("a*b*c", "aXbY"));
         assert!(path_matches("a*b*c", "aXbYc"));
+    }
+
+    #[test]
+    fn targets_snapshot_and_timestamp_write_back_what_they_read() {
+        let key = json!({"keytype": "ed25519", "scheme": "ed25519",
+            "keyval": {"public": "ab"}, "x-key": 1});
+        let targets = json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 3,
+            "expires": "2030-01-01T00:00:00Z", "x-release-notes": "Sicherheitsupdate — «wichtig»",
+            "targets": {"fw.bundle": {"length": 5, "hashes": {"sha256": "00", "sha512": "11"},
+                "custom": {"product": "acme"}, "x-entry": [1, 2]},
+                "plain": {"length": 0, "hashes": {"sha256": "22"}}},
+            "delegations": {"keys": {"kid": key}, "x-delegations": true, "roles": [
+                {"name": "router", "keyids": ["kid"], "threshold": 1, "terminating": true,
+                 "paths": ["router/*"], "x-role": "kept"},
+                {"name": "?", "keyids": ["kid"], "threshold": 1, "terminating": false,
+                 "path_hash_prefixes": ["ab"]}]}
+        });
+        let read = Targets::from_signed(&targets, "targets").unwrap();
+        assert_eq!(read.to_signed(), targets);
+        let snapshot = json!({"_type": "snapshot", "spec_version": "1.0.31", "version": 7,
+            "expires": "2030-01-01T00:00:00Z", "x-snap": {"a": 1},
+            "meta": {"targets.json": {"version": 3},
+                     "router.json": {"version": 2, "length": 10, "hashes": {"sha256": "33"}}}});
+        assert_eq!(
+            Snapshot::from_signed(&snapshot).unwrap().to_signed(),
+            snapshot
+        );
+        let timestamp = json!({"_type": "timestamp", "spec_version": "1.0.31", "version": 9,
+            "expires": "2030-01-01T00:00:00Z",
+            "meta": {"snapshot.json": {"version": 7, "length": 100, "hashes": {"sha256": "44"}}}});
+        assert_eq!(
+            Timestamp::from_signed(&timestamp).unwrap().to_signed(),
+            timestamp
+        );
     }
 
     #[test]

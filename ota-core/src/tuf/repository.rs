@@ -9,14 +9,17 @@
 //! - `targets/SHA256.NAME`: target files under hash-prefixed names, immutable.
 //!
 //! Edits of the top-level targets role are staged in `.ota-repo/targets.json` (unsigned) until
-//! `publish` signs them, so the targets key is needed only once per release. Role lifetimes are
-//! kept in `.ota-repo/settings.json`. Hidden names are never served by `ota-server`.
+//! `publish` signs them, so the targets key is needed only once per release; a delegated
+//! role's in `.ota-repo/roles/ENCODED.json` ([`staging`]). Staged and published metadata are
+//! edited through the typed views the client reads ([`super::metadata`]), which keep the fields
+//! they do not model. Role lifetimes are kept in `.ota-repo/settings.json`. Hidden names are
+//! never served by `ota-server`. [`doctor`] reports on the published repository.
 
 use super::canonical::CanonicalError;
 use super::envelope::{Envelope, EnvelopeError};
 use super::keys::{sign_ed25519, TufKey};
 use super::metadata::{
-    format_time, MetadataError, Root, Snapshot, Targets, Timestamp, SPEC_VERSION,
+    format_time, Common, MetaFile, MetadataError, Root, Snapshot, Targets, Timestamp, SPEC_VERSION,
 };
 use crate::keys::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -26,6 +29,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
+
+pub mod doctor;
+mod staging;
 
 /// The four top-level roles.
 pub const TOP_ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
@@ -53,6 +59,14 @@ pub enum RepoError {
     /// The operation cannot be done as asked (wrong key, not initialised, ...).
     #[error("{0}")]
     Usage(String),
+    /// A staging file (`.ota-repo/...`) is not valid targets metadata; nothing was written.
+    #[error("malformed staging file {path}: {detail} (fix it, or delete it to start again from the newest signed targets)")]
+    Staged {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RepoError {
@@ -195,6 +209,9 @@ pub struct PublishReport {
     pub snapshot: Option<u64>,
     /// New timestamp version, if re-signed.
     pub timestamp: Option<u64>,
+    /// Delegated roles signed, with their new versions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, u64>,
 }
 
 impl Repository {
@@ -283,13 +300,7 @@ impl Repository {
             root_meta,
             lifetimes,
         };
-        repo.save_staged(&json!({
-            "_type": "targets",
-            "spec_version": SPEC_VERSION,
-            "version": 0,
-            "expires": format_time(now),
-            "targets": {},
-        }))?;
+        repo.save_staging("targets", &Targets::empty(1, now))?;
         let can_publish = ["targets", "snapshot", "timestamp"]
             .iter()
             .all(|r| signers_for(r, &repo.root_meta, role_signers).is_ok());
@@ -381,239 +392,6 @@ impl Repository {
         Ok(Some(Self::read_signed(&path, "targets")?))
     }
 
-    /// The staged (unsigned, edited) top-level targets.
-    pub fn staged_targets(&self) -> Result<Value, RepoError> {
-        let path = Self::work_dir(&self.dir).join("targets.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| RepoError::Usage(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
-                .published_targets()?
-                .ok_or_else(|| RepoError::Usage("no targets metadata staged or published".into())),
-            Err(e) => Err(io(format!("cannot read {}", path.display()))(e)),
-        }
-    }
-
-    fn save_staged(&mut self, targets: &Value) -> Result<(), RepoError> {
-        let dir = Self::work_dir(&self.dir);
-        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let bytes = serde_json::to_vec_pretty(targets)
-            .map_err(|e| RepoError::Usage(format!("cannot encode JSON: {e}")))?;
-        write_atomically(&dir.join("targets.json"), &bytes)
-    }
-
-    /// Copies a file in as target `name` (stored as `targets/SHA256.NAME`) and stages its
-    /// entry with `custom`. Returns the entry. Nothing is signed until `publish`.
-    pub fn add_target(
-        &mut self,
-        name: &str,
-        file: &Path,
-        custom: Value,
-    ) -> Result<Value, RepoError> {
-        if name.is_empty()
-            || name.contains('/')
-            || name.contains('\\')
-            || name.starts_with('.')
-            || name.chars().any(char::is_control)
-        {
-            return Err(RepoError::Usage(format!(
-                "target name '{name}' must be a plain file name (no '/', not hidden)"
-            )));
-        }
-        let context = format!("cannot read {}", file.display());
-        let mut input = std::fs::File::open(file).map_err(io(context.clone()))?;
-        let targets_dir = self.dir.join("targets");
-        std::fs::create_dir_all(&targets_dir)
-            .map_err(io(format!("cannot create {}", targets_dir.display())))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&targets_dir).map_err(io(format!(
-            "cannot create a file in {}",
-            targets_dir.display()
-        )))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut length = 0u64;
-        loop {
-            let n = std::io::Read::read(&mut input, &mut buf).map_err(io(context.clone()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            tmp.write_all(&buf[..n])
-                .map_err(io("cannot write into targets/"))?;
-            length += n as u64;
-        }
-        tmp.as_file()
-            .sync_all()
-            .map_err(io("cannot write into targets/"))?;
-        let digest = hex::encode(hasher.finalize());
-        let stored = targets_dir.join(format!("{digest}.{name}"));
-        tmp.persist(&stored)
-            .map_err(|e| e.error)
-            .map_err(io(format!("cannot write {}", stored.display())))?;
-        let entry = json!({"length": length, "hashes": {"sha256": digest}, "custom": custom});
-        let mut staged = self.staged_targets()?;
-        staged["targets"][name] = entry.clone();
-        self.save_staged(&staged)?;
-        Ok(entry)
-    }
-
-    /// Stages the removal of target `name` (its file stays: older snapshots still name it).
-    pub fn remove_target(&mut self, name: &str) -> Result<(), RepoError> {
-        let mut staged = self.staged_targets()?;
-        let removed = staged
-            .get_mut("targets")
-            .and_then(Value::as_object_mut)
-            .and_then(|t| t.remove(name));
-        if removed.is_none() {
-            return Err(RepoError::Usage(format!("no target named '{name}'")));
-        }
-        self.save_staged(&staged)
-    }
-
-    /// Stages a delegation from the top-level targets role to `role` (replacing one of the same
-    /// name): its keys, threshold, path patterns, terminating flag. Signed by `publish`.
-    pub fn delegate(
-        &mut self,
-        role: &str,
-        spec: &RoleSpec,
-        paths: &[String],
-        terminating: bool,
-    ) -> Result<(), RepoError> {
-        if TOP_ROLES.contains(&role) || role.is_empty() || role.contains('/') {
-            return Err(RepoError::Usage(format!(
-                "'{role}' cannot be a delegated role name"
-            )));
-        }
-        if spec.keys.is_empty() || spec.threshold == 0 || spec.threshold > spec.keys.len() {
-            return Err(RepoError::Usage(format!(
-                "{role}: threshold {} with {} key(s) cannot be met",
-                spec.threshold,
-                spec.keys.len()
-            )));
-        }
-        let mut staged = self.staged_targets()?;
-        let (keys, mut entry) = keys_and_role(spec);
-        entry["name"] = json!(role);
-        entry["paths"] = json!(paths);
-        entry["terminating"] = json!(terminating);
-        let delegations = staged
-            .as_object_mut()
-            .ok_or_else(|| RepoError::Usage("the staged targets are not a JSON object".into()))?
-            .entry("delegations")
-            .or_insert_with(|| json!({"keys": {}, "roles": []}));
-        let mut all_keys = delegations
-            .get("keys")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        all_keys.extend(keys);
-        let mut roles: Vec<Value> = delegations
-            .get("roles")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        roles.retain(|r| r.get("name").and_then(Value::as_str) != Some(role));
-        roles.push(entry);
-        // Keep exactly the keys some delegated role still uses.
-        let used: std::collections::BTreeSet<String> = roles
-            .iter()
-            .flat_map(|r| r["keyids"].as_array().cloned().unwrap_or_default())
-            .filter_map(|id| id.as_str().map(str::to_owned))
-            .collect();
-        all_keys.retain(|id, _| used.contains(id));
-        *delegations = json!({"keys": all_keys, "roles": roles});
-        Targets::from_signed(&staged, "targets")?;
-        self.save_staged(&staged)
-    }
-
-    /// The newest signed top-level targets (`signed`), listed by a snapshot yet or not (a
-    /// publish with the targets key only waits for the online keys to list it).
-    fn newest_targets(&self) -> Result<Option<Value>, RepoError> {
-        let Some(version) = self.newest_version("targets")? else {
-            return Ok(None);
-        };
-        let path = self.metadata_path().join(format!("{version}.targets.json"));
-        Ok(Some(Self::read_signed(&path, "targets")?))
-    }
-
-    /// The delegated roles of the newest signed top-level targets.
-    pub fn delegated_roles(&self) -> Result<Vec<String>, RepoError> {
-        let Some(published) = self.newest_targets()? else {
-            return Ok(Vec::new());
-        };
-        let targets = Targets::from_signed(&published, "targets")?;
-        Ok(targets
-            .delegations
-            .map(|d| d.roles.into_iter().map(|r| r.name).collect())
-            .unwrap_or_default())
-    }
-
-    /// The newest published metadata of delegated `role` (`signed`), if any.
-    pub fn delegated_targets(&self, role: &str) -> Result<Option<Value>, RepoError> {
-        let Some(version) = self.newest_version(role)? else {
-            return Ok(None);
-        };
-        let path = self.metadata_path().join(format!("{version}.{role}.json"));
-        Ok(Some(Self::read_signed(&path, role)?))
-    }
-
-    /// Signs a new version of delegated `role` listing `targets` (path → entry), with the keys
-    /// among `keys` that the delegation in the newest targets authorises (at least its threshold). Written
-    /// as `N.ROLE.json`; devices see it once snapshot and timestamp are re-signed
-    /// ([`Repository::refresh`]). Returns the new version.
-    pub fn publish_delegated(
-        &self,
-        role: &str,
-        targets: Map<String, Value>,
-        keys: &[SigningKey],
-        now: SystemTime,
-    ) -> Result<u64, RepoError> {
-        let published = self.newest_targets()?.ok_or_else(|| {
-            RepoError::Usage(
-                "no targets metadata published yet (run `ota-sign repo publish`)".into(),
-            )
-        })?;
-        let top = Targets::from_signed(&published, "targets")?;
-        let delegation = top
-            .delegations
-            .as_ref()
-            .and_then(|d| d.roles.iter().find(|r| r.name == role).map(|r| (d, r)));
-        let Some((delegations, entry)) = delegation else {
-            return Err(RepoError::Usage(format!(
-                "the published targets delegate to no role '{role}'"
-            )));
-        };
-        let signers: Vec<&SigningKey> = keys
-            .iter()
-            .filter(|k| {
-                let id = TufKey::from_ed25519(&k.verifying_key()).key_id().to_owned();
-                entry.keys.keyids.contains(&id) && delegations.keys.contains_key(&id)
-            })
-            .collect();
-        if signers.len() < entry.keys.threshold {
-            return Err(RepoError::Usage(format!(
-                "{role}: {} of the given keys are authorised for this role, {} needed (pass the role's private key(s))",
-                signers.len(),
-                entry.keys.threshold
-            )));
-        }
-        let version = self.newest_version(role)?.unwrap_or(0) + 1;
-        let signed = json!({
-            "_type": "targets",
-            "spec_version": SPEC_VERSION,
-            "version": version,
-            "expires": format_time(now + self.lifetimes.of(role)),
-            "targets": targets,
-        });
-        Targets::from_signed(&signed, role)?;
-        let bytes = sign_envelope(&signed, &signers)?;
-        write_atomically(
-            &self.metadata_path().join(format!("{version}.{role}.json")),
-            &bytes,
-        )?;
-        Ok(version)
-    }
-
     /// The snapshot's `meta` as it should be now: the newest targets and the newest version of
     /// every delegated role the published targets name.
     fn current_meta(&self) -> Result<BTreeMap<String, u64>, RepoError> {
@@ -629,49 +407,47 @@ impl Repository {
         Ok(meta)
     }
 
-    /// Signs what changed: targets (if the staged targets differ from the published ones, or
-    /// expire within half their lifetime), then snapshot and timestamp. Each role is signed
-    /// with the authorised keys among `keys`.
+    /// Signs what changed: targets when the staged targets differ from the newest signed ones,
+    /// those expire within half their lifetime, or they no longer verify under the current
+    /// root (a rotated targets key); then snapshot and timestamp. Each role is signed with the
+    /// authorised keys among `keys`, all checked before anything is written.
     pub fn publish(
         &mut self,
         keys: &[SigningKey],
         now: SystemTime,
     ) -> Result<PublishReport, RepoError> {
         let mut report = PublishReport::default();
-        let staged = self.staged_targets()?;
-        let published = self.published_targets()?;
-        let changed = match &published {
+        let staged = self.staged_role("targets")?;
+        let newest = self.newest_targets()?;
+        let changed = match &newest {
             None => true,
             Some(p) => {
-                p.get("targets") != staged.get("targets")
-                    || p.get("delegations") != staged.get("delegations")
-                    || self.expires_soon(p, "targets", now)?
+                p.targets != staged.targets
+                    || p.delegations != staged.delegations
+                    || self.expires_soon(p.common.expires, "targets", now)
+                    || !self.verifies_with_root("targets")?
             }
         };
         if changed {
-            // Check every key before writing anything: a publish either happens or not.
             let signers = signers_for("targets", &self.root_meta, keys)?;
-            let version = published
-                .as_ref()
-                .and_then(|p| p.get("version"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                .max(self.newest_version("targets")?.unwrap_or(0))
-                + 1;
-            let mut signed = staged.clone();
-            signed["version"] = json!(version);
-            signed["spec_version"] = json!(SPEC_VERSION);
-            signed["expires"] = json!(format_time(now + self.lifetimes.of("targets")));
-            Targets::from_signed(&signed, "targets")?;
+            let version = self.newest_version("targets")?.unwrap_or(0) + 1;
+            let mut signed = staged;
+            signed.common = Common {
+                version,
+                expires: now + self.lifetimes.of("targets"),
+            };
+            signed.spec_version = SPEC_VERSION.to_owned();
+            let value = signed.to_signed();
+            Targets::from_signed(&value, "targets")?;
             if self.has_online_keys(keys) {
                 self.refresh_precheck(keys, now, true)?;
             }
-            let bytes = sign_envelope(&signed, &signers)?;
+            let bytes = sign_envelope(&value, &signers)?;
             write_atomically(
                 &self.metadata_path().join(format!("{version}.targets.json")),
                 &bytes,
             )?;
-            self.save_staged(&signed)?;
+            self.save_staging("targets", &signed)?;
             report.targets = Some(version);
         }
         // Without snapshot/timestamp keys (they may live on the server) the new targets wait,
@@ -689,13 +465,8 @@ impl Repository {
             || signers_for("timestamp", &self.root_meta, keys).is_ok()
     }
 
-    fn expires_soon(&self, signed: &Value, role: &str, now: SystemTime) -> Result<bool, RepoError> {
-        let expires = signed
-            .get("expires")
-            .and_then(Value::as_str)
-            .and_then(super::metadata::parse_time)
-            .ok_or_else(|| RepoError::Usage(format!("{role}: unreadable expiry")))?;
-        Ok(expires <= now + self.lifetimes.of(role) / 2)
+    fn expires_soon(&self, expires: SystemTime, role: &str, now: SystemTime) -> bool {
+        expires <= now + self.lifetimes.of(role) / 2
     }
 
     /// Re-signs snapshot when `force`, when it does not name the newest targets, or when it
@@ -714,9 +485,7 @@ impl Repository {
             self.refresh_precheck(keys, now, force)?;
         let mut snapshot_version = snapshot
             .as_ref()
-            .and_then(|s| s.get("version"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+            .map_or(0, |s| s.common.version)
             .max(self.newest_version("snapshot")?.unwrap_or(0));
         if need_snapshot {
             let Some(targets_version) = newest_targets else {
@@ -724,58 +493,73 @@ impl Repository {
                     "no targets metadata published yet (run `ota-sign repo publish`)".into(),
                 ));
             };
-            let mut meta = snapshot
-                .as_ref()
-                .and_then(|s| s.get("meta").cloned())
-                .unwrap_or_else(|| json!({}));
-            meta["targets.json"] = json!({"version": targets_version});
+            // Every file listed before stays listed (clients refuse a snapshot dropping one).
+            let mut meta = snapshot.map(|s| s.meta).unwrap_or_default();
+            meta.insert(
+                "targets.json".to_owned(),
+                MetaFile::version_only(targets_version),
+            );
             for (file, version) in self.current_meta()? {
-                meta[file.as_str()] = json!({"version": version});
+                meta.insert(file, MetaFile::version_only(version));
             }
             snapshot_version += 1;
-            let signed = json!({
-                "_type": "snapshot",
-                "spec_version": SPEC_VERSION,
-                "version": snapshot_version,
-                "expires": format_time(now + self.lifetimes.of("snapshot")),
-                "meta": meta,
-            });
+            let signed = Snapshot {
+                common: Common {
+                    version: snapshot_version,
+                    expires: now + self.lifetimes.of("snapshot"),
+                },
+                meta,
+                unknown: Map::new(),
+            };
             let signers = signers_for("snapshot", &self.root_meta, keys)?;
-            let bytes = sign_envelope(&signed, &signers)?;
+            let bytes = sign_envelope(&signed.to_signed(), &signers)?;
             write_atomically(
                 &meta_dir.join(format!("{snapshot_version}.snapshot.json")),
                 &bytes,
             )?;
             report.snapshot = Some(snapshot_version);
         }
-        let timestamp = self.published_timestamp()?;
         if need_timestamp {
-            let snapshot_path = meta_dir.join(format!("{snapshot_version}.snapshot.json"));
-            let snapshot_bytes = std::fs::read(&snapshot_path)
-                .map_err(io(format!("cannot read {}", snapshot_path.display())))?;
-            let version = timestamp
-                .as_ref()
-                .and_then(|t| t.get("version"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                + 1;
-            let signed = json!({
-                "_type": "timestamp",
-                "spec_version": SPEC_VERSION,
-                "version": version,
-                "expires": format_time(now + self.lifetimes.of("timestamp")),
-                "meta": {"snapshot.json": {
-                    "version": snapshot_version,
-                    "length": snapshot_bytes.len(),
-                    "hashes": {"sha256": hex::encode(Sha256::digest(&snapshot_bytes))},
-                }},
-            });
-            let signers = signers_for("timestamp", &self.root_meta, keys)?;
-            let bytes = sign_envelope(&signed, &signers)?;
-            write_atomically(&meta_dir.join("timestamp.json"), &bytes)?;
-            report.timestamp = Some(version);
+            report.timestamp = Some(self.write_timestamp(keys, now, snapshot_version)?);
         }
         Ok(report)
+    }
+
+    /// Signs a timestamp naming `N.snapshot.json` (version, length, SHA-256), one version
+    /// above the published one.
+    fn write_timestamp(
+        &self,
+        keys: &[SigningKey],
+        now: SystemTime,
+        snapshot_version: u64,
+    ) -> Result<u64, RepoError> {
+        let meta_dir = self.metadata_path();
+        let snapshot_path = meta_dir.join(format!("{snapshot_version}.snapshot.json"));
+        let snapshot_bytes = std::fs::read(&snapshot_path)
+            .map_err(io(format!("cannot read {}", snapshot_path.display())))?;
+        let version = match self.published_timestamp()? {
+            Some(t) => Timestamp::from_signed(&t)?.common.version + 1,
+            None => 1,
+        };
+        let signed = Timestamp {
+            common: Common {
+                version,
+                expires: now + self.lifetimes.of("timestamp"),
+            },
+            snapshot: MetaFile {
+                version: snapshot_version,
+                length: Some(snapshot_bytes.len() as u64),
+                hashes: BTreeMap::from([(
+                    "sha256".to_owned(),
+                    hex::encode(Sha256::digest(&snapshot_bytes)),
+                )]),
+            },
+            unknown: Map::new(),
+        };
+        let signers = signers_for("timestamp", &self.root_meta, keys)?;
+        let bytes = sign_envelope(&signed.to_signed(), &signers)?;
+        write_atomically(&meta_dir.join("timestamp.json"), &bytes)?;
+        Ok(version)
     }
 
     /// What a refresh must re-sign (snapshot, timestamp), checked against the keys at hand
@@ -786,18 +570,20 @@ impl Repository {
         keys: &[SigningKey],
         now: SystemTime,
         force: bool,
-    ) -> Result<(Option<Value>, Option<u64>, bool, bool), RepoError> {
-        let snapshot = self.published_snapshot()?;
+    ) -> Result<(Option<Snapshot>, Option<u64>, bool, bool), RepoError> {
+        let snapshot = self
+            .published_snapshot()?
+            .map(|s| Snapshot::from_signed(&s))
+            .transpose()?;
         let newest_targets = self.newest_version("targets")?;
         let stale_snapshot = match &snapshot {
             None => true,
-            Some(s) => {
-                let listed = Snapshot::from_signed(s)?;
+            Some(listed) => {
                 let current = self.current_meta()?;
                 let outdated = current
                     .iter()
                     .any(|(file, v)| listed.meta.get(file).map(|m| m.version) != Some(*v));
-                outdated || self.expires_soon(s, "snapshot", now)?
+                outdated || self.expires_soon(listed.common.expires, "snapshot", now)
             }
         };
         // After a key rotation the published file may no longer verify under the new root.
@@ -806,7 +592,9 @@ impl Repository {
             || !self.verifies_with_root("timestamp")?
             || match self.published_timestamp()? {
                 None => true,
-                Some(t) => self.expires_soon(&t, "timestamp", now)?,
+                Some(t) => {
+                    self.expires_soon(Timestamp::from_signed(&t)?.common.expires, "timestamp", now)
+                }
             };
         if need_snapshot {
             signers_for("snapshot", &self.root_meta, keys)?;
@@ -817,11 +605,17 @@ impl Repository {
         Ok((snapshot, newest_targets, need_snapshot, need_timestamp))
     }
 
-    /// Whether the published `role` file (snapshot or timestamp) verifies under the current
-    /// root; a missing file counts as verifying (nothing to re-sign for that reason).
+    /// Whether the published `role` file (timestamp, the snapshot it names, or the newest
+    /// targets) verifies under the current root; a missing file counts as verifying (nothing
+    /// to re-sign for that reason).
     fn verifies_with_root(&self, role: &str) -> Result<bool, RepoError> {
         let path = if role == "timestamp" {
             self.metadata_path().join("timestamp.json")
+        } else if role == "targets" {
+            let Some(v) = self.newest_version("targets")? else {
+                return Ok(true);
+            };
+            self.metadata_path().join(format!("{v}.targets.json"))
         } else {
             let Some(ts) = self.published_timestamp()? else {
                 return Ok(true);
@@ -841,8 +635,8 @@ impl Repository {
             .is_ok())
     }
 
-    /// The highest N of `N.ROLE.json` present.
-    fn newest_version(&self, role: &str) -> Result<Option<u64>, RepoError> {
+    /// The highest N of `N.ROLE.json` present (the role name as is).
+    pub fn newest_version(&self, role: &str) -> Result<Option<u64>, RepoError> {
         let suffix = format!(".{role}.json");
         let mut newest = None;
         let entries = std::fs::read_dir(self.metadata_path()).map_err(io(format!(

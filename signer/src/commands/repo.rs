@@ -4,14 +4,14 @@
 use super::bundle::creation_time;
 use super::load_trust;
 use crate::cli::{
-    RepoAddArgs, RepoCommand, RepoInitArgs, RepoListArgs, RepoRemoveArgs, RepoRotateArgs,
-    RepoSignArgs, RoleKeyArgs,
+    RepoAddArgs, RepoCommand, RepoDelegateArgs, RepoDoctorArgs, RepoInitArgs, RepoListArgs,
+    RepoRemoveArgs, RepoRotateArgs, RepoSignArgs, RoleKeyArgs,
 };
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use ota_core::bundle::{read_unverified, BundleReader};
-use ota_core::release::ReleaseInfo;
 use ota_core::keys::{SigningKey, VerifyingKey};
+use ota_core::release::ReleaseInfo;
 use ota_core::tuf::repository::{Lifetimes, PublishReport, Repository, RoleSpec};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -24,16 +24,44 @@ pub fn run(command: RepoCommand) -> Result<()> {
         RepoCommand::Init(args) => init(args),
         RepoCommand::Add(args) => add(args),
         RepoCommand::Remove(args) => remove(args),
+        RepoCommand::Delegate(args) => delegate(args),
         RepoCommand::Publish(args) => publish(args, false),
         RepoCommand::RefreshTimestamp(args) => publish(args, true),
         RepoCommand::Rotate(args) => rotate(args),
         RepoCommand::List(args) => list(args),
+        RepoCommand::Doctor(args) => doctor(args),
     }
 }
 
 /// The signing time: `SOURCE_DATE_EPOCH` when set (reproducible metadata), else now.
 pub(super) fn now() -> Result<SystemTime> {
     Ok(UNIX_EPOCH + Duration::from_secs(creation_time()?))
+}
+
+/// With `SOURCE_DATE_EPOCH` set, the roles whose metadata signed now would already have
+/// expired in real time (say why each is refused by devices the moment it is published).
+fn expired_on_arrival(repo: &Repository, signing_time: SystemTime) -> Option<String> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok()?;
+    let late = repo.expired_on_arrival(signing_time, SystemTime::now());
+    if late.is_empty() {
+        return None;
+    }
+    let roles: Vec<String> = late
+        .iter()
+        .map(|(role, expires)| format!("{role} (expires {expires})"))
+        .collect();
+    Some(format!(
+        "SOURCE_DATE_EPOCH={} is the signing time: metadata it signs for {} is already expired, and devices refuse it; unset it or set it to the release time",
+        epoch.trim(),
+        roles.join(", ")
+    ))
+}
+
+/// Prints [`expired_on_arrival`]'s warning on standard error, if any.
+fn warn_expired_on_arrival(repo: &Repository, signing_time: SystemTime) {
+    if let Some(warning) = expired_on_arrival(repo, signing_time) {
+        eprintln!("ota-sign: warning: {warning}");
+    }
 }
 
 /// A key file holding either a private key (usable for signing too) or a public one.
@@ -129,8 +157,13 @@ fn print_report(report: &PublishReport, json: bool) {
         Some(v) => format!("{name} v{v}"),
         None => format!("{name} unchanged"),
     };
+    let roles: String = report
+        .roles
+        .iter()
+        .map(|(role, v)| format!("{role} v{v}, "))
+        .collect();
     println!(
-        "published: {}, {}, {}",
+        "published: {roles}{}, {}, {}",
         part("targets", report.targets),
         part("snapshot", report.snapshot),
         part("timestamp", report.timestamp)
@@ -143,6 +176,7 @@ fn init(args: RepoInitArgs) -> Result<()> {
     let (repo, report) =
         Repository::init(&args.repo, &specs, &private, &private, lifetimes, now()?)
             .with_context(|| format!("cannot create the repository in {}", args.repo.display()))?;
+    warn_expired_on_arrival(&repo, now()?);
     if args.json {
         println!(
             "{}",
@@ -190,39 +224,107 @@ fn add(args: RepoAddArgs) -> Result<()> {
             .ok_or_else(|| UsageError("the bundle path has no file name; pass --name".into()))?,
     };
     let mut repo = Repository::open(&args.repo)?;
-    let entry = repo.add_target(
+    let role = args.role.as_deref().unwrap_or("targets");
+    let entry = repo.add_target_to(
+        role,
         &name,
         &args.bundle,
         ReleaseInfo::from_manifest(&manifest, &args.channel).to_custom(),
     )?;
     if args.json {
-        println!("{}", json!({"name": name, "target": entry}));
+        println!("{}", json!({"name": name, "role": role, "target": entry}));
     } else {
         println!(
-            "staged {name}: {} {} on channel {} ({} bytes); `ota-sign repo publish` signs it",
-            manifest.product, manifest.version, args.channel, entry["length"]
+            "staged {name}{}: {} {} on channel {} ({} bytes); `ota-sign repo publish{}` signs it",
+            role_suffix(role),
+            manifest.product,
+            manifest.version,
+            args.channel,
+            entry["length"],
+            publish_option(role),
         );
     }
     Ok(())
 }
 
+/// ` in ROLE` for a delegated role, nothing for the top-level targets.
+fn role_suffix(role: &str) -> String {
+    if role == "targets" {
+        String::new()
+    } else {
+        format!(" in {role}")
+    }
+}
+
+/// ` --role ROLE --key <ROLE's key>` for a delegated role.
+fn publish_option(role: &str) -> String {
+    if role == "targets" {
+        String::new()
+    } else {
+        format!(" --role {role} --key <a key of {role}>")
+    }
+}
+
 fn remove(args: RepoRemoveArgs) -> Result<()> {
     let mut repo = Repository::open(&args.repo)?;
-    repo.remove_target(&args.name)?;
+    let role = args.role.as_deref().unwrap_or("targets");
+    repo.remove_target_from(role, &args.name)?;
     println!(
-        "staged removal of {}; `ota-sign repo publish` signs it",
-        args.name
+        "staged removal of {}{}; `ota-sign repo publish{}` signs it",
+        args.name,
+        role_suffix(role),
+        publish_option(role)
     );
+    Ok(())
+}
+
+fn delegate(args: RepoDelegateArgs) -> Result<()> {
+    let mut keys = Vec::new();
+    for path in &args.keys {
+        keys.push(load_key(path)?.0);
+    }
+    let spec = RoleSpec {
+        keys,
+        threshold: args.threshold,
+    };
+    let mut repo = Repository::open(&args.repo)?;
+    repo.delegate(&args.name, &spec, &args.paths, args.terminating)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({"delegated": args.name, "paths": args.paths, "keys": spec.keys.len(),
+                "threshold": spec.threshold, "terminating": args.terminating})
+        );
+    } else {
+        println!(
+            "staged delegation of {} to '{}' ({} key(s), threshold {}{}); sign it with `ota-sign repo publish --key <targets key>`, then stage its targets with `ota-sign repo add --role {}` and sign them with `ota-sign repo publish --role {} --key <its key>`",
+            args.paths.join(" "),
+            args.name,
+            spec.keys.len(),
+            spec.threshold,
+            if args.terminating { ", terminating" } else { "" },
+            args.name,
+            args.name
+        );
+    }
     Ok(())
 }
 
 fn publish(args: RepoSignArgs, timestamp_only: bool) -> Result<()> {
     let keys = load_private(&args.keys)?;
     let mut repo = Repository::open(&args.repo)?;
-    let report = if timestamp_only {
-        repo.refresh(&keys, now()?, false)?
-    } else {
-        repo.publish(&keys, now()?)?
+    let when = now()?;
+    warn_expired_on_arrival(&repo, when);
+    let report = match (&args.role, timestamp_only) {
+        (Some(_), true) => {
+            return Err(UsageError(
+                "--role goes with `repo publish`, not `refresh-timestamp`".into(),
+            )
+            .into())
+        }
+        (None, true) => repo.refresh(&keys, when, false)?,
+        (Some(role), false) => repo.publish_role(role, &keys, when)?,
+        (None, false) => repo.publish(&keys, when)?,
     };
     print_report(&report, args.json);
     Ok(())
@@ -241,16 +343,45 @@ fn rotate(args: RepoRotateArgs) -> Result<()> {
         .into());
     }
     let signers = load_private(&args.keys)?;
-    let version = repo.rotate(&specs, &signers, now()?)?;
+    let when = now()?;
+    warn_expired_on_arrival(&repo, when);
+    let version = repo.rotate(&specs, &signers, when)?;
+    let next = rotation_next_steps(&args.repo, &specs);
     if args.json {
-        println!("{}", json!({"root": version}));
+        println!("{}", json!({"root": version, "next": next}));
     } else {
         println!(
-            "wrote root v{version} ({}); re-sign what the rotated roles sign with `ota-sign repo publish`",
-            specs.keys().cloned().collect::<Vec<_>>().join(", ")
+            "wrote root v{version} ({}); {}",
+            specs.keys().cloned().collect::<Vec<_>>().join(", "),
+            next.join("; ")
         );
     }
     Ok(())
+}
+
+/// What must be re-signed after a rotation of the roles in `specs`, as the commands that do
+/// it: until then devices that fetched the new root refuse the old signatures.
+fn rotation_next_steps(repo: &Path, specs: &BTreeMap<String, RoleSpec>) -> Vec<String> {
+    let repo = repo.display();
+    let mut steps = Vec::new();
+    if specs.contains_key("targets") {
+        steps.push(format!(
+            "re-sign targets now with the new key: `ota-sign repo publish --repo {repo} --key <new targets key>` (add the snapshot and timestamp keys, or let the online keys list it)"
+        ));
+    }
+    if specs.contains_key("snapshot") || specs.contains_key("timestamp") {
+        steps.push(format!(
+            "re-sign snapshot and timestamp now with the new keys: `ota-sign repo refresh-timestamp --repo {repo} --key <snapshot key> --key <timestamp key>` (or restart ota-server with them)"
+        ));
+    }
+    if steps.is_empty() {
+        steps.push(
+            "the root keys sign only root: publish metadata/N.root.json, nothing else needs re-signing"
+                .into(),
+        );
+    }
+    steps.push(format!("then check: `ota-sign repo doctor --repo {repo}`"));
+    steps
 }
 
 fn list(args: RepoListArgs) -> Result<()> {
@@ -294,4 +425,63 @@ fn list(args: RepoListArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn doctor(args: RepoDoctorArgs) -> Result<()> {
+    let repo = Repository::open(&args.repo)?;
+    let within = Duration::from_secs(args.days.saturating_mul(86_400));
+    let mut report = repo.doctor(SystemTime::now(), within)?;
+    if let Some(warning) = expired_on_arrival(&repo, now()?) {
+        report.warnings.push(warning);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+    } else {
+        print_doctor(&report, args.days);
+    }
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} problem(s): devices would refuse this repository",
+            report.problems.len()
+        ))
+    }
+}
+
+fn print_doctor(report: &ota_core::tuf::repository::doctor::DoctorReport, days: u64) {
+    for role in &report.roles {
+        let short: Vec<&str> = role
+            .signed_by
+            .iter()
+            .map(|k| &k[..k.len().min(12)])
+            .collect();
+        println!(
+            "{:<10} v{:<4} expires {}  signed by {} of {} key(s) (threshold {}): {}  {}",
+            role.role,
+            role.version,
+            role.expires,
+            role.signed_by.len(),
+            role.authorised.len(),
+            role.threshold,
+            if short.is_empty() {
+                "-".to_owned()
+            } else {
+                short.join(" ")
+            },
+            if role.ok { "ok" } else { "REFUSED" }
+        );
+    }
+    if report.expiring.is_empty() {
+        println!("nothing expires within {days} day(s)");
+    }
+    for line in &report.expiring {
+        println!("expiring: {line}");
+    }
+    for line in &report.warnings {
+        println!("warning: {line}");
+    }
+    for line in &report.problems {
+        println!("problem: {line}");
+    }
 }
