@@ -268,13 +268,17 @@ fn delta_image<S: Read + Write + Seek>(
         delta
     };
     let delta_len = delta.ops_blob.len() as u64 + delta.data_size;
+    // Readers refuse op lists over MAX_OPS_STORED (bounded memory): such a delta (over a
+    // million scattered operations) is replaced by the full image.
+    let list_fits = delta.ops_blob.len() as u64 <= u64::from(crate::delta::MAX_OPS_STORED)
+        && delta.ops.len() <= crate::delta::MAX_OPS;
     // Compressed or encrypted images share nothing with their base; when the delta saves
     // little, compare with the full payload and keep the smaller.
-    if delta_len > delta.target_size / 2 {
+    if !list_fits || delta_len > delta.target_size / 2 {
         let start = *payload_offset;
         image.reader.seek(SeekFrom::Start(0))?;
         let full = compress_image(options, image, payload_offset, spool, progress)?;
-        if *payload_offset - start <= delta_len {
+        if !list_fits || *payload_offset - start <= delta_len {
             return Ok(full);
         }
         spool.seek(SeekFrom::Start(start))?;

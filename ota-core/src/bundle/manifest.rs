@@ -5,7 +5,10 @@
 //! verified over the exact bytes, then [`Manifest::validate`] checks every structural promise
 //! the payload reader relies on.
 
-use super::{zstd_compress_bound, BundleError, FORMAT_VERSION, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE};
+use super::{
+    zstd_compress_bound, BundleError, FORMAT_VERSION, MAX_CHUNK_SIZE, MAX_IMAGE_SIZE,
+    MIN_CHUNK_SIZE,
+};
 use crate::digest::Sha256Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -96,8 +99,13 @@ impl ImageManifest {
     /// Payload bytes this image occupies.
     pub fn payload_len(&self) -> u64 {
         match &self.payload {
-            PayloadKind::Full => self.chunks.iter().map(|c| u64::from(c.stored_size)).sum(),
-            PayloadKind::Delta { ops, .. } => u64::from(ops.stored_size) + ops.data_size,
+            PayloadKind::Full => self
+                .chunks
+                .iter()
+                .fold(0u64, |sum, c| sum.saturating_add(u64::from(c.stored_size))),
+            PayloadKind::Delta { ops, .. } => {
+                u64::from(ops.stored_size).saturating_add(ops.data_size)
+            }
         }
     }
 }
@@ -164,6 +172,12 @@ impl Manifest {
                 PayloadKind::Full => None,
                 PayloadKind::Delta { base_sha256, .. } => Some(*base_sha256),
             };
+            if image.size > MAX_IMAGE_SIZE {
+                return bad(format!(
+                    "image '{}' is {} bytes, more than {MAX_IMAGE_SIZE}",
+                    image.name, image.size
+                ));
+            }
             if !variants.insert((image.name.as_str(), variant)) {
                 return bad(format!(
                     "image '{}' appears twice with the same payload kind and base",
@@ -255,8 +269,12 @@ impl Manifest {
                     chunk.stored_size
                 ));
             }
-            offset += u64::from(chunk.size);
-            payload_offset += u64::from(chunk.stored_size);
+            offset = offset
+                .checked_add(u64::from(chunk.size))
+                .ok_or_else(overflow)?;
+            payload_offset = payload_offset
+                .checked_add(u64::from(chunk.stored_size))
+                .ok_or_else(overflow)?;
         }
         if offset != image.size {
             return bad(format!(
@@ -266,6 +284,10 @@ impl Manifest {
         }
         Ok(payload_offset)
     }
+}
+
+fn overflow() -> BundleError {
+    BundleError::Corrupt("manifest: payload offsets overflow".into())
 }
 
 /// A `Corrupt` manifest error.
@@ -291,21 +313,50 @@ fn validate_delta_image(
         ));
     }
     if ops.stored_size == 0
+        || ops.stored_size > crate::delta::MAX_OPS_STORED
         || u64::from(ops.stored_size) > zstd_compress_bound(DeltaOps::max_decoded_len(ops.count))
-        || ops.count > crate::delta::MAX_OPS as u64
     {
         return bad(format!(
-            "op list of image '{}' has impossible sizes",
-            image.name
+            "op list of image '{}' is {} bytes compressed (1..={} allowed)",
+            image.name,
+            ops.stored_size,
+            crate::delta::MAX_OPS_STORED
         ));
     }
-    if base_size == 0 && image.size > 0 && ops.count == 0 {
-        return bad(format!("delta image '{}' has no operations", image.name));
+    // Every operation writes at least one byte: the count is bounded by the image size
+    // before a byte of the list is read.
+    if ops.count > crate::delta::MAX_OPS as u64
+        || ops.count > image.size
+        || (ops.count == 0) != (image.size == 0)
+    {
+        return bad(format!(
+            "delta image '{}' of {} bytes declares {} operations (1 per byte at most, {} in all)",
+            image.name,
+            image.size,
+            ops.count,
+            crate::delta::MAX_OPS
+        ));
+    }
+    let max_data = ops.count.saturating_mul(crate::delta::max_stored(
+        true,
+        crate::delta::MAX_DATA_OP_LEN,
+    ));
+    if ops.data_size > max_data {
+        return bad(format!(
+            "delta image '{}' declares {} bytes of operation data for {} operations",
+            image.name, ops.data_size, ops.count
+        ));
+    }
+    if base_size > MAX_IMAGE_SIZE {
+        return bad(format!(
+            "delta image '{}' has a base of {base_size} bytes, more than {MAX_IMAGE_SIZE}",
+            image.name
+        ));
     }
     payload_offset
         .checked_add(u64::from(ops.stored_size))
         .and_then(|p| p.checked_add(ops.data_size))
-        .ok_or_else(|| BundleError::Corrupt("manifest: payload offsets overflow".into()))
+        .ok_or_else(overflow)
 }
 
 #[cfg(test)]

@@ -37,6 +37,10 @@ pub const SIGNATURE_ENTRY_LEN: usize = 96;
 pub const MIN_CHUNK_SIZE: u32 = 4 << 10;
 /// See [`MIN_CHUNK_SIZE`].
 pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
+/// Largest image a bundle may describe (256 GiB): far above any slot of the devices this is
+/// for, and a bound on the work a reader does for one image (hashing a 256 GiB run of zeros
+/// takes minutes, not for ever).
+pub const MAX_IMAGE_SIZE: u64 = 1 << 38;
 /// Default chunk size, chosen by measurement (see `docs/bundle-format.md`).
 pub const DEFAULT_CHUNK_SIZE: u32 = 4 << 20;
 /// Default zstd level, chosen by measurement (see `docs/bundle-format.md`).

@@ -9,6 +9,7 @@ use super::manifest::{DeltaOps, ImageManifest, Manifest, PayloadKind};
 use super::sink::ImageSink;
 use super::{BundleError, Header, HEADER_LEN, SIGNATURE_ENTRY_LEN};
 use crate::delta::apply::{apply_op, ApplyError, BaseRead};
+use crate::delta::{open_compressed, Op, OpDecoder, OpLimits, OpListError};
 use crate::digest::Sha256Digest;
 use crate::keys::{KeyId, Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -218,7 +219,8 @@ impl<R: Read> BundleReader<R> {
     where
         F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
     {
-        let images = self.manifest.images.clone();
+        // The reader is consumed by `stream_payload`: the images can be taken, not copied.
+        let images = std::mem::take(&mut self.manifest.images);
         for (index, image) in images.iter().enumerate() {
             let action = action_for(index, image).map_err(|source| BundleError::Sink {
                 image: image.name.clone(),
@@ -257,13 +259,15 @@ impl<R: Read> BundleReader<R> {
                         )));
                     }
                     let target = match (sink, base) {
-                        (Some(sink), Some(base)) => {
-                            check_base(&*base, *base_size, base_sha256, &image.name)?;
-                            Some((sink, base))
-                        }
+                        (Some(sink), Some(base)) => Some((sink, base)),
                         _ => None,
                     };
-                    self.read_delta_image(image, *base_size, ops, target, tx, progress)?;
+                    let delta = DeltaRef {
+                        base_sha256,
+                        base_size: *base_size,
+                        ops,
+                    };
+                    self.read_delta_image(image, &delta, target, tx, progress)?;
                 }
             }
         }
@@ -338,16 +342,19 @@ impl<R: Read> BundleReader<R> {
         tx.send(Piece::End).map_err(|_| hung_up())
     }
 
+    /// A delta image: its op list read (hash-checked) and decoded twice as a stream, once to
+    /// check every operation against the image and the base before any work, then to apply
+    /// them; the base is hashed between the two (before the first byte is written).
     fn read_delta_image(
         &mut self,
         image: &ImageManifest,
-        base_size: u64,
-        ops_ref: &DeltaOps,
+        delta: &DeltaRef<'_>,
         target: Option<(Box<dyn ImageSink + Send>, Box<dyn BaseRead>)>,
         tx: &mpsc::SyncSender<Piece>,
         progress: &dyn Fn(u64),
     ) -> Result<(), BundleError> {
         let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+        let ops_ref = delta.ops;
         let blob = self.read_verified(ops_ref.stored_size as usize, &ops_ref.sha256, || {
             BundleError::Corrupt(format!(
                 "the op list of image '{}' does not match its signed SHA-256",
@@ -355,30 +362,24 @@ impl<R: Read> BundleReader<R> {
             ))
         })?;
         progress(u64::from(ops_ref.stored_size));
-        let bound = DeltaOps::max_decoded_len(ops_ref.count) as usize;
-        let encoded = zstd::bulk::decompress(&blob, bound).map_err(|e| {
+        let limits = OpLimits {
+            count: ops_ref.count,
+            target_size: image.size,
+            base_size: delta.base_size,
+            data_size: ops_ref.data_size,
+        };
+        let invalid = |e: OpListError| {
             BundleError::Corrupt(format!(
-                "the op list of image '{}' does not decompress: {e}",
+                "the op list of image '{}' is invalid: {e}",
                 image.name
             ))
-        })?;
-        let ops = crate::delta::decode_ops(&encoded, image.size, base_size, ops_ref.data_size)
-            .map_err(|e| {
-                BundleError::Corrupt(format!(
-                    "the op list of image '{}' is invalid: {e}",
-                    image.name
-                ))
-            })?;
-        if ops.len() as u64 != ops_ref.count {
-            return Err(BundleError::Corrupt(format!(
-                "image '{}' declares {} operations, its op list has {}",
-                image.name,
-                ops_ref.count,
-                ops.len()
-            )));
-        }
+        };
+        open_compressed(&blob, limits)
+            .and_then(OpDecoder::check_all)
+            .map_err(invalid)?;
         let base = match target {
             Some((sink, base)) => {
+                check_base(&*base, delta.base_size, delta.base_sha256, &image.name)?;
                 tx.send(Piece::Begin {
                     name: image.name.clone(),
                     expected: image.sha256,
@@ -389,42 +390,63 @@ impl<R: Read> BundleReader<R> {
             }
             None => None,
         };
-        for (index, op) in ops.iter().enumerate() {
-            let data = match op {
-                crate::delta::Op::Replace { stored, sha256, .. }
-                | crate::delta::Op::ZstdRef { stored, sha256, .. }
-                | crate::delta::Op::Bsdiff { stored, sha256, .. } => {
-                    // Hashed before it is decompressed or applied.
-                    let data = self.read_verified(*stored as usize, sha256, || {
-                        BundleError::OpHashMismatch {
-                            image: image.name.clone(),
-                            index,
-                        }
-                    })?;
-                    progress(u64::from(*stored));
-                    data
-                }
-                _ => Vec::new(),
-            };
-            if let Some(base) = &base {
-                let mut emit = |piece: Vec<u8>| {
-                    tx.send(Piece::Data(piece))
-                        .map_err(|_| io::Error::other("image writer stopped"))
-                };
-                apply_op(op, &data, &**base, &mut emit).map_err(|e| match e {
-                    ApplyError::Base(source) => BundleError::Io(source),
-                    ApplyError::Data(m) => BundleError::Corrupt(format!(
-                        "operation {index} of image '{}': {m}",
-                        image.name
-                    )),
-                })?;
-            }
+        let mut ops = open_compressed(&blob, limits).map_err(invalid)?;
+        while let Some(op) = ops.next_op().map_err(invalid)? {
+            let index = ops.index() - 1;
+            self.run_op(image, &op, index, base.as_deref(), tx, progress)?;
         }
         if base.is_some() {
             tx.send(Piece::End).map_err(|_| hung_up())?;
         }
         Ok(())
     }
+
+    /// Reads operation `index`'s data (hash-checked before use) and, with a base, applies it.
+    fn run_op(
+        &mut self,
+        image: &ImageManifest,
+        op: &Op,
+        index: u64,
+        base: Option<&dyn BaseRead>,
+        tx: &mpsc::SyncSender<Piece>,
+        progress: &dyn Fn(u64),
+    ) -> Result<(), BundleError> {
+        let data = match op {
+            Op::Replace { stored, sha256, .. }
+            | Op::ZstdRef { stored, sha256, .. }
+            | Op::Bsdiff { stored, sha256, .. } => {
+                // Hashed before it is decompressed or applied.
+                let data =
+                    self.read_verified(*stored as usize, sha256, || BundleError::OpHashMismatch {
+                        image: image.name.clone(),
+                        index: usize::try_from(index).unwrap_or(usize::MAX),
+                    })?;
+                progress(u64::from(*stored));
+                data
+            }
+            Op::Copy { .. } | Op::Zero { .. } => Vec::new(),
+        };
+        let Some(base) = base else {
+            return Ok(());
+        };
+        let mut emit = |piece: Vec<u8>| {
+            tx.send(Piece::Data(piece))
+                .map_err(|_| io::Error::other("image writer stopped"))
+        };
+        apply_op(op, data, base, &mut emit).map_err(|e| match e {
+            ApplyError::Base(source) => BundleError::Io(source),
+            ApplyError::Data(m) => {
+                BundleError::Corrupt(format!("operation {index} of image '{}': {m}", image.name))
+            }
+        })
+    }
+}
+
+/// What the manifest says of a delta image's base and op list.
+struct DeltaRef<'a> {
+    base_sha256: &'a Sha256Digest,
+    base_size: u64,
+    ops: &'a DeltaOps,
 }
 
 /// Hashes the first `size` bytes of the base and compares them with the manifest, before a

@@ -1,12 +1,14 @@
 //! Applying one delta operation, with bounded memory: `copy` and `zero` stream in 1 MiB
-//! pieces; a data operation needs its window (≤ [`MAX_WINDOW`]), its output
-//! (≤ [`MAX_DATA_OP_LEN`]) and, for `bsdiff`, its decompressed patch
-//! (≤ [`max_patch_len`]). The base is read with positioned reads, never whole.
+//! pieces; `replace` needs its data and output (≤ [`MAX_DATA_OP_LEN`]); `zstd_ref` also its
+//! window (≤ [`MAX_WINDOW`]), which zstd needs whole; `bsdiff` its decompressed patch
+//! (≤ [`max_patch_len`]) and output, its data being dropped once decompressed and its window
+//! read from the base 64 KiB at a time. The base is read with positioned reads, never whole.
 //!
 //! The caller has already checked the operation data against its SHA-256.
 
+use super::bsdiff::{self, OldBytes, PatchError, OLD_PIECE};
 use super::generate::window_log;
-use super::{bsdiff, Op, MAX_DATA_OP_LEN, MAX_WINDOW};
+use super::{Op, MAX_DATA_OP_LEN, MAX_WINDOW};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -43,10 +45,10 @@ pub enum ApplyError {
 }
 
 /// Produces the target bytes of `op` from its (verified) `data` and the base, handing them to
-/// `emit` in order.
+/// `emit` in order. `data` is taken so that it can be freed as soon as it was decompressed.
 pub fn apply_op(
     op: &Op,
-    data: &[u8],
+    data: Vec<u8>,
     base: &dyn BaseRead,
     emit: &mut dyn FnMut(Vec<u8>) -> io::Result<()>,
 ) -> Result<(), ApplyError> {
@@ -57,8 +59,10 @@ pub fn apply_op(
             while done < len {
                 let n = (len - done).min(PIECE);
                 let mut buf = vec![0u8; n as usize];
-                base.read_exact_at(&mut buf, src + done)
-                    .map_err(ApplyError::Base)?;
+                let at = src
+                    .checked_add(done)
+                    .ok_or_else(|| ApplyError::Data(format!("copy from {src} overflows")))?;
+                base.read_exact_at(&mut buf, at).map_err(ApplyError::Base)?;
                 emit(buf).map_err(emit_err)?;
                 done += n;
             }
@@ -73,8 +77,9 @@ pub fn apply_op(
         }
         Op::Replace { len, .. } => {
             check_len(len)?;
-            let out = zstd::bulk::decompress(data, len as usize)
+            let out = zstd::bulk::decompress(&data, len as usize)
                 .map_err(|e| ApplyError::Data(format!("replace data does not decompress: {e}")))?;
+            drop(data);
             exact(out, len).and_then(|o| emit(o).map_err(emit_err))?;
         }
         Op::ZstdRef {
@@ -82,7 +87,8 @@ pub fn apply_op(
         } => {
             check_len(len)?;
             let window_bytes = read_window(base, src, window)?;
-            let out = decompress_with_prefix(data, &window_bytes, len)?;
+            let out = decompress_with_prefix(&data, &window_bytes, len)?;
+            drop((data, window_bytes));
             emit(out).map_err(emit_err)?;
         }
         Op::Bsdiff {
@@ -93,20 +99,74 @@ pub fn apply_op(
             ..
         } => {
             check_len(len)?;
-            let window_bytes = read_window(base, src, window)?;
+            check_window(window)?;
             let limit = max_patch_len(len);
             let patch = if bzip2 {
-                bunzip_bounded(data, limit)
+                bunzip_bounded(&data, limit)
             } else {
-                zstd::bulk::decompress(data, limit as usize).map_err(|e| e.to_string())
+                zstd::bulk::decompress(&data, limit as usize).map_err(|e| e.to_string())
             }
             .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
+            drop(data);
             let mut out = vec![0u8; len as usize];
-            bsdiff::apply(&window_bytes, &patch, &mut out).map_err(ApplyError::Data)?;
+            let mut old = WindowReader::new(base, src, window);
+            bsdiff::apply(&mut old, &patch, &mut out).map_err(|e| match e {
+                PatchError::Old(e) => ApplyError::Base(e),
+                PatchError::Bad(m) => ApplyError::Data(m),
+            })?;
+            drop((patch, old));
             emit(out).map_err(emit_err)?;
         }
     }
     Ok(())
+}
+
+/// A window of the base read [`OLD_PIECE`] bytes at a time through a small cache: bsdiff reads
+/// its old bytes mostly forward, so one positioned read serves many control entries.
+struct WindowReader<'a> {
+    base: &'a dyn BaseRead,
+    src: u64,
+    len: u64,
+    cache: Vec<u8>,
+    cache_at: u64,
+}
+
+impl<'a> WindowReader<'a> {
+    fn new(base: &'a dyn BaseRead, src: u64, len: u64) -> Self {
+        Self {
+            base,
+            src,
+            len,
+            cache: Vec::new(),
+            cache_at: 0,
+        }
+    }
+}
+
+impl OldBytes for WindowReader<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn get(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
+        let end = at
+            .checked_add(n as u64)
+            .filter(|end| *end <= self.len && n <= OLD_PIECE)
+            .ok_or_else(|| io::Error::other("read outside the window"))?;
+        let cached_end = self.cache_at + self.cache.len() as u64;
+        if at < self.cache_at || end > cached_end {
+            let fill = (self.len - at).min(OLD_PIECE as u64) as usize;
+            self.cache.resize(fill, 0);
+            let offset = self
+                .src
+                .checked_add(at)
+                .ok_or_else(|| io::Error::other("window offset overflows"))?;
+            self.base.read_exact_at(&mut self.cache, offset)?;
+            self.cache_at = at;
+        }
+        let start = (at - self.cache_at) as usize;
+        Ok(&self.cache[start..start + n])
+    }
 }
 
 /// bzip2-decompresses at most `limit` bytes; more is an error, not an allocation.
@@ -142,12 +202,17 @@ fn exact(out: Vec<u8>, len: u64) -> Result<Vec<u8>, ApplyError> {
     Ok(out)
 }
 
-fn read_window(base: &dyn BaseRead, src: u64, window: u64) -> Result<Vec<u8>, ApplyError> {
+fn check_window(window: u64) -> Result<(), ApplyError> {
     if window > MAX_WINDOW {
         return Err(ApplyError::Data(format!(
             "window of {window} bytes is over {MAX_WINDOW}"
         )));
     }
+    Ok(())
+}
+
+fn read_window(base: &dyn BaseRead, src: u64, window: u64) -> Result<Vec<u8>, ApplyError> {
+    check_window(window)?;
     let mut buf = vec![0u8; window as usize];
     base.read_exact_at(&mut buf, src)
         .map_err(ApplyError::Base)?;
@@ -192,7 +257,7 @@ mod tests {
 
     fn run(op: &Op, data: &[u8], base: &Mem) -> Result<Vec<u8>, ApplyError> {
         let mut out = Vec::new();
-        apply_op(op, data, base, &mut |piece| {
+        apply_op(op, data.to_vec(), base, &mut |piece| {
             out.extend_from_slice(&piece);
             Ok(())
         })?;

@@ -130,7 +130,8 @@ pub fn generate(
             break;
         }
     }
-    let ops_blob = zstd::bulk::compress(&encode_ops(&ops), 19)?;
+    let encoded = encode_ops(&ops);
+    let ops_blob = super::compress_ops(&mut &encoded[..], Some(encoded.len() as u64), 19)?;
     Ok(GeneratedDelta {
         ops,
         ops_blob,

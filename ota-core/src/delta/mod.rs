@@ -17,9 +17,14 @@ pub mod apply;
 mod bsdiff;
 pub mod generate;
 mod index;
+mod oplist;
+
+pub use oplist::{
+    compress_ops, decode_ops, max_stored, open_compressed, OpDecoder, OpLimits, OpListError,
+    MAX_OPS_STORED, OPS_WINDOW_LOG_MAX,
+};
 
 use crate::digest::Sha256Digest;
-use std::fmt;
 
 /// Block size of the source index and of block classification.
 pub const BLOCK: usize = 4096;
@@ -131,65 +136,12 @@ impl Op {
     }
 }
 
-/// Why an op list was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpListError(pub String);
-
-impl fmt::Display for OpListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn byte(&mut self) -> Result<u8, OpListError> {
-        let b = *self
-            .bytes
-            .get(self.at)
-            .ok_or_else(|| OpListError("op list ends early".into()))?;
-        self.at += 1;
-        Ok(b)
-    }
-
-    fn varint(&mut self) -> Result<u64, OpListError> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f)
-                .checked_shl(shift)
-                .filter(|v| v >> shift == u64::from(b & 0x7f))
-                .ok_or_else(|| OpListError("varint overflows 64 bits".into()))?;
-            if b & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        Err(OpListError("varint longer than 10 bytes".into()))
-    }
-
-    fn digest(&mut self) -> Result<Sha256Digest, OpListError> {
-        let end = self.at + 32;
-        let slice = self
-            .bytes
-            .get(self.at..end)
-            .ok_or_else(|| OpListError("op list ends inside a digest".into()))?;
-        let mut d = [0u8; 32];
-        d.copy_from_slice(slice);
-        self.at = end;
-        Ok(Sha256Digest(d))
-    }
 }
 
 /// Encodes an op list (before compression): varint count, then per op a kind byte, varint
@@ -247,151 +199,6 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Decodes an op list and checks it against the image: operations cover exactly `target_size`
-/// bytes, never read outside `base_size`, respect the size bounds, and their payload adds up
-/// to `data_size`. A hostile list (even one signed by a trusted key) is refused here, before
-/// any byte is written.
-pub fn decode_ops(
-    bytes: &[u8],
-    target_size: u64,
-    base_size: u64,
-    data_size: u64,
-) -> Result<Vec<Op>, OpListError> {
-    let bad = |m: String| Err(OpListError(m));
-    let mut c = Cursor { bytes, at: 0 };
-    let count = c.varint()?;
-    if count > MAX_OPS as u64 {
-        return bad(format!("{count} operations (at most {MAX_OPS})"));
-    }
-    let mut ops = Vec::with_capacity(count as usize);
-    let mut covered = 0u64;
-    let mut payload = 0u64;
-    for index in 0..count {
-        let op = decode_op(&mut c, index)?;
-        check_op(&op, index, base_size)?;
-        covered = covered
-            .checked_add(op.len())
-            .filter(|c| *c <= target_size)
-            .ok_or_else(|| {
-                OpListError(format!(
-                    "operations write past the image end ({target_size} bytes)"
-                ))
-            })?;
-        payload += op.stored();
-        ops.push(op);
-    }
-    if c.at != bytes.len() {
-        return bad("unexpected bytes after the last operation".into());
-    }
-    if covered != target_size {
-        return bad(format!(
-            "operations cover {covered} bytes, the image has {target_size}"
-        ));
-    }
-    if payload != data_size {
-        return bad(format!(
-            "operations carry {payload} data bytes, the manifest says {data_size}"
-        ));
-    }
-    Ok(ops)
-}
-
-/// Reads operation `index` (kind, length and the kind's fields) at the cursor.
-fn decode_op(c: &mut Cursor<'_>, index: u64) -> Result<Op, OpListError> {
-    let kind = c.byte()?;
-    let len = c.varint()?;
-    Ok(match kind {
-        KIND_COPY => Op::Copy {
-            len,
-            src: c.varint()?,
-        },
-        KIND_ZERO => Op::Zero { len },
-        KIND_REPLACE => {
-            let stored = stored_u32(c.varint()?)?;
-            Op::Replace {
-                len,
-                stored,
-                sha256: c.digest()?,
-            }
-        }
-        KIND_ZSTD_REF | KIND_BSDIFF | KIND_BSDIFF_BZ2 => {
-            let src = c.varint()?;
-            let window = c.varint()?;
-            let stored = stored_u32(c.varint()?)?;
-            let sha256 = c.digest()?;
-            if kind == KIND_ZSTD_REF {
-                Op::ZstdRef {
-                    len,
-                    src,
-                    window,
-                    stored,
-                    sha256,
-                }
-            } else {
-                Op::Bsdiff {
-                    bzip2: kind == KIND_BSDIFF_BZ2,
-                    len,
-                    src,
-                    window,
-                    stored,
-                    sha256,
-                }
-            }
-        }
-        other => {
-            return Err(OpListError(format!(
-                "operation {index} has unknown kind {other}"
-            )))
-        }
-    })
-}
-
-/// Checks one operation on its own: it writes something, reads only inside `base_size`, and
-/// a data operation has data and writes at most [`MAX_DATA_OP_LEN`] bytes.
-fn check_op(op: &Op, index: u64, base_size: u64) -> Result<(), OpListError> {
-    let bad = |m: String| Err(OpListError(m));
-    let len = op.len();
-    if len == 0 {
-        return bad(format!("operation {index} writes nothing"));
-    }
-    let in_base = |src: u64, n: u64| src.checked_add(n).is_some_and(|end| end <= base_size);
-    match op {
-        Op::Copy { src, .. } if !in_base(*src, len) => {
-            return bad(format!(
-                "operation {index} copies outside the base ({src}+{len} > {base_size})"
-            ))
-        }
-        Op::ZstdRef { src, window, .. } | Op::Bsdiff { src, window, .. }
-            if *window == 0 || *window > MAX_WINDOW || !in_base(*src, *window) =>
-        {
-            return bad(format!(
-                "operation {index} has an invalid base window {src}+{window}"
-            ));
-        }
-        _ => {}
-    }
-    if op.stored() > 0 && len > MAX_DATA_OP_LEN {
-        return bad(format!("operation {index} writes {len} bytes (data operations write at most {MAX_DATA_OP_LEN})"));
-    }
-    if matches!(
-        op,
-        Op::Replace { .. } | Op::ZstdRef { .. } | Op::Bsdiff { .. }
-    ) && op.stored() == 0
-    {
-        return bad(format!("operation {index} has no data"));
-    }
-    Ok(())
-}
-
-fn stored_u32(v: u64) -> Result<u32, OpListError> {
-    u32::try_from(v)
-        .ok()
-        .filter(|v| {
-            u64::from(*v) <= crate::bundle::zstd_compress_bound(3 * MAX_DATA_OP_LEN + (64 << 10))
-        })
-        .ok_or_else(|| OpListError(format!("operation data size {v} is impossible")))
 }
 
 #[cfg(test)]
