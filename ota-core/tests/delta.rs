@@ -312,22 +312,12 @@ fn truncated_and_flipped_op_data_are_refused() {
     }
 }
 
+#[path = "support/hostile.rs"]
+mod hostile_bundles;
+
 /// Signs a hand-made manifest + payload, as a compromised or buggy signer could.
 fn forge(manifest: &Manifest, payload: &[u8], key: &SigningKey) -> Vec<u8> {
-    let m = manifest.to_bytes();
-    let sig = key.sign(&m);
-    let mut block = 1u32.to_le_bytes().to_vec();
-    block.extend_from_slice(&key.verifying_key().key_id().0 .0);
-    block.extend_from_slice(&sig.to_bytes());
-    let header = ota_core::bundle::Header {
-        manifest_len: m.len() as u32,
-        signature_block_len: block.len() as u32,
-    };
-    let mut out = header.encode().to_vec();
-    out.extend_from_slice(&m);
-    out.extend_from_slice(&block);
-    out.extend_from_slice(payload);
-    out
+    hostile_bundles::sign(manifest, payload, key)
 }
 
 fn hostile(ops: Vec<Op>, data: &[u8], target_size: u64, base: &[u8]) -> BundleError {
@@ -434,6 +424,144 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     // Valid ops but the image hash is wrong: refused at the end (nothing declared valid).
     let e = hostile(vec![Op::Copy { len: 4096, src: 0 }], &[], 4096, &base);
     assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
+}
+
+/// Applies `bundle` against `base` (written to a file) with the test key.
+fn apply_bytes(bundle: &[u8], base: &[u8], key: &SigningKey) -> Result<Vec<u8>, BundleError> {
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("b");
+    std::fs::write(&bp, base).unwrap();
+    apply(bundle, &bp, key)
+}
+
+#[test]
+fn op_list_bomb_is_streamed_and_refused_at_its_first_operation() {
+    // 4,194,304 operations: 306 MB of op list in ~30 KB of zstd. Decoded one by one (checked
+    // whole first), never held: refused at the first operation's data.
+    let key = SigningKey::generate();
+    let base = firmware(8192, 21);
+    let count = ota_core::delta::MAX_OPS as u64;
+    let target = hostile_bundles::Target {
+        product: "p",
+        version: "2.0.0",
+        base: &base,
+        image_size: count,
+    };
+    let bundle = hostile_bundles::op_list_bomb(&key, &target, count);
+    let manifest = ota_core::bundle::read_unverified(Cursor::new(&bundle))
+        .unwrap()
+        .0;
+    let PayloadKind::Delta { ops, .. } = kinds(&manifest) else {
+        panic!("not a delta")
+    };
+    assert!(ops.stored_size < 64 << 10, "{}", ops.stored_size);
+    let started = std::time::Instant::now();
+    let e = apply_bytes(&bundle, &base, &key).unwrap_err();
+    assert!(
+        matches!(e, BundleError::OpHashMismatch { index: 0, .. }),
+        "{e}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    // The same list declaring one operation more than the image has bytes: refused by the
+    // manifest check, before the list is read.
+    let short = hostile_bundles::Target {
+        image_size: count - 1,
+        ..target
+    };
+    let e = apply_bytes(
+        &hostile_bundles::op_list_bomb(&key, &short, count),
+        &base,
+        &key,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("declares 4194304 operations"), "{e}");
+}
+
+#[test]
+fn control_triple_bomb_is_refused_before_it_is_applied() {
+    let key = SigningKey::generate();
+    let base = firmware(1 << 20, 22);
+    let target = hostile_bundles::Target {
+        product: "p",
+        version: "2.0.0",
+        base: &base,
+        image_size: 2 << 20,
+    };
+    let e = apply_bytes(
+        &hostile_bundles::control_triple_bomb(&key, &target, 2 << 20),
+        &base,
+        &key,
+    )
+    .unwrap_err();
+    assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("control entries"), "{e}");
+}
+
+#[test]
+fn huge_zero_operations_are_refused_before_any_work() {
+    let key = SigningKey::generate();
+    let base = firmware(8192, 23);
+    // An image of 2^63 bytes (one zero operation): over MAX_IMAGE_SIZE, refused by the
+    // manifest check.
+    let target = hostile_bundles::Target {
+        product: "p",
+        version: "2.0.0",
+        base: &base,
+        image_size: 1 << 63,
+    };
+    let started = std::time::Instant::now();
+    let e = apply_bytes(
+        &hostile_bundles::huge_zero_op(&key, &target, 1 << 63),
+        &base,
+        &key,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("more than 274877906944"), "{e}");
+    // A 2^63-byte zero operation in a 4 KiB image: refused by the op list check.
+    let small = hostile_bundles::Target {
+        image_size: 4096,
+        ..target
+    };
+    let e = apply_bytes(
+        &hostile_bundles::huge_zero_op(&key, &small, 1 << 63),
+        &base,
+        &key,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("past the image end"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn op_lists_needing_a_large_zstd_window_or_storage_are_refused() {
+    let key = SigningKey::generate();
+    let base = firmware(8192, 24);
+    let target = hostile_bundles::Target {
+        product: "p",
+        version: "2.0.0",
+        base: &base,
+        image_size: 4096,
+    };
+    let encoded = encode_ops(&[Op::Zero { len: 4096 }]);
+    // A frame asking for a 128 MiB window (no content size): the streaming decoder would
+    // allocate it; refused instead.
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    encoder.window_log(27).unwrap();
+    encoder.long_distance_matching(true).unwrap();
+    encoder.include_contentsize(false).unwrap();
+    encoder.write_all(&encoded).unwrap();
+    let blob = encoder.finish().unwrap();
+    // Frame header descriptor (no single segment), then the window descriptor: 2^27.
+    assert_eq!(blob[4] & 0x20, 0);
+    assert_eq!(blob[5] >> 3, 27 - 10);
+    let manifest = hostile_bundles::delta_bundle(&target, 1, &blob, &[]);
+    let e = apply_bytes(&forge(&manifest, &blob, &key), &base, &key).unwrap_err();
+    assert!(e.to_string().contains("does not decompress"), "{e}");
+    // A compressed op list over MAX_OPS_STORED: refused by the manifest check.
+    let big = vec![0u8; ota_core::delta::MAX_OPS_STORED as usize + 1];
+    let manifest = hostile_bundles::delta_bundle(&target, 1, &big, &[]);
+    let e = apply_bytes(&forge(&manifest, &big, &key), &base, &key).unwrap_err();
+    assert!(e.to_string().contains("bytes compressed"), "{e}");
 }
 
 proptest! {
