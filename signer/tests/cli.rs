@@ -709,6 +709,110 @@ fn delta_bundle_extracts_with_its_base_and_refuses_another() {
     assert_eq!(fs::read(&old_path).expect("old"), old);
 }
 
+#[path = "../../ota-core/tests/support/hostile.rs"]
+mod hostile;
+
+/// `ota-sign ARGS` with at most 128 MiB of address space (`ulimit -v 131072`): a reader whose
+/// memory follows what a signed bundle declares aborts there instead of finishing cleanly.
+fn ota_sign_limited() -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -v 131072; exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_ota-sign"));
+    cmd
+}
+
+#[test]
+fn hostile_signed_deltas_are_refused_in_bounded_memory() {
+    let f = Fixture::new();
+    let key = ota_core::keys::SigningKey::from_file(&f.key).expect("key");
+    let base = firmware_like(1 << 20, 30);
+    let base_path = f.write("base.img", &base);
+    let target = |image_size| hostile::Target {
+        product: "acme-router",
+        version: "2.0.0",
+        base: &base,
+        image_size,
+    };
+    let count = 1 << 22;
+    // (what, bundle, refused without --base too, the reason given)
+    let cases: [(&str, Vec<u8>, bool, &str); 4] = [
+        (
+            "op-list bomb (4,194,304 operations, 306 MB of list in a few KB)",
+            hostile::op_list_bomb(&key, &target(count), count),
+            true,
+            "operation 0 of delta image 'rootfs' does not match its signed SHA-256",
+        ),
+        (
+            // Without a base the patch is only hash-checked (it cannot be applied).
+            "control-triple bomb (1.4 million empty bsdiff triples)",
+            hostile::control_triple_bomb(&key, &target(2 << 20), 2 << 20),
+            false,
+            "control entries for 2097152 bytes",
+        ),
+        (
+            "a 2^63-byte image of zeros",
+            hostile::huge_zero_op(&key, &target(1 << 63), 1 << 63),
+            true,
+            "more than 274877906944",
+        ),
+        (
+            "a 2^63-byte zero operation in a 1 MiB image",
+            hostile::huge_zero_op(&key, &target(1 << 20), 1 << 63),
+            true,
+            "past the image end",
+        ),
+    ];
+    for (what, bytes, refused_without_base, reason) in cases {
+        let bundle = f.write("hostile.bundle", &bytes);
+        for with_base in [true, false] {
+            if !with_base && !refused_without_base {
+                let mut cmd = ota_sign_limited();
+                ok(cmd
+                    .arg("verify")
+                    .arg("--trusted")
+                    .arg(&f.public)
+                    .arg(&bundle));
+                continue;
+            }
+            let mut cmd = ota_sign_limited();
+            cmd.arg("verify").arg("--trusted").arg(&f.public);
+            if with_base {
+                cmd.arg("--base")
+                    .arg(format!("rootfs={}", base_path.display()));
+            }
+            let out = run(cmd.arg(&bundle));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(i32::from(exit::CORRUPT)),
+                "{what} (base: {with_base}): {stderr}"
+            );
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{what}: {stderr}");
+            assert!(stderr.contains(reason), "{what}: {stderr}");
+        }
+    }
+    // The same limit leaves room for a real delta.
+    let mut new = base.clone();
+    new[500_000..520_000].copy_from_slice(&firmware_like(20_000, 31));
+    let new_path = f.write("new.img", &new);
+    let delta = f.bundle(
+        "delta.bundle",
+        &[("rootfs", &new_path)],
+        &["--base", &format!("rootfs={}", base_path.display())],
+    );
+    let out = f.path("new.out");
+    ok(ota_sign_limited()
+        .arg("verify")
+        .arg("--trusted")
+        .arg(&f.public)
+        .arg("--base")
+        .arg(format!("rootfs={}", base_path.display()))
+        .arg("--extract")
+        .arg(format!("rootfs={}", out.display()))
+        .arg(&delta));
+    assert!(fs::read(&out).expect("out") == new);
+}
+
 #[test]
 fn with_full_bundle_serves_devices_without_the_base() {
     let f = Fixture::new();
