@@ -91,7 +91,7 @@ impl Envelope {
         Ok(envelope)
     }
 
-    /// Spec §4 (metadata format): "each keyid MUST be unique" among the signatures.
+    /// Spec §4.2.1 (object format): "The keyid MUST be unique in the \"signatures\" array".
     fn check_unique_keyids(&self, role: &str) -> Result<(), EnvelopeError> {
         let mut seen = BTreeSet::new();
         for (keyid, _) in &self.signatures {
