@@ -90,6 +90,47 @@ fn signed_by(
     out
 }
 
+/// Records an expired (a problem) or soon-expiring role; false when devices refuse it now.
+fn record_expiry(
+    report: &mut DoctorReport,
+    check: &Check,
+    version: u64,
+    expires: Option<SystemTime>,
+    now: SystemTime,
+    within: Duration,
+) -> bool {
+    let role = check.role;
+    match expires {
+        None => {
+            report.problems.push(format!("{role}: unreadable expiry"));
+            false
+        }
+        Some(t) if t <= now => {
+            report.problems.push(format!(
+                "{role} v{version} expired at {}: devices refuse it; {}",
+                format_time(t),
+                check.fix
+            ));
+            false
+        }
+        Some(t) => {
+            if t <= now + within {
+                let secs = t.duration_since(now).map_or(0, |d| d.as_secs());
+                let left = if secs < 2 * 86_400 {
+                    format!("{} hour(s)", secs / 3600)
+                } else {
+                    format!("{} days", secs / 86_400)
+                };
+                report.expiring.push(format!(
+                    "{role} v{version} expires {} (in {left})",
+                    format_time(t)
+                ));
+            }
+            true
+        }
+    }
+}
+
 impl Repository {
     /// Checks the published repository at `now` (the real time, not the signing time), and
     /// lists what expires within `within`.
@@ -341,33 +382,7 @@ impl Repository {
                 ));
             }
         }
-        match expires {
-            None => {
-                ok = false;
-                report.problems.push(format!("{role}: unreadable expiry"));
-            }
-            Some(t) if t <= now => {
-                ok = false;
-                report.problems.push(format!(
-                    "{role} v{version} expired at {}: devices refuse it; {}",
-                    format_time(t),
-                    check.fix
-                ));
-            }
-            Some(t) if t <= now + within => {
-                let secs = t.duration_since(now).map_or(0, |d| d.as_secs());
-                let left = if secs < 2 * 86_400 {
-                    format!("{} hour(s)", secs / 3600)
-                } else {
-                    format!("{} days", secs / 86_400)
-                };
-                report.expiring.push(format!(
-                    "{role} v{version} expires {} (in {left})",
-                    format_time(t)
-                ));
-            }
-            Some(_) => {}
-        }
+        ok &= record_expiry(report, check, version, expires, now, within);
         report.roles.push(RoleStatus {
             role: role.to_owned(),
             file: check.file.clone(),
