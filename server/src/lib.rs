@@ -4,6 +4,7 @@
 //! - [`response`]: status, validators (ETag, Last-Modified), caching and byte ranges, decided
 //!   from metadata and request headers alone.
 //! - [`serve`]: the listener: connection limits and timeouts, TLS, graceful shutdown, access log.
+//! - [`limits`]: the minimum send rate and the per-peer connection cap.
 //! - [`small_files`]: small files (metadata) served from memory while their identity holds.
 //! - [`resign`]: optional online re-signing of timestamp and snapshot with keys the server holds.
 //!
@@ -11,6 +12,7 @@
 //! headers), never protocol, so the same directory works behind nginx or a CDN.
 
 pub mod access_log;
+pub mod limits;
 pub mod resign;
 pub mod resolve;
 pub mod response;

@@ -53,6 +53,18 @@ enum Command {
         /// Connections served at once.
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        /// Connections one client (an IPv4 address, an IPv6 /64) may hold at once; more are
+        /// closed as soon as they are accepted.
+        #[arg(long, default_value_t = 32)]
+        max_connections_per_peer: usize,
+        /// Bytes per second a client must take while a response waits for it, measured over
+        /// --send-timeout; slower clients are disconnected (0: no minimum).
+        #[arg(long, default_value_t = 1024)]
+        min_send_rate: u64,
+        /// Seconds over which --min-send-rate is measured: a client that reads nothing is
+        /// disconnected 1 to 2.25 times this long after the server's writes blocked.
+        #[arg(long, default_value_t = 30)]
+        send_timeout: u64,
         /// Online timestamp key (PEM): re-sign timestamp.json before it expires.
         #[arg(long)]
         timestamp_key: Option<PathBuf>,
@@ -97,6 +109,9 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         header_timeout,
         connection_lifetime,
         max_connections,
+        max_connections_per_peer,
+        min_send_rate,
+        send_timeout,
         timestamp_key,
         snapshot_key,
         resign_interval,
@@ -108,6 +123,11 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     settings.header_timeout = Duration::from_secs(header_timeout.max(1));
     settings.connection_lifetime = Duration::from_secs(connection_lifetime.max(1));
     settings.max_connections = max_connections.max(1);
+    settings.max_connections_per_peer = max_connections_per_peer.max(1);
+    settings.send_rate = ota_server::limits::SendRate {
+        min_bytes_per_sec: min_send_rate,
+        window: Duration::from_secs(send_timeout.max(1)),
+    };
     settings.access_log = match access_log.as_str() {
         "-" => AccessLog::new(Box::new(std::io::stdout())),
         "off" => AccessLog::off(),

@@ -1,8 +1,9 @@
-//! The listener: accepts connections (plain or TLS) up to a limit, serves each with hyper's
-//! HTTP/1.1 under a header timeout and a connection lifetime, and drains them gracefully on
-//! shutdown.
+//! The listener: accepts connections (plain or TLS) up to a limit and a per-peer limit,
+//! serves each with hyper's HTTP/1.1 under a header timeout, a minimum send rate and a
+//! connection lifetime, and drains them gracefully on shutdown.
 
 use crate::access_log::{AccessLog, Entry};
+use crate::limits::{PeerConnections, SendProgress, SendRate, Watched};
 use crate::resolve::{resolve, Refusal};
 use crate::response::{plan, FileInfo};
 use crate::small_files::{self, Identity, SmallFiles};
@@ -45,6 +46,11 @@ pub struct Settings {
     pub connection_lifetime: Duration,
     /// Connections served at once; further clients wait in the listen backlog.
     pub max_connections: usize,
+    /// Connections one peer (an IPv4 address, an IPv6 /64) may hold at once; more are closed
+    /// as soon as they are accepted.
+    pub max_connections_per_peer: usize,
+    /// A client that takes what is sent to it slower than this is disconnected.
+    pub send_rate: SendRate,
     /// On shutdown, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,
     /// Requests are logged here.
@@ -54,8 +60,9 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Defaults for `repo`: 10 s header timeout, 30 min per connection, 1024 connections,
-    /// 10 s grace, 16 KiB request heads, access log to stdout.
+    /// Defaults for `repo`: 10 s header timeout, 30 min per connection, 1024 connections (32
+    /// per peer), at least 1024 bytes/s over 30 s for a client being sent a response, 10 s
+    /// grace, 16 KiB request heads, access log to stdout.
     pub fn new(repo: PathBuf) -> Self {
         Self {
             repo,
@@ -63,6 +70,11 @@ impl Settings {
             header_timeout: Duration::from_secs(10),
             connection_lifetime: Duration::from_secs(30 * 60),
             max_connections: 1024,
+            max_connections_per_peer: 32,
+            send_rate: SendRate {
+                min_bytes_per_sec: 1024,
+                window: Duration::from_secs(30),
+            },
             shutdown_grace: Duration::from_secs(10),
             access_log: AccessLog::new(Box::new(io::stdout())),
             max_head_bytes: 16 * 1024,
@@ -106,6 +118,7 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let tls = settings.tls.clone().map(TlsAcceptor::from);
     let small_files = Arc::new(SmallFiles::default());
+    let peers = Arc::new(PeerConnections::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -127,13 +140,21 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
+        // Over its peer's share: closed at once, the slot goes back to the others.
+        let Some(peer_slot) = peers.enter(peer.ip(), settings.max_connections_per_peer) else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        let progress = Arc::new(SendProgress::default());
+        let stream = Watched::new(stream, progress.clone());
         let settings = settings.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let small_files = small_files.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
+            let rate = settings.send_rate;
             let mut http = http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(settings.header_timeout)
@@ -145,15 +166,18 @@ pub async fn run(
             });
             match tls {
                 None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
-                    let _ = tokio::time::timeout(lifetime, watcher.watch(conn)).await;
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    let _ =
+                        tokio::time::timeout(lifetime, until_stalled(conn, &progress, rate)).await;
                 }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(settings.header_timeout, acceptor.accept(stream));
                     if let Ok(Ok(stream)) = handshake.await {
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = tokio::time::timeout(lifetime, watcher.watch(conn)).await;
+                        let conn =
+                            watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                        let serving = until_stalled(conn, &progress, rate);
+                        let _ = tokio::time::timeout(lifetime, serving).await;
                     }
                 }
             }
@@ -168,6 +192,15 @@ pub async fn run(
     }
     settings.access_log.flush();
     Ok(())
+}
+
+/// Runs `conn` until it ends, or until its client takes what it is sent slower than `rate`
+/// (the connection is then dropped: closed).
+async fn until_stalled(conn: impl Future, progress: &SendProgress, rate: SendRate) {
+    tokio::select! {
+        _ = conn => {}
+        () = progress.stalled(rate) => {}
+    }
 }
 
 async fn handle(

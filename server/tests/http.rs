@@ -381,6 +381,115 @@ fn slow_clients_neither_block_others_nor_hold_a_slot_forever() {
 }
 
 #[test]
+fn clients_that_do_not_read_lose_their_slot_at_the_minimum_send_rate() {
+    let r = repo();
+    // 64 MiB: far more than the socket buffers of a connection hold.
+    let big = r.root.join("targets/big.bundle");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(64 << 20).unwrap();
+    let srv = Server::start(
+        &r.root,
+        &[
+            "--max-connections",
+            "8",
+            "--send-timeout",
+            "2",
+            "--min-send-rate",
+            "1024",
+        ],
+    );
+    // Eight clients ask for the big file and never read: every slot is taken.
+    let mut stalled = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(srv.addr).unwrap();
+        write!(
+            s,
+            "GET /targets/big.bundle HTTP/1.1\r\nHost: stalled\r\n\r\n"
+        )
+        .unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // A ninth client waits in the backlog only until the stalled ones are cut (2-2.5 s).
+    let started = std::time::Instant::now();
+    assert_eq!(get(srv.addr, "/timestamp.json", "").status, 200);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "waited {waited:?}");
+    // Every stalled connection is closed within two windows (the kernel growing its send
+    // buffer after the first refused write can pass for progress in the first), with most of
+    // the file unsent.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(started.elapsed()));
+    for mut s in stalled {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = 0u64;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got += n as u64,
+            }
+        }
+        assert!(got < 60 << 20, "a stalled client got {got} bytes");
+    }
+    // A client reading at full speed gets the whole file under the same rule.
+    let g = get(srv.addr, "/targets/big.bundle", "");
+    assert_eq!(g.status, 200);
+    assert_eq!(g.body.len(), 64 << 20);
+}
+
+/// A connection to `addr` from the loopback address `from` (such as 127.0.0.2): another peer.
+fn connect_from(from: &str, addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    });
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// Sends a GET of `/timestamp.json` on `s` and reads the reply; None if the server closed
+/// the connection without one.
+fn get_on(mut s: TcpStream) -> Option<Reply> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = write!(
+        s,
+        "GET /timestamp.json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    (!raw.is_empty()).then(|| parse(&raw))
+}
+
+#[test]
+fn one_peer_cannot_hold_more_than_its_share_of_connections() {
+    let r = repo();
+    let srv = Server::start(
+        &r.root,
+        &["--max-connections-per-peer", "2", "--header-timeout", "30"],
+    );
+    // Two idle connections from 127.0.0.1: its share.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(srv.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // A third from the same peer is closed without an answer...
+    assert!(get_on(TcpStream::connect(srv.addr).unwrap()).is_none());
+    // ... while another peer is served.
+    let other = get_on(connect_from("127.0.0.2", srv.addr)).expect("127.0.0.2 refused");
+    assert_eq!(other.status, 200);
+    // Once one of the two is closed, the peer is served again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(srv.addr, "/timestamp.json", "").status, 200);
+}
+
+#[test]
 fn sigterm_lets_a_download_in_flight_finish() {
     let r = repo();
     let mut srv = Server::start(&r.root, &[]);
