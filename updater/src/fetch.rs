@@ -6,7 +6,9 @@
 //! a minimum-speed guard over a sliding window, a total deadline derived from the length and
 //! that speed, and connect timeouts. A dropped connection is resumed with `Range` from the
 //! byte already delivered (and verified by the reader downstream), guarded by `If-Range` so a
-//! file replaced in between is not spliced.
+//! file replaced in between is not spliced: a resume answered with the whole (new) file fails
+//! the download ([`FetchError::Replaced`]) instead of appending its tail to the old prefix,
+//! and [`Fetcher::get_bytes`] then starts again from byte 0.
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
@@ -85,6 +87,16 @@ pub enum FetchError {
         url: String,
         /// What differed.
         detail: String,
+    },
+    /// The file changed on the server while it was being downloaded: a resume was answered
+    /// with the whole new file (`If-Range` did not hold). Its bytes are not appended to the
+    /// old ones; the download must start again from byte 0.
+    #[error("{url}: the file changed on the server during the download (after {delivered} bytes); start again")]
+    Replaced {
+        /// The URL.
+        url: String,
+        /// Bytes of the old file already delivered.
+        delivered: u64,
     },
     /// Below the minimum speed: a slow-retrieval attack or a dying link.
     #[error(
@@ -246,12 +258,19 @@ impl Fetcher {
         Ok(Fetched::Body { bytes, etag })
     }
 
-    /// Downloads `url` whole into memory (metadata: small, capped by `limit`).
+    /// Downloads `url` whole into memory (metadata: small, capped by `limit`). A file replaced
+    /// on the server mid-download is downloaded again from byte 0 (once).
     pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
-        let mut d = self.open(url, limit, false)?;
-        let mut out = Vec::new();
-        d.read_to_end(&mut out).map_err(|e| unwrap_io(url, e))?;
-        Ok(out)
+        let mut again = true;
+        loop {
+            let mut d = self.open(url, limit, false)?;
+            let mut out = Vec::new();
+            match d.read_to_end(&mut out).map_err(|e| unwrap_io(url, e)) {
+                Ok(_) => return Ok(out),
+                Err(FetchError::Replaced { .. }) if again => again = false,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -317,6 +336,15 @@ impl Download {
         let resp = req.send().map_err(|e| self.transport(error_chain(&e)))?;
         let status = resp.status();
         let skip = match status {
+            StatusCode::OK if from > 0 && !self.same_file(&resp) => {
+                // If-Range failed: the whole file, replaced since the first response. Its
+                // tail must not follow the old prefix the reader already has.
+                return Err(FetchError::Replaced {
+                    url: self.url.clone(),
+                    delivered: from,
+                });
+            }
+            // From 0, or a server ignoring ranges for the same file: skip what was delivered.
             StatusCode::OK => from,
             StatusCode::PARTIAL_CONTENT if from > 0 => {
                 let start = resp
@@ -371,6 +399,23 @@ impl Download {
         }
         self.response = Some(resp);
         Ok(())
+    }
+
+    /// Whether a 200 answer to a resume is the file first downloaded: its validator (strong
+    /// ETag, else Last-Modified) is the one the first response gave. Without a validator
+    /// nothing tells, and the chunk hashes downstream are the only guard (as for a 206).
+    fn same_file(&self, resp: &Response) -> bool {
+        let Some(validator) = &self.validator else {
+            return true;
+        };
+        let header = if validator.starts_with('"') {
+            ETAG
+        } else {
+            LAST_MODIFIED
+        };
+        resp.headers()
+            .get(header)
+            .is_some_and(|v| v.as_bytes() == validator.as_bytes())
     }
 
     fn too_slow(&self) -> FetchError {

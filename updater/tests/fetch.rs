@@ -1,6 +1,7 @@
 //! The download client against deliberately broken and hostile HTTP servers on loopback:
-//! dropped connections (resumed with Range, nothing downloaded twice), endless data, slow
-//! retrieval, stalls, servers that ignore ranges, error statuses.
+//! dropped connections (resumed with Range, nothing downloaded twice), a file replaced between
+//! a drop and the resume (never spliced), endless data, slow retrieval, stalls, servers that
+//! ignore ranges, error statuses.
 #![allow(clippy::unwrap_used)]
 
 use ota_test_support::free_port;
@@ -93,6 +94,93 @@ fn a_server_ignoring_ranges_still_gives_the_right_bytes() {
     let served = body.clone();
     let (url, _) = serve(move |n, _, s| {
         write!(s, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n").unwrap();
+        let end = if n == 0 { 30_000 } else { 100_000 };
+        s.write_all(&served[..end]).unwrap();
+    });
+    let fetcher = Fetcher::new(fast_settings()).unwrap();
+    let mut got = Vec::new();
+    fetcher
+        .open(&url, 100_000, true)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == body);
+}
+
+/// A server whose file is replaced between a dropped first response (70,000 bytes of `old`,
+/// ETag "v1") and the resume, which it answers as RFC 9110 says when `If-Range` does not hold:
+/// 200 with the whole `new` file (ETag "v2").
+fn replaced_midway(old: Vec<u8>, new: Vec<u8>) -> (String, Arc<Mutex<Vec<String>>>) {
+    serve(move |n, head, s| {
+        if n == 0 {
+            write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v1\"\r\n\r\n",
+                old.len()
+            )
+            .unwrap();
+            s.write_all(&old[..70_000]).unwrap();
+            return;
+        }
+        if n == 1 {
+            assert!(head.contains("range: bytes=70000-"), "{head}");
+            assert!(head.contains("if-range: \"v1\""), "{head}");
+        } else {
+            assert!(!head.contains("range:"), "{head}");
+        }
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: \"v2\"\r\n\r\n",
+            new.len()
+        )
+        .unwrap();
+        s.write_all(&new).unwrap();
+    })
+}
+
+#[test]
+fn a_file_replaced_during_a_resumed_download_is_never_spliced() {
+    let old = data(200_000);
+    let new: Vec<u8> = data(200_000).iter().map(|b| b ^ 0x5a).collect();
+    // A stream (the installer's case): the old prefix was handed on, so the download fails
+    // cleanly; nothing of the new file follows the old bytes.
+    let (url, seen) = replaced_midway(old.clone(), new.clone());
+    let fetcher = Fetcher::new(fast_settings()).unwrap();
+    let mut d = fetcher.open(&url, 200_000, true).unwrap();
+    let mut got = Vec::new();
+    let err = d.read_to_end(&mut got).unwrap_err();
+    let err = ota_updater::fetch::unwrap_io(&url, err);
+    assert!(
+        matches!(
+            err,
+            FetchError::Replaced {
+                delivered: 70_000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(got == old[..70_000], "bytes of the new file were appended");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    // In memory (metadata): downloaded again from byte 0, the new file whole.
+    let (url, seen) = replaced_midway(old.clone(), new.clone());
+    let got = fetcher.get_bytes(&url, 200_000).unwrap();
+    assert!(got == new, "not the new file from byte 0");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[test]
+fn a_server_ignoring_ranges_for_the_same_file_is_resumed() {
+    // 200 to the resume, but with the first response's ETag: the same file, so the bytes
+    // already delivered are skipped.
+    let body = data(100_000);
+    let served = body.clone();
+    let (url, _) = serve(move |n, _, s| {
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nETag: \"same\"\r\n\r\n"
+        )
+        .unwrap();
         let end = if n == 0 { 30_000 } else { 100_000 };
         s.write_all(&served[..end]).unwrap();
     });
