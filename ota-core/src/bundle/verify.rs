@@ -328,6 +328,8 @@ impl<R: Read> BundleReader<R> {
                         image.name
                     ))
                 })?;
+            // Not held while waiting for the writer: a chunk less in memory.
+            drop(stored);
             if data.len() != chunk.size as usize {
                 return Err(BundleError::Corrupt(format!(
                     "chunk {index} of image '{}' decompresses to {} bytes, the manifest says {}",
@@ -391,11 +393,16 @@ impl<R: Read> BundleReader<R> {
             None => None,
         };
         let mut ops = open_compressed(&blob, limits).map_err(invalid)?;
+        let mut out = Batcher {
+            tx,
+            pending: Vec::new(),
+        };
         while let Some(op) = ops.next_op().map_err(invalid)? {
             let index = ops.index() - 1;
-            self.run_op(image, &op, index, base.as_deref(), tx, progress)?;
+            self.run_op(image, &op, index, base.as_deref(), &mut out, progress)?;
         }
         if base.is_some() {
+            out.flush().map_err(|_| hung_up())?;
             tx.send(Piece::End).map_err(|_| hung_up())?;
         }
         Ok(())
@@ -408,7 +415,7 @@ impl<R: Read> BundleReader<R> {
         op: &Op,
         index: u64,
         base: Option<&dyn BaseRead>,
-        tx: &mpsc::SyncSender<Piece>,
+        out: &mut Batcher<'_>,
         progress: &dyn Fn(u64),
     ) -> Result<(), BundleError> {
         let data = match op {
@@ -429,16 +436,62 @@ impl<R: Read> BundleReader<R> {
         let Some(base) = base else {
             return Ok(());
         };
-        let mut emit = |piece: Vec<u8>| {
-            tx.send(Piece::Data(piece))
-                .map_err(|_| io::Error::other("image writer stopped"))
-        };
-        apply_op(op, data, base, &mut emit).map_err(|e| match e {
+        if !data.is_empty() {
+            // A data operation needs up to 12 MiB (a zstd_ref window, its data and output):
+            // let the writer finish the previous output first, so that they never add up.
+            out.drained()?;
+        }
+        apply_op(op, data, base, &mut |piece| out.emit(piece)).map_err(|e| match e {
             ApplyError::Base(source) => BundleError::Io(source),
             ApplyError::Data(m) => {
                 BundleError::Corrupt(format!("operation {index} of image '{}': {m}", image.name))
             }
         })
+    }
+}
+
+/// Hands a delta's output to the writer, gathering small pieces (a list of one-byte copies
+/// would otherwise cost a thread hand-off per byte) into pieces of up to [`Batcher::SIZE`].
+struct Batcher<'a> {
+    tx: &'a mpsc::SyncSender<Piece>,
+    pending: Vec<u8>,
+}
+
+impl Batcher<'_> {
+    const SIZE: usize = 64 << 10;
+
+    fn send(&self, piece: Vec<u8>) -> io::Result<()> {
+        self.tx
+            .send(Piece::Data(piece))
+            .map_err(|_| io::Error::other("image writer stopped"))
+    }
+
+    fn emit(&mut self, piece: Vec<u8>) -> io::Result<()> {
+        if self.pending.len() + piece.len() > Self::SIZE {
+            self.flush()?;
+        }
+        if piece.len() >= Self::SIZE {
+            return self.send(piece);
+        }
+        self.pending.extend_from_slice(&piece);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::take(&mut self.pending);
+        self.send(piece)
+    }
+
+    /// Waits until the writer has handled every piece before.
+    fn drained(&mut self) -> Result<(), BundleError> {
+        let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+        self.flush().map_err(|_| hung_up())?;
+        let (done, wait) = mpsc::sync_channel(1);
+        self.tx.send(Piece::Drained(done)).map_err(|_| hung_up())?;
+        wait.recv().map_err(|_| hung_up())
     }
 }
 
@@ -493,6 +546,8 @@ enum Piece {
     },
     Data(Vec<u8>),
     End,
+    /// Answered once every piece before it was handled.
+    Drained(mpsc::SyncSender<()>),
 }
 
 /// The writer side: hashes each image as it is written and finishes its sink only on a match.
@@ -515,6 +570,9 @@ fn write_images(rx: mpsc::Receiver<Piece>) -> Result<(), BundleError> {
                         image: name.clone(),
                         source,
                     })?;
+            }
+            Piece::Drained(done) => {
+                let _ = done.send(());
             }
             Piece::End => {
                 let (name, expected, sink, hasher) = current.take().ok_or_else(|| {

@@ -1,6 +1,6 @@
 //! Applying one delta operation, with bounded memory: `copy` and `zero` stream in 1 MiB
 //! pieces; `replace` needs its data and output (≤ [`MAX_DATA_OP_LEN`]); `zstd_ref` also its
-//! window (≤ [`MAX_WINDOW`]), which zstd needs whole; `bsdiff` its decompressed patch
+//! window (≤ [`MAX_REF_WINDOW`]), which zstd needs whole; `bsdiff` its decompressed patch
 //! (≤ [`max_patch_len`]) and output, its data being dropped once decompressed and its window
 //! read from the base 64 KiB at a time. The base is read with positioned reads, never whole.
 //!
@@ -8,7 +8,7 @@
 
 use super::bsdiff::{self, OldBytes, PatchError, OLD_PIECE};
 use super::generate::window_log;
-use super::{Op, MAX_DATA_OP_LEN, MAX_WINDOW};
+use super::{Op, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -86,6 +86,11 @@ pub fn apply_op(
             len, src, window, ..
         } => {
             check_len(len)?;
+            if window > MAX_REF_WINDOW {
+                return Err(ApplyError::Data(format!(
+                    "zstd_ref window of {window} bytes is over {MAX_REF_WINDOW}"
+                )));
+            }
             let window_bytes = read_window(base, src, window)?;
             let out = decompress_with_prefix(&data, &window_bytes, len)?;
             drop((data, window_bytes));

@@ -14,7 +14,7 @@
 //! whatever the image size. The base is read by `pread`, never loaded whole.
 
 use super::index::{block_key, for_each_anchor, read_full, BaseIndex};
-use super::{bsdiff, encode_ops, Op, BLOCK, MAX_DATA_OP_LEN, MAX_WINDOW};
+use super::{bsdiff, encode_ops, Op, BLOCK, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
 use crate::digest::Sha256Digest;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -347,7 +347,8 @@ fn encode_extent(
             );
         }
     }
-    if best.1.len() * 2 > replace_len {
+    // Windows are at most 4 × 2 MiB, within what readers allow zstd_ref (MAX_REF_WINDOW).
+    if best.1.len() * 2 > replace_len && window_len <= MAX_REF_WINDOW {
         tried.push("zstd_ref");
         if let Ok(stored) = compress_with_prefix(data, &window, level) {
             if stored.len() < best.1.len() {

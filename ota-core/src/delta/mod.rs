@@ -9,8 +9,9 @@
 //! - `bsdiff`: a raw bsdiff patch against a window of the base, zstd-compressed.
 //!
 //! Data-carrying operations have their SHA-256 in the (hash-verified) op list, checked before
-//! the data is decompressed or applied. Sizes are bounded ([`MAX_DATA_OP_LEN`], [`MAX_WINDOW`])
-//! so applying needs a few tens of MiB whatever the image size. [`generate`] builds deltas,
+//! the data is decompressed or applied. Sizes are bounded ([`MAX_DATA_OP_LEN`], [`MAX_WINDOW`],
+//! [`MAX_REF_WINDOW`], [`MAX_OPS_STORED`]) so reading and applying need less than 32 MiB
+//! whatever the image size or the operation count. [`generate`] builds deltas,
 //! [`apply`] applies one operation; `docs/delta.md` explains the algorithm and its measurements.
 
 pub mod apply;
@@ -32,6 +33,10 @@ pub const BLOCK: usize = 4096;
 pub const MAX_DATA_OP_LEN: u64 = 2 << 20;
 /// Most base bytes one `zstd_ref` or `bsdiff` operation reads as its window.
 pub const MAX_WINDOW: u64 = 16 << 20;
+/// Most base bytes one `zstd_ref` operation uses as its window: zstd needs it whole in
+/// memory (bsdiff reads its window piece by piece). Writers have always used at most 8 MiB
+/// (4 × [`MAX_DATA_OP_LEN`]).
+pub const MAX_REF_WINDOW: u64 = 8 << 20;
 /// Most operations in one op list.
 pub const MAX_OPS: usize = 1 << 22;
 

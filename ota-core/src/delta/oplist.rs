@@ -6,7 +6,7 @@
 
 use super::{
     Op, KIND_BSDIFF, KIND_BSDIFF_BZ2, KIND_COPY, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF,
-    MAX_DATA_OP_LEN, MAX_OPS, MAX_WINDOW,
+    MAX_DATA_OP_LEN, MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
 };
 use crate::bundle::zstd_compress_bound;
 use crate::digest::Sha256Digest;
@@ -342,6 +342,11 @@ fn check_op(op: &Op, index: u64, limits: &OpLimits) -> Result<(), OpListError> {
         {
             return bad(format!(
                 "operation {index} has an invalid base window {src}+{window}"
+            ));
+        }
+        Op::ZstdRef { window, .. } if window > MAX_REF_WINDOW => {
+            return bad(format!(
+                "operation {index} has a zstd_ref window of {window} bytes (at most {MAX_REF_WINDOW})"
             ));
         }
         _ => {}
