@@ -557,6 +557,26 @@ fn op_lists_needing_a_large_zstd_window_or_storage_are_refused() {
     let manifest = hostile_bundles::delta_bundle(&target, 1, &blob, &[]);
     let e = apply_bytes(&forge(&manifest, &blob, &key), &base, &key).unwrap_err();
     assert!(e.to_string().contains("does not decompress"), "{e}");
+    // A zstd_ref window over MAX_REF_WINDOW (zstd needs it whole in memory), inside the base.
+    let big_base = vec![7u8; 16 << 20];
+    let data = zstd::bulk::compress(&[7u8; 4096], 3).unwrap();
+    let op = Op::ZstdRef {
+        len: 4096,
+        src: 0,
+        window: 16 << 20,
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(&data),
+    };
+    let wide = hostile_bundles::Target {
+        base: &big_base,
+        ..target
+    };
+    let bundle = hostile_bundles::signed_ops(&key, &wide, &[op], &data);
+    let e = apply_bytes(&bundle, &big_base, &key).unwrap_err();
+    assert!(
+        e.to_string().contains("zstd_ref window of 16777216 bytes"),
+        "{e}"
+    );
     // A compressed op list over MAX_OPS_STORED: refused by the manifest check.
     let big = vec![0u8; ota_core::delta::MAX_OPS_STORED as usize + 1];
     let manifest = hostile_bundles::delta_bundle(&target, 1, &big, &[]);

@@ -191,3 +191,94 @@ pub fn control_triple_bomb(key: &SigningKey, target: &Target, len: u64) -> Vec<u
 pub fn huge_zero_op(key: &SigningKey, target: &Target, len: u64) -> Vec<u8> {
     signed_ops(key, target, &[Op::Zero { len }], &[])
 }
+
+/// A `zstd_ref` operation with the largest window (8 MiB, so the base must be that long)
+/// writing 2 MiB from 2 MiB of incompressible data, and that data.
+fn max_window_parts() -> (Op, Vec<u8>) {
+    let len = 2u64 << 20;
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let data = compress_ops(&mut &noise[..], Some(len), 1).unwrap();
+    let op = Op::ZstdRef {
+        len,
+        src: 0,
+        window: ota_core::delta::MAX_REF_WINDOW,
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(&data),
+    };
+    (op, data)
+}
+
+/// The most memory operations may take: two `zstd_ref` operations of [`max_window_parts`]
+/// (the first one's output can still be in the writer when the second starts). Valid, but the
+/// image hash it declares is wrong (refused at the end, after the work).
+pub fn max_window_op(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
+    let (op, data) = max_window_parts();
+    let target = Target {
+        product,
+        version,
+        base,
+        image_size: 2 * op.len(),
+    };
+    let mut both = data.clone();
+    both.extend_from_slice(&data);
+    signed_ops(key, &target, &[op.clone(), op], &both)
+}
+
+/// [`max_window_op`]'s two operations after a list that takes the most memory to decode as
+/// well: 270,000 copies of one byte from random base offsets (~1 MiB of zstd, near the
+/// 1 MiB bound on a compressed list) and 250,000 one-byte zero operations in their longest
+/// encoding, so that the list (4.6 MB) needs the largest zstd window readers accept (4 MiB).
+pub fn max_memory(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
+    let (op, data) = max_window_parts();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let copies: Vec<Op> = (0..270_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Op::Copy {
+                len: 1,
+                src: x % base.len() as u64,
+            }
+        })
+        .collect();
+    let zeros = 250_000u64;
+    let count = copies.len() as u64 + zeros + 2;
+    let mut list = Vec::new();
+    let mut c = count;
+    while c >= 0x80 {
+        list.push((c as u8) | 0x80);
+        c >>= 7;
+    }
+    list.push(c as u8);
+    // encode_ops writes the count first: skip it.
+    let skip_count = |encoded: Vec<u8>| {
+        let n = encoded.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+        encoded[n..].to_vec()
+    };
+    list.extend(skip_count(encode_ops(&copies)));
+    for _ in 0..zeros {
+        list.extend_from_slice(&[1, 0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0]);
+    }
+    list.extend(skip_count(encode_ops(&[op.clone(), op.clone()])));
+    let blob = compress_ops(&mut &list[..], None, 19).unwrap();
+    let target = Target {
+        product,
+        version,
+        base,
+        image_size: 2 * op.len() + copies.len() as u64 + zeros,
+    };
+    let mut payload = blob.clone();
+    payload.extend_from_slice(&data);
+    payload.extend_from_slice(&data);
+    let manifest = delta_bundle(&target, count, &blob, &payload[blob.len()..]);
+    sign(&manifest, &payload, key)
+}
