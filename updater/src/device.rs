@@ -401,9 +401,7 @@ impl<'c> Device<'c> {
         // when it is newer (a roll back), so the daemon does not undo the decision; a roll
         // forward leaves nothing the daemon would re-install.
         if let Some(to) = &record.version {
-            self.state
-                .holds
-                .retain(|h| h.version.as_ref() != Some(to));
+            self.state.holds.retain(|h| h.version.as_ref() != Some(to));
         }
         let left = self.booted_version();
         if let Some(left) = left.filter(|l| record.version.as_ref().is_none_or(|to| l > to)) {

@@ -2,8 +2,8 @@
 
 use crate::fault;
 use std::fs::{self, File};
-use std::os::unix::fs::PermissionsExt;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Replaces `path` with `bytes` atomically: temporary file in the same directory, fsync,
