@@ -14,6 +14,7 @@ declare -A NEED=(
   [curl]=curl                  # TLS checks of ota-server
   [systemd-analyze]=systemd    # updater/tests/units.rs verifies the shipped systemd units
   [faketime]=faketime          # updater/tests/tuf_conformance.rs: `ota-update tuf --clock system` at a faked time
+  [g++]=g++                    # fuzz/run.sh: libfuzzer-sys compiles libFuzzer (C++); nightly and cargo-fuzz come from rustup and crates.io
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

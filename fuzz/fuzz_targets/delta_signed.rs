@@ -1,0 +1,361 @@
+//! Delta op lists, decoded and applied behind the signature: the harness builds a bundle
+//! around the fuzzed op list and operation data, signs its manifest with the fixture bundle
+//! key, and runs the real streaming verifier (`BundleReader::open` + `stream_payload`) with a
+//! discarding sink and an in-memory base, as an updater holding that key would. So the fuzzer
+//! reaches the op list decoder (`open_compressed`, `OpDecoder`), the checks against the image
+//! and the base, and every operation's apply code (copy, zero, replace, zstd_ref, bsdiff with
+//! zstd or bzip2), which only trusted-key holders can reach on a device.
+//!
+//! Input (at most 16 KiB): `flags`, `base_len` (u16, x4 bytes of the fixed base), then
+//! - structured (flags & 1 == 0): operations, each a kind byte (low 3 bits: copy, zero,
+//!   replace, zstd_ref, then bsdiff with zstd when even, bzip2 when odd (for patches up to
+//!   4 KiB; larger ones go with zstd); bit 7: take lengths, offsets and windows as given
+//!   instead of fitting them to the base) and its fields. The harness compresses the
+//!   data and fills in every SHA-256, so the fuzzer is not stopped by hashes it cannot forge.
+//!   When every operation was fitted and none is bsdiff, the expected image is known: the
+//!   bundle must then verify and write exactly it.
+//! - raw (flags & 1): `target_size` (u32), the encoded op list (u16 length; used as the
+//!   compressed blob itself when flags & 2), then the operation data (the rest).
+//!
+//! flags & 4: `Check` instead of `Write`; flags & 8: manifest `count`, `data_size` and
+//! `base_size` read from the input instead of computed.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ota_core::bundle::{
+    BundleReader, DeltaOps, DiscardSink, ImageAction, ImageManifest, Manifest, PayloadKind,
+    TrustPolicy,
+};
+use ota_core::delta::{encode_ops, Op};
+use ota_core::Sha256Digest;
+use ota_fuzz::{
+    base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, peek_varint, signed_bundle,
+    Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
+};
+use std::io::Read;
+use std::sync::OnceLock;
+use zstd::zstd_safe;
+
+fn trust() -> &'static TrustPolicy {
+    static CELL: OnceLock<TrustPolicy> = OnceLock::new();
+    CELL.get_or_init(|| TrustPolicy::new(vec![bundle_public()], 1).expect("policy"))
+}
+
+fn window_log(window: u64, len: u64) -> u32 {
+    let total = (window + len).max(1 << 10);
+    (64 - (total - 1).leading_zeros()).clamp(10, 27)
+}
+
+fn compress_with_prefix(data: &[u8], window: &[u8]) -> Option<Vec<u8>> {
+    let mut cctx = zstd_safe::CCtx::create();
+    cctx.set_parameter(zstd_safe::CParameter::CompressionLevel(1))
+        .ok()?;
+    let log = window_log(window.len() as u64, data.len() as u64);
+    cctx.set_parameter(zstd_safe::CParameter::WindowLog(log))
+        .ok()?;
+    cctx.ref_prefix(window).ok()?;
+    let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
+    cctx.compress2(&mut out, data).ok()?;
+    Some(out)
+}
+
+/// Output length of a raw bsdiff patch (the sum of its adds and copies), read leniently.
+fn patch_len(patch: &[u8]) -> u64 {
+    let mut at = 0usize;
+    let next = |at: &mut usize| {
+        let v = peek_varint(&patch[(*at).min(patch.len())..]);
+        while *at < patch.len() && patch[*at] & 0x80 != 0 {
+            *at += 1;
+        }
+        *at += 1;
+        v
+    };
+    let count = next(&mut at).min(256);
+    let mut total = 0u64;
+    for _ in 0..count {
+        total = total
+            .saturating_add(next(&mut at))
+            .saturating_add(next(&mut at));
+        next(&mut at);
+    }
+    total
+}
+
+struct Built {
+    ops: Vec<Op>,
+    data: Vec<u8>,
+    /// The image, when every operation's output is known.
+    expected: Option<Vec<u8>>,
+}
+
+fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
+    let mut ops = Vec::new();
+    let mut data = Vec::new();
+    let mut expected = Some(Vec::new());
+    let base_len = base.len() as u64;
+    while !input.is_empty() && ops.len() < 64 {
+        let kind = input.u8();
+        let raw = kind & 0x80 != 0;
+        if raw {
+            expected = None;
+        }
+        let op = match kind & 7 {
+            0 => {
+                let (len, src) = (u64::from(input.u32()), u64::from(input.u32()));
+                let (len, src) = if raw || base_len == 0 {
+                    expected = None;
+                    (len, src)
+                } else {
+                    let len = 1 + len % base_len.min(65536);
+                    (len, src % (base_len - len + 1))
+                };
+                if let Some(e) = expected.as_mut() {
+                    e.extend_from_slice(&base[src as usize..(src + len) as usize]);
+                }
+                Op::Copy { len, src }
+            }
+            1 => {
+                let len = u64::from(input.u32());
+                let len = if raw { len } else { 1 + len % 65536 };
+                if let Some(e) = expected.as_mut() {
+                    e.resize(e.len() + len as usize, 0);
+                }
+                Op::Zero { len }
+            }
+            2 => {
+                let plain = input.blob();
+                let len = if raw {
+                    u64::from(input.u32())
+                } else {
+                    plain.len() as u64
+                };
+                let stored = zstd::bulk::compress(plain, 1).expect("in memory");
+                if let Some(e) = expected.as_mut() {
+                    e.extend_from_slice(plain);
+                }
+                let op = Op::Replace {
+                    len,
+                    stored: stored.len() as u32,
+                    sha256: Sha256Digest::of(&stored),
+                };
+                data.extend_from_slice(&stored);
+                op
+            }
+            3 => {
+                let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
+                let plain = input.blob();
+                let (src, window) = if raw || base_len == 0 {
+                    expected = None;
+                    (src, window)
+                } else {
+                    let window = 1 + window % base_len;
+                    (src % (base_len - window + 1), window)
+                };
+                let len = if raw {
+                    u64::from(input.u32())
+                } else {
+                    plain.len() as u64
+                };
+                let prefix = base
+                    .get(src as usize..(src.saturating_add(window)) as usize)
+                    .unwrap_or(&[]);
+                let Some(stored) = compress_with_prefix(plain, prefix) else {
+                    return Built {
+                        ops,
+                        data,
+                        expected: None,
+                    };
+                };
+                if let Some(e) = expected.as_mut() {
+                    e.extend_from_slice(plain);
+                }
+                let op = Op::ZstdRef {
+                    len,
+                    src,
+                    window,
+                    stored: stored.len() as u32,
+                    sha256: Sha256Digest::of(&stored),
+                };
+                data.extend_from_slice(&stored);
+                op
+            }
+            k => {
+                let bzip = k % 2 == 1;
+                let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
+                let patch = input.blob();
+                let (src, window) = if raw || base_len == 0 {
+                    (src, window)
+                } else {
+                    let window = 1 + window % base_len;
+                    (src % (base_len - window + 1), window)
+                };
+                let len = if raw {
+                    u64::from(input.u32())
+                } else {
+                    patch_len(patch)
+                };
+                // The decoder bounds control blocks more tightly than any reference would:
+                // the output of a fuzzed patch is not predicted here (bsdiff_patch compares
+                // it with a reference implementation).
+                expected = None;
+                // Kind 5 for patches bzip2 compresses cheaply enough; kind 4 otherwise.
+                let bzip = bzip && patch.len() <= MAX_BZIP2_INPUT;
+                let stored = if bzip {
+                    bzip2_cached(patch)
+                } else {
+                    zstd::bulk::compress(patch, 1).expect("in memory")
+                };
+                let op = Op::Bsdiff {
+                    bzip2: bzip,
+                    len,
+                    src,
+                    window,
+                    stored: stored.len() as u32,
+                    sha256: Sha256Digest::of(&stored),
+                };
+                data.extend_from_slice(&stored);
+                op
+            }
+        };
+        if op.is_empty() {
+            expected = None;
+        }
+        ops.push(op);
+    }
+    if ops.is_empty() {
+        expected = None;
+    }
+    Built {
+        ops,
+        data,
+        expected,
+    }
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    if bytes.len() > MAX_DELTA_INPUT {
+        return;
+    }
+    let mut input = Cursor::new(bytes);
+    let flags = input.u8();
+    let base_len = (input.u16() as usize * 4).min(MAX_BASE);
+    let base = &base_bytes()[..base_len];
+
+    let (blob, data, target_size, count, expected) = if flags & 1 == 0 {
+        let built = structured(&mut input, base);
+        let target: u64 = built.ops.iter().map(Op::len).fold(0, u64::saturating_add);
+        let list = encode_ops(&built.ops);
+        let blob = zstd::bulk::compress(&list, 1).expect("in memory");
+        (
+            blob,
+            built.data,
+            target,
+            built.ops.len() as u64,
+            built.expected,
+        )
+    } else {
+        let target = u64::from(input.u32());
+        let list = input.blob();
+        let data = input.rest().to_vec();
+        let (blob, count) = if flags & 2 != 0 {
+            // Already compressed: the count is the first varint of what it decompresses to.
+            let mut head = Vec::new();
+            if let Ok(d) = zstd::stream::read::Decoder::new(list) {
+                let _ = d.take(10).read_to_end(&mut head);
+            }
+            (list.to_vec(), peek_varint(&head))
+        } else {
+            let blob = zstd::bulk::compress(list, 1).expect("in memory");
+            (blob, peek_varint(list))
+        };
+        (blob, data, target, count, None)
+    };
+    if target_size > MAX_BASE as u64 {
+        return;
+    }
+    let (count, data_size, base_size, expected) = if flags & 8 != 0 {
+        (
+            u64::from(input.u32()),
+            u64::from(input.u32()),
+            u64::from(input.u32()),
+            None,
+        )
+    } else {
+        (count, data.len() as u64, base_len as u64, expected)
+    };
+    if ota_fuzz::known_bug_op_count(count) {
+        return;
+    }
+    let base_sha256 = if base_size <= base_len as u64 {
+        base_sha256(base_size as usize)
+    } else {
+        Sha256Digest([0; 32])
+    };
+    let image_sha256 = expected
+        .as_ref()
+        .map_or(Sha256Digest([0xee; 32]), |e| Sha256Digest::of(e));
+
+    let mut payload = blob.clone();
+    payload.extend_from_slice(&data);
+    let manifest = Manifest {
+        format: 1,
+        product: "fuzz-device".into(),
+        version: semver::Version::new(2, 0, 0),
+        created: 0,
+        compression: "zstd".into(),
+        chunk_size: 4096,
+        payload_size: payload.len() as u64,
+        images: vec![ImageManifest {
+            name: "rootfs".into(),
+            size: target_size,
+            sha256: image_sha256,
+            payload: PayloadKind::Delta {
+                base_sha256,
+                base_size,
+                ops: DeltaOps {
+                    count,
+                    payload_offset: 0,
+                    stored_size: blob.len() as u32,
+                    sha256: Sha256Digest::of(&blob),
+                    data_size,
+                },
+            },
+            chunks: vec![],
+        }],
+    };
+    let bundle = signed_bundle(&manifest, bundle_key(), &payload);
+    let reader = match BundleReader::open(&bundle[..], trust()) {
+        Ok(reader) => reader,
+        Err(e) => {
+            if ota_fuzz::debug() {
+                eprintln!("bundle refused at open: {e}");
+            }
+            assert!(expected.is_none(), "a valid delta bundle did not open: {e}");
+            return;
+        }
+    };
+    let check = flags & 4 != 0;
+    let result = reader.stream_payload(
+        |_, _| {
+            Ok(if check {
+                ImageAction::Check
+            } else {
+                ImageAction::Write {
+                    sink: Box::new(DiscardSink),
+                    base: Some(Box::new(SliceBase(base))),
+                }
+            })
+        },
+        &|_| {},
+    );
+    if ota_fuzz::debug() {
+        eprintln!(
+            "{} ops, expected known: {}, result: {result:?}",
+            count,
+            expected.is_some()
+        );
+    }
+    if let (Some(_), Err(e)) = (&expected, &result) {
+        panic!("a valid delta bundle was refused: {e}");
+    }
+});
