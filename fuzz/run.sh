@@ -46,7 +46,7 @@ for t in $targets; do
   if OTA_FUZZ_STRICT=1 "$bin_dir/$t" -runs=1 "${inputs[@]}" >"$logs/$t.regressions.log" 2>&1; then
     echo "$t: ${#inputs[@]} regression input(s) pass"
   else
-    echo "$t: a regression input crashes again (log: $logs/$t.regressions.log)" >&2
+    echo "$t: a recorded crash input (fuzz/regressions/$t/) still crashes (log: $logs/$t.regressions.log)" >&2
     grep -E "panicked|Running:|SUMMARY" "$logs/$t.regressions.log" | head -5 >&2 || true
     failed+=("$t (regression)")
   fi

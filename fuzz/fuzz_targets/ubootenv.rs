@@ -43,7 +43,7 @@ fn block_round_trip(block: &[u8], redundant: bool) {
 }
 
 fn two_copies(size: usize, copies: &[u8]) {
-    if size < 6 || size > 1 << 16 || copies.len() < 2 * size {
+    if !(6..=1 << 16).contains(&size) || copies.len() < 2 * size {
         return;
     }
     let path: PathBuf = dir().join("env.img");

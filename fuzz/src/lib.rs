@@ -351,7 +351,9 @@ pub fn bzip2_cached(data: &[u8]) -> Vec<u8> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     use std::io::Write;
     use std::sync::Mutex;
-    static CELL: OnceLock<Mutex<HashMap<u64, (Vec<u8>, Vec<u8>)>>> = OnceLock::new();
+    /// Hash of the input → (input, compressed).
+    type Cache = Mutex<HashMap<u64, (Vec<u8>, Vec<u8>)>>;
+    static CELL: OnceLock<Cache> = OnceLock::new();
     let mut hasher = DefaultHasher::new();
     data.hash(&mut hasher);
     let key = hasher.finish();
