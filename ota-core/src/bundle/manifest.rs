@@ -91,7 +91,7 @@ pub struct DeltaOps {
 impl DeltaOps {
     /// Largest decoded op list for `count` operations (kind byte, four 10-byte varints, digest).
     pub fn max_decoded_len(count: u64) -> u64 {
-        10 + count.saturating_mul(1 + 4 * 10 + 32)
+        count.saturating_mul(1 + 4 * 10 + 32).saturating_add(10)
     }
 }
 

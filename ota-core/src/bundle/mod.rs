@@ -116,7 +116,7 @@ pub(crate) fn zstd_compress_bound(size: u64) -> u64 {
     } else {
         0
     };
-    size + (size >> 8) + margin
+    size.saturating_add(size >> 8).saturating_add(margin)
 }
 
 #[cfg(test)]
