@@ -27,12 +27,7 @@ impl Fleet {
         let repo = Repo::new(&dir.path().join("vendor"));
         repo.publish();
         let server = Server::start(Path::new(&repo.root_dir()), &["--access-log", "off"]);
-        let device = SimDevice::new(
-            &dir.path().join("device"),
-            &repo.bundle_pub(),
-            &image("GOOD 1.0.0", 200_000, 1),
-            "",
-        );
+        let device = factory_device(dir.path(), &repo);
         let section = device.repository_section(&server.base, &repo.initial_root());
         let config = fs::read_to_string(device.config()).unwrap();
         fs::write(device.config(), format!("{config}\n{section}\n{daemon}\n")).unwrap();
@@ -58,6 +53,16 @@ impl Fleet {
     fn check(&self) -> Value {
         self.device.json(&["check", "--json"])
     }
+}
+
+/// A device in `dir/device` trusting `repo`'s bundle key, slot A holding 1.0.0; not booted.
+fn factory_device(dir: &Path, repo: &Repo) -> SimDevice {
+    SimDevice::new(
+        &dir.join("device"),
+        &repo.bundle_pub(),
+        &image("GOOD 1.0.0", 200_000, 1),
+        "",
+    )
 }
 
 const DAEMON: &str = "[daemon]\ninterval_secs = 1\njitter_secs = 0\nreboot = true";
@@ -253,12 +258,7 @@ fn unreadable_records_are_rebuilt_at_every_lifecycle_step() {
         let repo = Repo::new(&dir.path().join("vendor"));
         let good = repo.bundle("acme-router", "2.0.0", &image("GOOD 2.0.0", 200_000, 2));
         let bad = repo.bundle("acme-router", "3.0.0", &image("BAD 3.0.0", 200_000, 3));
-        let dev = SimDevice::new(
-            &dir.path().join("device"),
-            &repo.bundle_pub(),
-            &image("GOOD 1.0.0", 200_000, 1),
-            "",
-        );
+        let dev = factory_device(dir.path(), &repo);
         // Step 1: right after the install, before the reboot.
         assert_eq!(dev.power_on(), Some(0));
         dev.ok(&["install", good.to_str().unwrap()]);
@@ -300,12 +300,7 @@ fn a_trial_interrupted_by_the_bootloader_is_reported_after_a_records_loss() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repo::new(&dir.path().join("vendor"));
     let bundle = repo.bundle("acme-router", "2.0.0", &image("GOOD 2.0.0", 200_000, 2));
-    let dev = SimDevice::new(
-        &dir.path().join("device"),
-        &repo.bundle_pub(),
-        &image("GOOD 1.0.0", 200_000, 1),
-        "",
-    );
+    let dev = factory_device(dir.path(), &repo);
     assert_eq!(dev.power_on(), Some(0));
     dev.ok(&["install", bundle.to_str().unwrap()]);
     // The trial boot crashes before `boot` runs; the bootloader falls back to A.
@@ -324,12 +319,7 @@ fn slots_that_are_one_device_are_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repo::new(&dir.path().join("vendor"));
     let bundle = repo.bundle("acme-router", "2.0.0", &image("GOOD 2.0.0", 200_000, 2));
-    let dev = SimDevice::new(
-        &dir.path().join("device"),
-        &repo.bundle_pub(),
-        &image("GOOD 1.0.0", 200_000, 1),
-        "",
-    );
+    let dev = factory_device(dir.path(), &repo);
     assert_eq!(dev.power_on(), Some(0));
     let slot_a = dev.slot("A");
     // Slot B's device becomes an alias of slot A's (as a by-partlabel link can be).
@@ -350,12 +340,7 @@ fn links_planted_in_the_state_directory_redirect_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Repo::new(&dir.path().join("vendor"));
     let bundle = repo.bundle("acme-router", "2.0.0", &image("GOOD 2.0.0", 200_000, 2));
-    let dev = SimDevice::new(
-        &dir.path().join("device"),
-        &repo.bundle_pub(),
-        &image("GOOD 1.0.0", 200_000, 1),
-        "",
-    );
+    let dev = factory_device(dir.path(), &repo);
     assert_eq!(dev.power_on(), Some(0));
     let victim = dir.path().join("victim");
     fs::write(&victim, b"precious").unwrap();
