@@ -108,6 +108,30 @@ impl ReleaseInfo {
         }
     }
 
+    /// Whether this release describes exactly the bundle with `manifest`: same product and
+    /// version, and the same image offers (name, payload, image hash; the size when recorded),
+    /// in the same order. Says what differs when it does not.
+    pub fn describes(&self, manifest: &Manifest) -> Result<(), String> {
+        if self.product != manifest.product || self.version != manifest.version {
+            return Err(format!(
+                "it is {} {}, the bundle {} {}",
+                self.product, self.version, manifest.product, manifest.version
+            ));
+        }
+        let bundle = Self::from_manifest(manifest, &self.channel).images;
+        let same = self.images.len() == bundle.len()
+            && self.images.iter().zip(&bundle).all(|(listed, actual)| {
+                listed.name == actual.name
+                    && listed.payload == actual.payload
+                    && listed.sha256 == actual.sha256
+                    && listed.size.is_none_or(|s| Some(s) == actual.size)
+            });
+        if !same {
+            return Err("its images differ from the bundle's".into());
+        }
+        Ok(())
+    }
+
     /// Reads a target's `custom` object.
     pub fn from_custom(custom: &Value) -> Result<Self, ReleaseError> {
         let count = custom

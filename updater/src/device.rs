@@ -243,6 +243,19 @@ impl<'c> Device<'c> {
         let _ = self.save();
     }
 
+    /// A bundle was refused before [`Device::begin_writing`]: recorded (best effort) so that
+    /// `status` explains it; nothing else changes.
+    pub fn record_refusal(&mut self, version: Option<&semver::Version>, reason: &str) {
+        self.state.last_result = Some(Outcome {
+            kind: OutcomeKind::InstallRefused,
+            slot: self.other.clone(),
+            version: version.cloned(),
+            reason: format!("{reason} (nothing was written)"),
+            at: now(),
+        });
+        let _ = self.save();
+    }
+
     /// Install, last step: the images are written, fsynced and verified by read-back.
     /// Order: records (`installed`, pending, a hold on the release left by a downgrade), then
     /// the switch: one atomic bootloader write giving the slot one try, first in order.

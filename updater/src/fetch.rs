@@ -172,6 +172,29 @@ impl Fetcher {
     /// Starts downloading `url`, allowing at most `limit` bytes. With `exact`, the body must
     /// be exactly `limit` bytes long (TUF metadata gave the length).
     pub fn open(&self, url: &str, limit: u64, exact: bool) -> Result<Download, FetchError> {
+        self.open_from(url, limit, exact, None)
+    }
+
+    /// [`Fetcher::open`], asking first for the `head` bytes only (a resumed install needs the
+    /// bundle's head, then skips to where it stopped): the rest is requested when it is read
+    /// or skipped to, so the bytes in between never cross the network.
+    pub fn open_head(
+        &self,
+        url: &str,
+        limit: u64,
+        exact: bool,
+        head: u64,
+    ) -> Result<Download, FetchError> {
+        self.open_from(url, limit, exact, Some(head).filter(|h| *h > 0))
+    }
+
+    fn open_from(
+        &self,
+        url: &str,
+        limit: u64,
+        exact: bool,
+        head: Option<u64>,
+    ) -> Result<Download, FetchError> {
         let mut download = Download {
             client: self.client.clone(),
             settings: self.settings.clone(),
@@ -184,6 +207,8 @@ impl Fetcher {
             window_start: Instant::now(),
             window_bytes: 0,
             resumes_left: self.settings.resume_attempts,
+            range_end: head,
+            reopen: false,
         };
         download.request(0)?;
         Ok(download)
@@ -305,6 +330,12 @@ pub struct Download {
     window_start: Instant,
     window_bytes: u64,
     resumes_left: u32,
+    /// End (exclusive) of the range the current response covers, when it is not the rest of
+    /// the file.
+    range_end: Option<u64>,
+    /// The next read requests the rest of the file from `delivered` (after a skip or the end
+    /// of a bounded range).
+    reopen: bool,
 }
 
 impl Download {
@@ -327,11 +358,13 @@ impl Download {
             .client
             .get(&self.url)
             .timeout(deadline_for(&self.settings, remaining));
-        if from > 0 {
-            req = req.header(RANGE, format!("bytes={from}-"));
-            if let Some(v) = &self.validator {
-                req = req.header(IF_RANGE, v.as_str());
-            }
+        match self.range_end {
+            Some(end) => req = req.header(RANGE, format!("bytes={from}-{}", end - 1)),
+            None if from > 0 => req = req.header(RANGE, format!("bytes={from}-")),
+            None => {}
+        }
+        if let Some(v) = self.validator.as_ref().filter(|_| from > 0) {
+            req = req.header(IF_RANGE, v.as_str());
         }
         let resp = req.send().map_err(|e| self.transport(error_chain(&e)))?;
         let status = resp.status();
@@ -345,8 +378,11 @@ impl Download {
                 });
             }
             // From 0, or a server ignoring ranges for the same file: skip what was delivered.
-            StatusCode::OK => from,
-            StatusCode::PARTIAL_CONTENT if from > 0 => {
+            StatusCode::OK => {
+                self.range_end = None;
+                from
+            }
+            StatusCode::PARTIAL_CONTENT if from > 0 || self.range_end.is_some() => {
                 let start = resp
                     .headers()
                     .get(CONTENT_RANGE)
@@ -369,7 +405,7 @@ impl Download {
             }
             s => return Err(self.transport(format!("unexpected status {s}"))),
         };
-        if let Some(len) = resp.content_length() {
+        if let Some(len) = resp.content_length().filter(|_| self.range_end.is_none()) {
             let total = if skip == 0 {
                 from.saturating_add(len)
             } else {
@@ -447,6 +483,12 @@ impl Download {
 impl Read for Download {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if self.reopen {
+                self.reopen = false;
+                self.window_start = Instant::now();
+                self.window_bytes = 0;
+                self.request(self.delivered)?;
+            }
             let Some(resp) = self.response.as_mut() else {
                 return Ok(0);
             };
@@ -454,6 +496,12 @@ impl Read for Download {
             let room = (self.limit - self.delivered).saturating_add(1);
             let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
             match resp.read(&mut buf[..want]) {
+                Ok(0) if self.range_end == Some(self.delivered) => {
+                    // The head asked for is read: the rest comes from a second request.
+                    self.range_end = None;
+                    self.response = None;
+                    self.reopen = true;
+                }
                 Ok(0) => {
                     if self.exact && self.delivered < self.limit {
                         // Closed early: resume below.
@@ -493,6 +541,29 @@ impl Read for Download {
                 }
             }
         }
+    }
+}
+
+impl crate::source::Forward for Download {
+    /// Drops the response and asks for the rest from the new offset when next read: the
+    /// skipped bytes are never transferred.
+    fn forward(&mut self, n: u64) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let to = self.delivered.saturating_add(n);
+        if to > self.limit {
+            return Err(FetchError::TooLong {
+                url: self.url.clone(),
+                limit: self.limit,
+            }
+            .into());
+        }
+        self.response = None;
+        self.range_end = None;
+        self.delivered = to;
+        self.reopen = true;
+        Ok(())
     }
 }
 

@@ -7,7 +7,9 @@
 //! 3. check product, version (no downgrade), images against the slots' devices and sizes;
 //! 4. mark the target slot unbootable in the bootloader, record it as being written;
 //! 5. stream the payload: each chunk hashed before decompression, written to the slot;
-//!    each image fsynced, read back and hashed;
+//!    each image fsynced, read back and hashed; progress checkpointed in the install journal
+//!    (`journal`), so an interrupted install of the same bundle continues where the slot's
+//!    verified bytes end;
 //! 6. record the slot as installed, then in one atomic bootloader write put it first with
 //!    one try.
 //!
@@ -17,13 +19,17 @@
 use crate::config::Config;
 use crate::device::{Device, Installed};
 use crate::error::{Result, UpdateError};
+use crate::journal::{
+    plan_resume, BundleIdentity, InstallJournal, JournalImage, JournalWriter, ResumeCheck,
+    ResumePlan,
+};
 use crate::slot::{device_size, hash_prefix, SlotImageSink, SlotName};
+use crate::source::BundleSource;
 use crate::state::ImageRecord;
-use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind};
+use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind, Resume};
 use ota_core::delta::apply::BaseRead;
-use ota_core::release::{choose_payloads, manifest_offers};
+use ota_core::release::{choose_payloads, manifest_offers, ReleaseInfo};
 use serde::Serialize;
-use std::io::Read;
 
 /// Options of `ota-update install`.
 #[derive(Debug, Clone, Default)]
@@ -36,6 +42,12 @@ pub struct InstallOptions {
     /// Set when signed rollout metadata authorises this downgrade (the running release was
     /// pulled): why. The release left is then not held: the rollout state keeps it off.
     pub authorised_downgrade: Option<String>,
+    /// Where the bundle comes from (a URL, a file path, `repository target NAME`), recorded in
+    /// the install journal for `status`.
+    pub source: Option<String>,
+    /// The signed release info of the repository target being installed: a resumed download
+    /// (which skips bytes, so the whole-file hash cannot be checked) must match it.
+    pub release: Option<ReleaseInfo>,
 }
 
 /// Progress of an install, for a progress bar or `--json` event lines.
@@ -54,6 +66,21 @@ pub enum InstallEvent {
         payload_size: u64,
         /// What is applied per image: `rootfs: delta` or `rootfs: full`.
         images: Vec<String>,
+    },
+    /// An earlier install of this bundle was interrupted: it continues, the bytes already in
+    /// the slot read back and verified.
+    Resumed {
+        /// Image bytes already in the slot, verified.
+        verified_bytes: u64,
+        /// Image bytes in total.
+        total_bytes: u64,
+        /// Payload bytes not read again.
+        payload_skipped: u64,
+    },
+    /// An interrupted install was found but cannot be continued: it starts over.
+    StartingOver {
+        /// Why.
+        reason: String,
     },
     /// Payload bytes read and verified since the last event.
     Progress {
@@ -81,7 +108,7 @@ pub struct InstallReport {
 /// Installs the bundle read from `source` into the inactive slot.
 pub fn install(
     config: &Config,
-    source: Box<dyn Read + Send>,
+    source: BundleSource,
     options: &InstallOptions,
     events: &dyn Fn(InstallEvent),
 ) -> Result<InstallReport> {
@@ -92,38 +119,47 @@ pub fn install(
 /// one lock).
 pub fn install_on(
     device: &mut Device,
-    source: Box<dyn Read + Send>,
+    source: BundleSource,
     options: &InstallOptions,
     events: &dyn Fn(InstallEvent),
 ) -> Result<InstallReport> {
-    let config = device.config();
     // Said before reading the bundle: nothing can be installed until a trial ends.
     device.ensure_installable()?;
-    let reader = BundleReader::open(source, &config.trust)?;
+    let (reader, chosen) = match accept(device, source, options) {
+        Ok(accepted) => accepted,
+        Err((version, err)) => {
+            device.record_refusal(version.as_ref(), &err.to_string());
+            return Err(err);
+        }
+    };
     let manifest = reader.manifest().clone();
-    let chosen = check_compatible(device, &manifest, options)?;
-    events(InstallEvent::Accepted {
-        product: manifest.product.clone(),
-        version: manifest.version.to_string(),
-        slot: device.other().to_string(),
-        payload_size: manifest.payload_size,
-        images: chosen
-            .iter()
-            .map(|&i| {
-                let image = &manifest.images[i];
-                match image.payload {
-                    PayloadKind::Full => format!("{}: full", image.name),
-                    PayloadKind::Delta { .. } => {
-                        format!("{}: delta from the running slot", image.name)
-                    }
-                }
-            })
-            .collect(),
-    });
+    let identity = BundleIdentity {
+        manifest_sha256: reader.manifest_sha256(),
+        head_len: reader.head_len(),
+    };
+    events(accepted_event(device, &manifest, &chosen));
+    let images = journal_images(device, &manifest, &chosen);
+    let plan = plan_for(device, &manifest, identity, &images, options, events);
 
     // From here on the target slot is overwritten: nothing may boot it.
     let target = device.begin_writing(&manifest.version)?;
-    if let Err(err) = write_images(device, reader, &chosen, events) {
+    let state_dir = device.config().state_dir.clone();
+    let (journal, resume) = match plan {
+        Some(plan) => (plan.journal, plan.resume.map(Some)),
+        None => {
+            let source = options.source.as_deref().unwrap_or("a stream");
+            let fresh = InstallJournal::start(&manifest, identity, &target, source, images);
+            (fresh, Some(None))
+        }
+    };
+    let written = JournalWriter::create(&state_dir, journal)
+        .map_err(UpdateError::io("cannot write the install journal"))
+        .and_then(|journal| match resume {
+            // Every image is already in place, verified: nothing left to read.
+            None => Ok(()),
+            Some(resume) => write_images(device, reader, &chosen, resume, journal, events),
+        });
+    if let Err(err) = written {
         device.record_install_failure(Some(&manifest.version), &err.to_string());
         return Err(err);
     }
@@ -144,6 +180,10 @@ pub fn install_on(
         target_sha256: options.target_sha256.clone(),
         authorised_downgrade: options.authorised_downgrade.clone(),
     })?;
+    // The switch is durable: the journal has nothing left to resume.
+    if let Err(e) = InstallJournal::remove(&state_dir) {
+        eprintln!("ota-update: cannot remove the finished install journal: {e}");
+    }
     events(InstallEvent::Switched {
         slot: target.to_string(),
         version: manifest.version.to_string(),
@@ -154,19 +194,129 @@ pub fn install_on(
     })
 }
 
+type Accepted = (BundleReader<BundleSource>, Vec<usize>);
+
+/// Signatures, then compatibility: the bundle is accepted for this device, or refused with
+/// the version it claims (when its manifest could be trusted) and why.
+fn accept(
+    device: &Device,
+    source: BundleSource,
+    options: &InstallOptions,
+) -> std::result::Result<Accepted, (Option<semver::Version>, UpdateError)> {
+    let reader = BundleReader::open(source, &device.config().trust).map_err(|e| (None, e.into()))?;
+    let version = reader.manifest().version.clone();
+    match check_compatible(device, reader.manifest(), options) {
+        Ok(chosen) => Ok((reader, chosen)),
+        Err(err) => Err((Some(version), err)),
+    }
+}
+
+fn accepted_event(device: &Device, manifest: &Manifest, chosen: &[usize]) -> InstallEvent {
+    InstallEvent::Accepted {
+        product: manifest.product.clone(),
+        version: manifest.version.to_string(),
+        slot: device.other().to_string(),
+        payload_size: manifest.payload_size,
+        images: chosen
+            .iter()
+            .map(|&i| {
+                let image = &manifest.images[i];
+                match image.payload {
+                    PayloadKind::Full => format!("{}: full", image.name),
+                    PayloadKind::Delta { .. } => {
+                        format!("{}: delta from the running slot", image.name)
+                    }
+                }
+            })
+            .collect(),
+    }
+}
+
+/// The images this install writes, as the journal records them.
+fn journal_images(device: &Device, manifest: &Manifest, chosen: &[usize]) -> Vec<JournalImage> {
+    let devices = &device.config().slots[device.other()];
+    chosen
+        .iter()
+        .filter_map(|&index| {
+            let image = &manifest.images[index];
+            let path = devices.get(&image.name)?;
+            Some(JournalImage {
+                index,
+                name: image.name.clone(),
+                device: path.clone(),
+                size: image.size,
+            })
+        })
+        .collect()
+}
+
+/// Whether an earlier, interrupted install of this bundle can be continued: its journal must
+/// match, and what it claims must read back right. Says why when one cannot.
+fn plan_for(
+    device: &Device,
+    manifest: &Manifest,
+    identity: BundleIdentity,
+    images: &[JournalImage],
+    options: &InstallOptions,
+    events: &dyn Fn(InstallEvent),
+) -> Option<ResumePlan> {
+    let journal = InstallJournal::load(&device.config().state_dir)?;
+    let record = device.records().slots.get(device.other());
+    let check = ResumeCheck {
+        manifest,
+        identity,
+        slot: device.other(),
+        slot_record: record.map(|r| (r.content, r.version.as_ref())),
+        images,
+    };
+    let plan = plan_resume(journal, &check).and_then(|plan| {
+        // A download that skips cannot check the repository's whole-file hash: the signed
+        // release info must then describe exactly this bundle.
+        match &options.release {
+            Some(release) => release
+                .describes(manifest)
+                .map(|()| plan)
+                .map_err(|e| format!("the repository's release info does not match: {e}")),
+            _ => Ok(plan),
+        }
+    });
+    match plan {
+        Ok(plan) => {
+            events(InstallEvent::Resumed {
+                verified_bytes: plan.verified_bytes,
+                total_bytes: images.iter().map(|i| i.size).sum(),
+                payload_skipped: plan
+                    .resume
+                    .as_ref()
+                    .map_or(manifest.payload_size, |r| r.point.payload_offset),
+            });
+            Some(plan)
+        }
+        Err(reason) => {
+            events(InstallEvent::StartingOver { reason });
+            None
+        }
+    }
+}
+
 /// Streams the payload into the other slot: each chunk hashed before it is decompressed or
-/// applied, each image fsynced and read back against its signed hash.
+/// applied, each image fsynced and read back against its signed hash; progress checkpointed
+/// in the journal. With `resume`, continues there (the slot's prefix was checked).
 fn write_images(
     device: &Device,
-    reader: BundleReader<Box<dyn Read + Send>>,
+    reader: BundleReader<BundleSource>,
     chosen: &[usize],
+    resume: Option<Resume>,
+    journal: JournalWriter,
     events: &dyn Fn(InstallEvent),
 ) -> Result<()> {
     let config = device.config();
     let target = device.other();
     let devices = &config.slots[target];
     let active_devices = &config.slots[device.booted()];
-    let streamed = reader.stream_payload(
+    let resume_at = resume.as_ref().map(|r| (r.point.image, r.point.image_offset));
+    let streamed = reader.stream_payload_from(
+        resume,
         |index, image| -> std::io::Result<ImageAction> {
             if !chosen.contains(&index) {
                 return Ok(ImageAction::Skip);
@@ -183,12 +333,18 @@ fn write_images(
                 }
                 PayloadKind::Full => None,
             };
+            let mut sink = SlotImageSink::open(device, image.sha256, image.size)?
+                .with_journal(journal.clone(), index);
+            if let Some((_, offset)) = resume_at.filter(|(at, _)| *at == index) {
+                sink = sink.resume_at(offset)?;
+            }
             Ok(ImageAction::Write {
-                sink: Box::new(SlotImageSink::open(device, image.sha256, image.size)?),
+                sink: Box::new(sink),
                 base,
             })
         },
         &|bytes| events(InstallEvent::Progress { bytes }),
+        &mut |source: &mut BundleSource, n| source.skip(n),
     );
     streamed.map_err(|err| match err {
         BundleError::Sink { image, source } => UpdateError::Slot {

@@ -8,6 +8,8 @@
 //! - the slot switch: [`device::Device::switch_to_trial`], the last step of
 //!   [`install::install`], one atomic bootloader write;
 //! - commit / fall back / rollback detection: [`lifecycle`];
+//! - resuming an interrupted install: the progress journal [`journal`], skippable bundle
+//!   sources [`source`];
 //! - downloads (length caps, minimum speed, resume with Range): [`fetch`];
 //! - the TUF client workflow and its metadata cache: [`tuf_client`], clock policy: [`clock`];
 //! - choosing and installing the update for this device from the repository, and the polling
@@ -23,9 +25,11 @@ pub mod fetch;
 pub mod fsutil;
 pub mod health;
 pub mod install;
+pub mod journal;
 pub mod lifecycle;
 pub mod rollout;
 pub mod slot;
+pub mod source;
 pub mod state;
 pub mod tuf_client;
 pub mod updates;

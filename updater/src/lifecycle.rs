@@ -8,7 +8,8 @@ use crate::device::{Device, DeviceView, Settled};
 use crate::error::{Result, UpdateError};
 use crate::health;
 use crate::slot::SlotName;
-use crate::state::{FailedRelease, Hold, Outcome, Pending, Recovery, SlotRecord};
+use crate::journal::InstallJournal;
+use crate::state::{FailedRelease, Hold, Outcome, Pending, Recovery, SlotContent, SlotRecord};
 use serde::Serialize;
 use std::process::Command;
 
@@ -181,6 +182,48 @@ pub struct Status {
     /// Set when the bootloader environment was never initialised (a fresh board): what the
     /// bootloader does then, and how to initialise it.
     pub bootloader_uninitialised: Option<String>,
+    /// An interrupted install the next `install` of the same bundle continues (the daemon
+    /// does at its next round).
+    pub resumable_install: Option<ResumableInstall>,
+}
+
+/// An interrupted install, as its journal tells it (claims, checked again on resume).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResumableInstall {
+    /// The release being written.
+    pub version: semver::Version,
+    /// The slot being written.
+    pub slot: SlotName,
+    /// Where the bundle came from.
+    pub source: String,
+    /// Image bytes recorded as durable in the slot.
+    pub written_bytes: u64,
+    /// Image bytes to write in total.
+    pub total_bytes: u64,
+    /// When the install started and last made progress (seconds since the epoch).
+    pub started: u64,
+    /// See `started`.
+    pub updated: u64,
+}
+
+/// The journal of an interrupted install, when the records still say its slot is being
+/// written with its release.
+fn resumable_install(config: &Config, view: &DeviceView) -> Option<ResumableInstall> {
+    let journal = InstallJournal::load(&config.state_dir)?;
+    let record = view.state.slots.get(&journal.slot)?;
+    if record.content != SlotContent::Writing || record.version.as_ref() != Some(&journal.version)
+    {
+        return None;
+    }
+    Some(ResumableInstall {
+        written_bytes: journal.bytes_written(),
+        total_bytes: journal.bytes_total(),
+        version: journal.version,
+        slot: journal.slot,
+        source: journal.source,
+        started: journal.started,
+        updated: journal.updated,
+    })
 }
 
 /// Gathers the status. Takes no lock: it only reads, and must answer while an install runs.
@@ -219,5 +262,6 @@ pub fn status(config: &Config) -> Result<Status> {
         recovered: view.state.recovered.clone(),
         authorised_downgrade: view.state.authorised_downgrade.clone(),
         bootloader_uninitialised: view.bootloader_uninitialised.clone(),
+        resumable_install: resumable_install(config, &view),
     })
 }

@@ -5,10 +5,12 @@ use clap::{Parser, Subcommand};
 use ota_updater::config::{Config, DEFAULT_CONFIG_PATH};
 use ota_updater::fetch::Fetcher;
 use ota_updater::install::{InstallEvent, InstallOptions};
+use ota_updater::journal::InstallJournal;
+use ota_updater::source::{BundleSource, Forward, ReadThrough};
 use ota_updater::lifecycle::{self, BootOutcome, Status};
 use ota_updater::updates::CheckReport;
 use ota_updater::UpdateError;
-use std::io::{BufReader, IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -324,28 +326,48 @@ fn install_from_repository(config: &Config, reboot: bool, json: bool) -> Result<
     Ok(())
 }
 
-/// Opens a bundle source: a file, an http(s):// URL (streamed, resumed) or - for stdin.
-fn open_source(config: &Config, source: &Path) -> Result<Box<dyn Read + Send>, UpdateError> {
+/// Opens a bundle source: a file, an http(s):// URL (streamed, resumed) or - for stdin. A URL
+/// whose earlier install was interrupted is asked for the bundle's head first, so the payload
+/// already in the slot is not downloaded again.
+fn open_source(config: &Config, source: &Path) -> Result<BundleSource, UpdateError> {
     let url = source
         .to_str()
         .filter(|s| s.starts_with("http://") || s.starts_with("https://"));
-    Ok(if source.as_os_str() == "-" {
-        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    let inner: Box<dyn Forward> = if source.as_os_str() == "-" {
+        Box::new(ReadThrough(std::io::stdin()))
     } else if let Some(url) = url {
         // No metadata length for a plain URL: the bundle's own signed payload size ends the
         // read (a byte more is refused as corrupt).
         let fetcher = Fetcher::new(config.fetch.clone()).map_err(UpdateError::Fetch)?;
-        let download = fetcher
-            .open(url, u64::MAX, false)
-            .map_err(UpdateError::Fetch)?;
-        Box::new(BufReader::with_capacity(1 << 20, download))
+        let head = InstallJournal::load(&config.state_dir)
+            .filter(|j| j.source == url)
+            .map(|j| j.head_len);
+        let download = match head {
+            Some(head) => fetcher.open_head(url, u64::MAX, false, head),
+            None => fetcher.open(url, u64::MAX, false),
+        };
+        Box::new(download.map_err(UpdateError::Fetch)?)
     } else {
-        let file = std::fs::File::open(source).map_err(UpdateError::io(format!(
+        Box::new(std::fs::File::open(source).map_err(UpdateError::io(format!(
             "cannot open bundle {}",
             source.display()
-        )))?;
-        Box::new(BufReader::with_capacity(1 << 20, file))
-    })
+        )))?)
+    };
+    Ok(BundleSource::new(inner))
+}
+
+/// How the install journal names a source given on the command line.
+fn source_name(source: &Path) -> String {
+    if source.as_os_str() == "-" {
+        return "stdin".to_owned();
+    }
+    let is_url = source
+        .to_str()
+        .is_some_and(|s| s.starts_with("http://") || s.starts_with("https://"));
+    match std::path::absolute(source) {
+        Ok(path) if !is_url => path.display().to_string(),
+        _ => source.display().to_string(),
+    }
 }
 
 /// `install SOURCE`: a file, URL or stdin, verified by its own signatures.
@@ -381,14 +403,30 @@ fn install_from_source(
                 bar.set_length(payload_size);
                 bar.suspend(|| println!("applying {}", images.join(", ")));
             }
+            InstallEvent::Resumed {
+                verified_bytes,
+                total_bytes,
+                payload_skipped,
+            } => {
+                bar.inc(payload_skipped);
+                bar.suspend(|| {
+                    println!(
+                        "resuming an interrupted install: {} of {} image bytes already in the slot, verified",
+                        verified_bytes, total_bytes
+                    )
+                });
+            }
+            InstallEvent::StartingOver { ref reason } => bar.suspend(|| {
+                println!("an interrupted install cannot be resumed ({reason}): starting over")
+            }),
             InstallEvent::Progress { bytes } => bar.inc(bytes),
             InstallEvent::Switched { .. } => bar.finish_and_clear(),
         }
     };
     let options = InstallOptions {
         allow_downgrade,
-        target_sha256: None,
-        authorised_downgrade: None,
+        source: Some(source_name(source)),
+        ..InstallOptions::default()
     };
     let report = ota_updater::install::install(config, input, &options, &events)?;
     if !json {
@@ -629,6 +667,17 @@ fn print_status(s: &Status) {
     }
     if let Some(note) = &s.bootloader_uninitialised {
         println!("bootloader:   not initialised: {note}");
+    }
+    if let Some(r) = &s.resumable_install {
+        println!(
+            "resumable:    install of {} into slot {} from {} interrupted at {} of {} bytes ({} %); installing it again continues there",
+            r.version,
+            r.slot,
+            r.source,
+            r.written_bytes,
+            r.total_bytes,
+            (r.written_bytes * 100).checked_div(r.total_bytes).unwrap_or(0)
+        );
     }
     print_last_result(s);
 }

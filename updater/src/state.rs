@@ -124,6 +124,9 @@ pub enum OutcomeKind {
     RolledBack,
     /// An install failed; the running slot and the boot order are untouched.
     InstallFailed,
+    /// A bundle was refused before anything was written (signature, product, version, size):
+    /// neither slot nor the boot order changed.
+    InstallRefused,
 }
 
 /// The last outcome, with its reason.

@@ -23,7 +23,8 @@ use ota_core::Sha256Digest;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use crate::journal::InstallJournal;
+use crate::source::BundleSource;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -547,16 +548,32 @@ pub fn install_update(
             return Ok((report, Some(InstallReport { slot, version })));
         }
     }
-    let download = fetcher
-        .open(&candidate.url, candidate.entry.length, true)
-        .map_err(UpdateError::Fetch)?;
-    let verified = VerifiedTarget::new(download, &candidate.url, &candidate.entry)
-        .map_err(UpdateError::Fetch)?;
-    let input: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(1 << 20, verified));
+    let source = format!("repository target {}", candidate.name);
+    // An interrupted install of this target asks for the bundle's head first, then skips to
+    // where the slot's verified bytes end.
+    let head = InstallJournal::load(&config.state_dir)
+        .filter(|j| j.source == source)
+        .map(|j| j.head_len);
+    let (url, length) = (&candidate.url, candidate.entry.length);
+    let download = match head {
+        Some(head) => fetcher.open_head(url, length, true, head),
+        None => fetcher.open(url, length, true),
+    }
+    .map_err(UpdateError::Fetch)?;
+    let verified =
+        VerifiedTarget::new(download, url, &candidate.entry).map_err(UpdateError::Fetch)?;
+    let input = BundleSource::new(Box::new(verified));
+    let release = candidate
+        .entry
+        .custom
+        .as_ref()
+        .and_then(|custom| ReleaseInfo::from_custom(custom).ok());
     let options = InstallOptions {
         allow_downgrade: candidate.authorised_downgrade.is_some(),
         target_sha256: candidate.entry.hashes.get("sha256").cloned(),
         authorised_downgrade: candidate.authorised_downgrade.clone(),
+        source: Some(source),
+        release,
     };
     let installed = crate::install::install_on(&mut device, input, &options, events)?;
     Ok((report, Some(installed)))

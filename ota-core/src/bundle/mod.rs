@@ -10,14 +10,18 @@
 pub mod build;
 mod error;
 pub mod manifest;
+pub mod resume;
 pub mod sink;
 pub mod verify;
 
 pub use build::{build_bundle, BuildOptions, ImageInput};
 pub use error::{BundleError, ErrorClass};
 pub use manifest::{Chunk, DeltaOps, ImageManifest, Manifest, PayloadKind};
+pub use resume::{Checkpoint, Resume, ResumePoint};
 pub use sink::{DiscardSink, FileImageSink, ImageSink};
-pub use verify::{read_unverified, BundleReader, ImageAction, TrustPolicy};
+pub use verify::{
+    read_unverified, skip_by_reading, BundleReader, ImageAction, SkipFn, TrustPolicy,
+};
 
 /// First 8 bytes of every bundle. The high-bit byte and the CR LF / ^Z / LF tail catch
 /// 7-bit and text-mode transfers, as in PNG.

@@ -1,6 +1,7 @@
 //! Where verified image bytes go: a file (written sparse, renamed into place only once the
 //! image hash matched) or nowhere (verification only).
 
+use super::resume::Checkpoint;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,16 @@ pub trait ImageSink {
     fn write_piece(&mut self, data: &[u8]) -> io::Result<()>;
     /// Called once the whole image was written and its SHA-256 matched the manifest.
     fn finish(self: Box<Self>) -> io::Result<()>;
+    /// Image bytes between two [`ImageSink::checkpoint`] calls; `None` (the default): none.
+    fn checkpoint_every(&self) -> Option<u64> {
+        None
+    }
+    /// Every piece before `at.point.image_offset` was handed to [`ImageSink::write_piece`]: a
+    /// sink that can resume makes them durable, then records the point.
+    fn checkpoint(&mut self, at: &Checkpoint) -> io::Result<()> {
+        let _ = at;
+        Ok(())
+    }
 }
 
 /// Verifies without keeping anything.

@@ -6,6 +6,7 @@
 //! stays at a few chunks whatever the image size.
 
 use super::manifest::{DeltaOps, ImageManifest, Manifest, PayloadKind};
+use super::resume::{Checkpoint, CheckpointTimer, Resume, ResumePoint};
 use super::sink::ImageSink;
 use super::{BundleError, Header, HEADER_LEN, SIGNATURE_ENTRY_LEN};
 use crate::delta::apply::{apply_op, ApplyError, BaseRead};
@@ -149,12 +150,34 @@ pub enum ImageAction {
     },
 }
 
+/// Moves a bundle source forward by `n` bytes without using them (a file seeks, a download
+/// asks for a range; any reader can read and discard).
+pub type SkipFn<'a, R> = dyn FnMut(&mut R, u64) -> io::Result<()> + 'a;
+
+/// Skips by reading and discarding: for sources that cannot seek.
+pub fn skip_by_reading<R: Read>(reader: &mut R, n: u64) -> io::Result<()> {
+    let skipped = io::copy(&mut Read::by_ref(reader).take(n), &mut io::sink())?;
+    if skipped != n {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the bundle ends inside its payload",
+        ));
+    }
+    Ok(())
+}
+
 /// A bundle whose manifest signatures verified; its payload is read by
 /// [`BundleReader::stream_payload`].
 pub struct BundleReader<R> {
     reader: R,
     manifest: Manifest,
     signed_by: Vec<KeyId>,
+    /// SHA-256 of the signed manifest bytes: the bundle's identity for a resume.
+    manifest_sha256: Sha256Digest,
+    /// Bytes before the payload (header, manifest, signature block).
+    head_len: u64,
+    /// Payload bytes consumed so far.
+    payload_pos: u64,
 }
 
 impl<R: Read> BundleReader<R> {
@@ -164,11 +187,27 @@ impl<R: Read> BundleReader<R> {
         let head = read_head(&mut reader)?;
         let signed_by = trust.check(&head.manifest_bytes, &head.signatures)?;
         let manifest = Manifest::parse(&head.manifest_bytes)?;
+        let head_len = (HEADER_LEN + head.manifest_bytes.len()) as u64
+            + (4 + head.signatures.len() * SIGNATURE_ENTRY_LEN) as u64;
         Ok(Self {
             reader,
             manifest,
             signed_by,
+            manifest_sha256: Sha256Digest::of(&head.manifest_bytes),
+            head_len,
+            payload_pos: 0,
         })
+    }
+
+    /// SHA-256 of the signed manifest bytes: two bundles with the same value carry the same
+    /// payload (every payload byte is hash-chained to the manifest).
+    pub fn manifest_sha256(&self) -> Sha256Digest {
+        self.manifest_sha256
+    }
+
+    /// Bytes before the payload: where payload offset 0 is in the bundle.
+    pub fn head_len(&self) -> u64 {
+        self.head_len
     }
 
     /// The verified manifest.
@@ -185,10 +224,24 @@ impl<R: Read> BundleReader<R> {
     /// image's hash before calling its sink's `finish`. `action_for` says, per image (by index
     /// in the manifest), what to do with it; `progress` gets the payload bytes consumed since its
     /// last call. Fails on trailing bytes after the payload.
-    pub fn stream_payload<F>(
+    pub fn stream_payload<F>(self, action_for: F, progress: &dyn Fn(u64)) -> Result<(), BundleError>
+    where
+        F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
+    {
+        self.stream_payload_from(None, action_for, progress, &mut skip_by_reading)
+    }
+
+    /// [`BundleReader::stream_payload`], continuing at `resume` when given: the images before
+    /// `resume.point.image` are skipped (the caller has checked they are in place), the image
+    /// at it continues where the point says (its action must be [`ImageAction::Write`], its
+    /// sink positioned at `resume.point.image_offset`). `skip` moves the source forward.
+    /// Sinks with [`ImageSink::checkpoint_every`] get checkpoints as they are written.
+    pub fn stream_payload_from<F>(
         mut self,
+        resume: Option<Resume>,
         mut action_for: F,
         progress: &dyn Fn(u64),
+        skip: &mut SkipFn<'_, R>,
     ) -> Result<(), BundleError>
     where
         F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
@@ -198,7 +251,13 @@ impl<R: Read> BundleReader<R> {
         let (tx, rx) = mpsc::sync_channel::<Piece>(1);
         std::thread::scope(|scope| {
             let writer = scope.spawn(move || write_images(rx));
-            let read_result = self.read_payload(&tx, &mut action_for, progress);
+            let mut ctx = PayloadContext {
+                tx: &tx,
+                progress,
+                skip,
+                resume,
+            };
+            let read_result = self.read_payload(&mut ctx, &mut action_for);
             drop(tx);
             let write_result = writer.join().unwrap_or_else(|_| {
                 Err(BundleError::Io(io::Error::other(
@@ -212,40 +271,53 @@ impl<R: Read> BundleReader<R> {
 
     fn read_payload<F>(
         &mut self,
-        tx: &mpsc::SyncSender<Piece>,
+        ctx: &mut PayloadContext<'_, '_, R>,
         action_for: &mut F,
-        progress: &dyn Fn(u64),
     ) -> Result<(), BundleError>
     where
         F: FnMut(usize, &ImageManifest) -> io::Result<ImageAction>,
     {
         // The reader is consumed by `stream_payload`: the images can be taken, not copied.
         let images = std::mem::take(&mut self.manifest.images);
+        let resume_image = ctx.resume.as_ref().map(|r| r.point.image);
+        if resume_image.is_some_and(|i| i >= images.len()) {
+            return Err(resume_mismatch("it names an image the bundle does not have"));
+        }
         for (index, image) in images.iter().enumerate() {
+            if resume_image.is_some_and(|at| index < at) {
+                // Written before the interruption; the caller checked it is in place.
+                self.skip_payload(ctx, image.payload_len())?;
+                continue;
+            }
+            let resume = if Some(index) == resume_image {
+                ctx.resume.take()
+            } else {
+                None
+            };
             let action = action_for(index, image).map_err(|source| BundleError::Sink {
                 image: image.name.clone(),
                 source,
             })?;
             let (sink, base) = match action {
-                ImageAction::Skip => {
+                ImageAction::Skip if resume.is_none() => {
                     let len = image.payload_len();
-                    let skipped = io::copy(
-                        &mut Read::by_ref(&mut self.reader).take(len),
-                        &mut io::sink(),
-                    )?;
-                    if skipped != len {
-                        return Err(BundleError::Truncated { what: "payload" });
-                    }
-                    progress(len);
+                    self.skip_payload(ctx, len)?;
+                    (ctx.progress)(len);
                     continue;
                 }
-                ImageAction::Check => (None, None),
                 ImageAction::Write { sink, base } => (Some(sink), base),
+                ImageAction::Check if resume.is_none() => (None, None),
+                _ => return Err(resume_mismatch("the image it names is not being written")),
+            };
+            let written = WrittenImage {
+                index,
+                image,
+                resume,
             };
             match &image.payload {
                 PayloadKind::Full => {
                     let sink = sink.unwrap_or_else(|| Box::new(super::sink::DiscardSink));
-                    self.read_full_image(image, sink, tx, progress)?;
+                    self.read_full_image(&written, sink, ctx)?;
                 }
                 PayloadKind::Delta {
                     base_sha256,
@@ -267,7 +339,7 @@ impl<R: Read> BundleReader<R> {
                         base_size: *base_size,
                         ops,
                     };
-                    self.read_delta_image(image, &delta, target, tx, progress)?;
+                    self.read_delta_image(&written, &delta, target, ctx)?;
                 }
             }
         }
@@ -281,6 +353,20 @@ impl<R: Read> BundleReader<R> {
         }
     }
 
+    /// Moves past `n` payload bytes without reading them.
+    fn skip_payload(
+        &mut self,
+        ctx: &mut PayloadContext<'_, '_, R>,
+        n: u64,
+    ) -> Result<(), BundleError> {
+        (ctx.skip)(&mut self.reader, n).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => BundleError::Truncated { what: "payload" },
+            _ => BundleError::Io(e),
+        })?;
+        self.payload_pos += n;
+        Ok(())
+    }
+
     /// Reads `len` payload bytes and checks them against `expected` before anyone uses them.
     fn read_verified(
         &mut self,
@@ -290,28 +376,62 @@ impl<R: Read> BundleReader<R> {
     ) -> Result<Vec<u8>, BundleError> {
         let mut stored = vec![0u8; len];
         read_exact_or_truncated(&mut self.reader, &mut stored, "payload")?;
+        self.payload_pos += len as u64;
         if Sha256Digest::of(&stored) != *expected {
             return Err(what());
         }
         Ok(stored)
     }
 
+    /// The first chunk to read: 0, or the one a resume point names (checked against the
+    /// manifest), skipping the payload of those before it.
+    fn full_image_start(
+        &mut self,
+        written: &WrittenImage<'_>,
+        ctx: &mut PayloadContext<'_, '_, R>,
+    ) -> Result<usize, BundleError> {
+        let Some(resume) = &written.resume else {
+            return Ok(0);
+        };
+        let point = resume.point;
+        let chunk = usize::try_from(point.unit)
+            .ok()
+            .and_then(|unit| written.image.chunks.get(unit).map(|c| (unit, c)));
+        let Some((unit, chunk)) = chunk.filter(|(_, c)| {
+            point.within == 0
+                && c.offset == point.image_offset
+                && c.payload_offset == point.payload_offset
+        }) else {
+            return Err(resume_mismatch("it is not a chunk boundary of the image"));
+        };
+        let skip = chunk
+            .payload_offset
+            .checked_sub(self.payload_pos)
+            .ok_or_else(|| resume_mismatch("it lies before the image"))?;
+        self.skip_payload(ctx, skip)?;
+        Ok(unit)
+    }
+
     fn read_full_image(
         &mut self,
-        image: &ImageManifest,
+        written: &WrittenImage<'_>,
         sink: Box<dyn ImageSink + Send>,
-        tx: &mpsc::SyncSender<Piece>,
-        progress: &dyn Fn(u64),
+        ctx: &mut PayloadContext<'_, '_, R>,
     ) -> Result<(), BundleError> {
+        let image = written.image;
         let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+        let first = self.full_image_start(written, ctx)?;
         let mut decompressor = zstd::bulk::Decompressor::new()?;
-        tx.send(Piece::Begin {
-            name: image.name.clone(),
-            expected: image.sha256,
-            sink,
-        })
-        .map_err(|_| hung_up())?;
-        for (index, chunk) in image.chunks.iter().enumerate() {
+        let mut timer = CheckpointTimer::new(sink.checkpoint_every());
+        ctx.tx
+            .send(Piece::Begin {
+                name: image.name.clone(),
+                expected: image.sha256,
+                sink,
+                prefix: written.resume.as_ref().map(|r| r.prefix.clone()),
+            })
+            .map_err(|_| hung_up())?;
+        for (index, chunk) in image.chunks.iter().enumerate().skip(first) {
             // The chunk hash is checked before the decompressor sees a byte.
             let stored = self.read_verified(chunk.stored_size as usize, &chunk.sha256, || {
                 BundleError::ChunkHashMismatch {
@@ -338,10 +458,21 @@ impl<R: Read> BundleReader<R> {
                     chunk.size
                 )));
             }
-            tx.send(Piece::Data(data)).map_err(|_| hung_up())?;
-            progress(u64::from(chunk.stored_size));
+            ctx.tx.send(Piece::Data(data)).map_err(|_| hung_up())?;
+            (ctx.progress)(u64::from(chunk.stored_size));
+            let next = image.chunks.get(index + 1);
+            if let Some(next) = next.filter(|_| timer.wrote(u64::from(chunk.size))) {
+                let point = ResumePoint {
+                    image: written.index,
+                    unit: (index + 1) as u64,
+                    within: 0,
+                    image_offset: next.offset,
+                    payload_offset: next.payload_offset,
+                };
+                ctx.tx.send(Piece::Checkpoint(point)).map_err(|_| hung_up())?;
+            }
         }
-        tx.send(Piece::End).map_err(|_| hung_up())
+        ctx.tx.send(Piece::End).map_err(|_| hung_up())
     }
 
     /// A delta image: its op list read (hash-checked) and decoded twice as a stream, once to
@@ -349,12 +480,12 @@ impl<R: Read> BundleReader<R> {
     /// them; the base is hashed between the two (before the first byte is written).
     fn read_delta_image(
         &mut self,
-        image: &ImageManifest,
+        written: &WrittenImage<'_>,
         delta: &DeltaRef<'_>,
         target: Option<(Box<dyn ImageSink + Send>, Box<dyn BaseRead>)>,
-        tx: &mpsc::SyncSender<Piece>,
-        progress: &dyn Fn(u64),
+        ctx: &mut PayloadContext<'_, '_, R>,
     ) -> Result<(), BundleError> {
+        let image = written.image;
         let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
         let ops_ref = delta.ops;
         let blob = self.read_verified(ops_ref.stored_size as usize, &ops_ref.sha256, || {
@@ -363,7 +494,7 @@ impl<R: Read> BundleReader<R> {
                 image.name
             ))
         })?;
-        progress(u64::from(ops_ref.stored_size));
+        (ctx.progress)(u64::from(ops_ref.stored_size));
         let limits = OpLimits {
             count: ops_ref.count,
             target_size: image.size,
@@ -379,45 +510,100 @@ impl<R: Read> BundleReader<R> {
         open_compressed(&blob, limits)
             .and_then(OpDecoder::check_all)
             .map_err(invalid)?;
+        let mut cursor = DeltaCursor::new(written.index, None);
         let base = match target {
             Some((sink, base)) => {
                 check_base(&*base, delta.base_size, delta.base_sha256, &image.name)?;
-                tx.send(Piece::Begin {
-                    name: image.name.clone(),
-                    expected: image.sha256,
-                    sink,
-                })
-                .map_err(|_| hung_up())?;
+                cursor = DeltaCursor::new(written.index, sink.checkpoint_every());
+                ctx.tx
+                    .send(Piece::Begin {
+                        name: image.name.clone(),
+                        expected: image.sha256,
+                        sink,
+                        prefix: written.resume.as_ref().map(|r| r.prefix.clone()),
+                    })
+                    .map_err(|_| hung_up())?;
                 Some(base)
             }
             None => None,
         };
         let mut ops = open_compressed(&blob, limits).map_err(invalid)?;
         let mut out = Batcher {
-            tx,
+            tx: ctx.tx,
             pending: Vec::new(),
         };
-        while let Some(op) = ops.next_op().map_err(invalid)? {
+        let mut next = match &written.resume {
+            Some(resume) => self.resume_ops(&mut ops, &resume.point, &mut cursor, ctx)?,
+            None => ops.next_op().map_err(invalid)?,
+        };
+        while let Some(op) = next {
             let index = ops.index() - 1;
-            self.run_op(image, &op, index, base.as_deref(), &mut out, progress)?;
+            let last = index + 1 == ops_ref.count;
+            let step = OpStep { op: &op, index, last };
+            self.run_op(image, &step, base.as_deref(), &mut out, &mut cursor, ctx)?;
+            next = ops.next_op().map_err(invalid)?;
         }
         if base.is_some() {
             out.flush().map_err(|_| hung_up())?;
-            tx.send(Piece::End).map_err(|_| hung_up())?;
+            ctx.tx.send(Piece::End).map_err(|_| hung_up())?;
         }
         Ok(())
     }
 
-    /// Reads operation `index`'s data (hash-checked before use) and, with a base, applies it.
+    /// Moves a delta to a resume point: the operations before it decoded but not applied,
+    /// their data skipped, the point checked against them. Returns the operation to continue
+    /// with (the rest of a `copy` or `zero` cut part-way).
+    fn resume_ops(
+        &mut self,
+        ops: &mut OpDecoder<impl io::BufRead>,
+        point: &ResumePoint,
+        cursor: &mut DeltaCursor,
+        ctx: &mut PayloadContext<'_, '_, R>,
+    ) -> Result<Option<Op>, BundleError> {
+        let invalid = |e: OpListError| resume_mismatch(&e.to_string());
+        let (mut image_offset, mut data) = (0u64, 0u64);
+        while ops.index() < point.unit {
+            let op = ops
+                .next_op()
+                .map_err(invalid)?
+                .ok_or_else(|| resume_mismatch("it is past the last operation"))?;
+            image_offset += op.len();
+            data += op.stored();
+        }
+        let op = ops.next_op().map_err(invalid)?;
+        let trimmed = match op {
+            _ if point.within == 0 => op,
+            Some(Op::Copy { len, src }) if point.within < len => Some(Op::Copy {
+                len: len - point.within,
+                src: src.saturating_add(point.within),
+            }),
+            Some(Op::Zero { len }) if point.within < len => Some(Op::Zero {
+                len: len - point.within,
+            }),
+            _ => return Err(resume_mismatch("it cuts an operation that cannot be cut")),
+        };
+        if image_offset + point.within != point.image_offset
+            || self.payload_pos + data != point.payload_offset
+        {
+            return Err(resume_mismatch("it is not where its operations end"));
+        }
+        self.skip_payload(ctx, data)?;
+        cursor.op_start(point.image_offset, point.within);
+        Ok(trimmed)
+    }
+
+    /// Reads operation `index`'s data (hash-checked before use) and, with a base, applies it,
+    /// reporting checkpoints to the writer as they fall due.
     fn run_op(
         &mut self,
         image: &ImageManifest,
-        op: &Op,
-        index: u64,
+        step: &OpStep<'_>,
         base: Option<&dyn BaseRead>,
         out: &mut Batcher<'_>,
-        progress: &dyn Fn(u64),
+        cursor: &mut DeltaCursor,
+        ctx: &mut PayloadContext<'_, '_, R>,
     ) -> Result<(), BundleError> {
+        let (op, index) = (step.op, step.index);
         let data = match op {
             Op::Replace { stored, sha256, .. }
             | Op::ZstdRef { stored, sha256, .. }
@@ -428,7 +614,7 @@ impl<R: Read> BundleReader<R> {
                         image: image.name.clone(),
                         index: usize::try_from(index).unwrap_or(usize::MAX),
                     })?;
-                progress(u64::from(*stored));
+                (ctx.progress)(u64::from(*stored));
                 data
             }
             Op::Copy { .. } | Op::Zero { .. } => Vec::new(),
@@ -441,13 +627,128 @@ impl<R: Read> BundleReader<R> {
             // let the writer finish the previous output first, so that they never add up.
             out.drained()?;
         }
-        apply_op(op, data, base, &mut |piece| out.emit(piece)).map_err(|e| match e {
+        // A copy or zero can stop and resume anywhere; a data operation only whole.
+        let cuttable = matches!(op, Op::Copy { .. } | Op::Zero { .. });
+        let payload_offset = self.payload_pos;
+        let mut emit = |piece: Vec<u8>| -> io::Result<()> {
+            let len = piece.len() as u64;
+            out.emit(piece)?;
+            if cursor.wrote(len) && cuttable && cursor.within < op.len() + cursor.trimmed {
+                out.flush()?;
+                cursor.checkpoint(index, payload_offset, out.tx)?;
+            }
+            Ok(())
+        };
+        apply_op(op, data, base, &mut emit).map_err(|e| match e {
             ApplyError::Base(source) => BundleError::Io(source),
             ApplyError::Data(m) => {
                 BundleError::Corrupt(format!("operation {index} of image '{}': {m}", image.name))
             }
-        })
+        })?;
+        cursor.op_start(cursor.image_offset, 0);
+        if cursor.take_due() && !step.last {
+            let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+            out.flush().map_err(|_| hung_up())?;
+            cursor
+                .checkpoint(index + 1, self.payload_pos, out.tx)
+                .map_err(|_| hung_up())?;
+        }
+        Ok(())
     }
+}
+
+/// What the payload reader carries from image to image.
+struct PayloadContext<'a, 'b, R> {
+    tx: &'a mpsc::SyncSender<Piece>,
+    progress: &'a dyn Fn(u64),
+    skip: &'a mut SkipFn<'b, R>,
+    resume: Option<Resume>,
+}
+
+/// An image being read for writing or checking, and where it resumes.
+struct WrittenImage<'a> {
+    index: usize,
+    image: &'a ImageManifest,
+    resume: Option<Resume>,
+}
+
+/// One operation of a delta, with its index and whether it is the last.
+struct OpStep<'a> {
+    op: &'a Op,
+    index: u64,
+    last: bool,
+}
+
+/// Where a delta's output stands, for checkpoints: image bytes written, bytes of the current
+/// operation written, and whether a checkpoint is due.
+struct DeltaCursor {
+    image: usize,
+    timer: CheckpointTimer,
+    image_offset: u64,
+    /// Bytes of the current operation written (including those before a resume).
+    within: u64,
+    /// Bytes of the current operation written before a resume (the op was trimmed by them).
+    trimmed: u64,
+    due: bool,
+}
+
+impl DeltaCursor {
+    fn new(image: usize, every: Option<u64>) -> Self {
+        Self {
+            image,
+            timer: CheckpointTimer::new(every),
+            image_offset: 0,
+            within: 0,
+            trimmed: 0,
+            due: false,
+        }
+    }
+
+    /// A new operation starts at `image_offset`, `within` of its bytes already written.
+    fn op_start(&mut self, image_offset: u64, within: u64) {
+        self.image_offset = image_offset;
+        self.within = within;
+        self.trimmed = within;
+    }
+
+    /// Counts `len` output bytes; true when a checkpoint is due.
+    fn wrote(&mut self, len: u64) -> bool {
+        self.image_offset += len;
+        self.within += len;
+        if self.timer.wrote(len) {
+            self.due = true;
+        }
+        self.due
+    }
+
+    fn take_due(&mut self) -> bool {
+        std::mem::take(&mut self.due)
+    }
+
+    /// Reports the current position (operation `op`, with `within` of it written).
+    fn checkpoint(
+        &mut self,
+        op: u64,
+        payload_offset: u64,
+        tx: &mpsc::SyncSender<Piece>,
+    ) -> io::Result<()> {
+        self.due = false;
+        let point = ResumePoint {
+            image: self.image,
+            unit: op,
+            within: self.within,
+            image_offset: self.image_offset,
+            payload_offset,
+        };
+        tx.send(Piece::Checkpoint(point))
+            .map_err(|_| io::Error::other("image writer stopped"))
+    }
+}
+
+fn resume_mismatch(why: &str) -> BundleError {
+    BundleError::InvalidInput(format!(
+        "the resume point does not fit this bundle: {why}"
+    ))
 }
 
 /// Hands a delta's output to the writer, gathering small pieces (a list of one-byte copies
@@ -543,8 +844,12 @@ enum Piece {
         name: String,
         expected: Sha256Digest,
         sink: Box<dyn ImageSink + Send>,
+        /// Hash state over the bytes the sink already holds (a resumed image).
+        prefix: Option<Sha256>,
     },
     Data(Vec<u8>),
+    /// Every piece before was written: the sink may record this point.
+    Checkpoint(ResumePoint),
     End,
     /// Answered once every piece before it was handled.
     Drained(mpsc::SyncSender<()>),
@@ -559,7 +864,21 @@ fn write_images(rx: mpsc::Receiver<Piece>) -> Result<(), BundleError> {
                 name,
                 expected,
                 sink,
-            } => current = Some((name, expected, sink, Sha256::new())),
+                prefix,
+            } => current = Some((name, expected, sink, prefix.unwrap_or_default())),
+            Piece::Checkpoint(point) => {
+                let (name, _, sink, hasher) = current.as_mut().ok_or_else(|| {
+                    BundleError::Io(io::Error::other("checkpoint before image start"))
+                })?;
+                let at = Checkpoint {
+                    point,
+                    prefix_sha256: Sha256Digest::from_hasher(hasher.clone()),
+                };
+                sink.checkpoint(&at).map_err(|source| BundleError::Sink {
+                    image: name.clone(),
+                    source,
+                })?;
+            }
             Piece::Data(data) => {
                 let (name, _, sink, hasher) = current.as_mut().ok_or_else(|| {
                     BundleError::Io(io::Error::other("image data before image start"))
