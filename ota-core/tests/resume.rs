@@ -60,7 +60,9 @@ fn firmware(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|i| {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             if (i / 4096) % 3 == 0 {
                 (i % 251) as u8
             } else {
@@ -170,13 +172,10 @@ fn stream(
     reader.stream_payload_from(
         resume,
         |index, image| {
-            let base: Option<Box<dyn ota_core::delta::apply::BaseRead>> =
-                match image.payload {
-                    ota_core::bundle::PayloadKind::Delta { .. } => {
-                        Some(Box::new(File::open(&base)?))
-                    }
-                    ota_core::bundle::PayloadKind::Full => None,
-                };
+            let base: Option<Box<dyn ota_core::delta::apply::BaseRead>> = match image.payload {
+                ota_core::bundle::PayloadKind::Delta { .. } => Some(Box::new(File::open(&base)?)),
+                ota_core::bundle::PayloadKind::Full => None,
+            };
             Ok(ImageAction::Write {
                 sink: Box::new(RecordingSink {
                     image: sinks[index].clone(),
@@ -207,10 +206,19 @@ fn resuming_at_every_checkpoint_rebuilds_both_images() {
     assert_eq!(*images[1].lock().unwrap(), f.rootfs);
     let checkpoints = checkpoints.lock().unwrap().clone();
     let wanted = [&f.kernel, &f.rootfs];
-    let in_delta = checkpoints.iter().filter(|(c, _)| c.point.image == 1).count();
-    let cut_ops = checkpoints.iter().filter(|(c, _)| c.point.within > 0).count();
+    let in_delta = checkpoints
+        .iter()
+        .filter(|(c, _)| c.point.image == 1)
+        .count();
+    let cut_ops = checkpoints
+        .iter()
+        .filter(|(c, _)| c.point.within > 0)
+        .count();
     assert!(checkpoints.len() >= 20, "{} checkpoints", checkpoints.len());
-    assert!(in_delta >= 10 && cut_ops >= 1, "{in_delta} in the delta, {cut_ops} inside an op");
+    assert!(
+        in_delta >= 10 && cut_ops >= 1,
+        "{in_delta} in the delta, {cut_ops} inside an op"
+    );
     for (at, held) in &checkpoints {
         let point = at.point;
         let image = wanted[point.image];
@@ -223,7 +231,10 @@ fn resuming_at_every_checkpoint_rebuilds_both_images() {
             prefix: prefix_state(prefix),
         };
         let (out, _, _) = stream(&f, Some(resume), prefix).unwrap();
-        assert!(*out[point.image].lock().unwrap() == *image, "resume at {point:?}");
+        assert!(
+            *out[point.image].lock().unwrap() == *image,
+            "resume at {point:?}"
+        );
         if point.image == 0 {
             assert_eq!(*out[1].lock().unwrap(), f.rootfs);
         }
@@ -257,8 +268,14 @@ fn points_that_do_not_fit_the_bundle_are_refused() {
     let f = fixture();
     let (_, checkpoints, _) = stream(&f, None, &[]).unwrap();
     let checkpoints = checkpoints.lock().unwrap().clone();
-    let (full, _) = checkpoints.iter().find(|(c, _)| c.point.image == 0).unwrap();
-    let (delta, _) = checkpoints.iter().find(|(c, _)| c.point.image == 1).unwrap();
+    let (full, _) = checkpoints
+        .iter()
+        .find(|(c, _)| c.point.image == 0)
+        .unwrap();
+    let (delta, _) = checkpoints
+        .iter()
+        .find(|(c, _)| c.point.image == 1)
+        .unwrap();
     let shifted = |p: ResumePoint, f: fn(&mut ResumePoint)| {
         let mut p = p;
         f(&mut p);

@@ -402,7 +402,7 @@ pub struct BundleArgs {
     /// Output bundle file (written atomically).
     #[arg(long, short = 'o', value_name = "OUT.bundle")]
     pub out: PathBuf,
-    /// Uncompressed chunk size, bytes or with a K/M suffix (4K..16M).
+    /// Uncompressed chunk size, bytes or with a K/M suffix (4K..8M).
     #[arg(long, default_value = "4M")]
     pub chunk_size: String,
     /// zstd compression level (1..=22).

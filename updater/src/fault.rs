@@ -23,6 +23,32 @@ pub fn point(_label: &str) {}
 #[cfg(feature = "fault-injection")]
 pub use injection::point;
 
+/// One file-system operation that matters after a power cut, for the crash-state enumeration
+/// (`OTA_IO_LOG=FILE`: each is appended to FILE as a JSON line after it succeeded).
+#[derive(Debug, Clone, Copy)]
+pub enum Io<'a> {
+    /// A new, empty file.
+    Create(&'a std::path::Path),
+    /// `data` written at `offset` (not yet durable).
+    Write(&'a std::path::Path, u64, &'a [u8]),
+    /// fsync / fdatasync of the file: its data is durable.
+    Sync(&'a std::path::Path),
+    /// A rename (the directory entries change; durable once the directory is fsynced).
+    Rename(&'a std::path::Path, &'a std::path::Path),
+    /// An unlink (durable once the directory is fsynced).
+    Remove(&'a std::path::Path),
+    /// fsync of a directory: its entries are durable.
+    SyncDir(&'a std::path::Path),
+}
+
+/// Records `op` when `OTA_IO_LOG` is set. Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn io(_op: Io<'_>) {}
+
+#[cfg(feature = "fault-injection")]
+pub use injection::io;
+
 #[cfg(feature = "fault-injection")]
 mod injection {
     use std::io::Write;
@@ -56,6 +82,35 @@ mod injection {
             log: std::env::var_os("OTA_FAULT_LOG").map(Into::into),
             hold: std::env::var("OTA_FAULT_HOLD").ok().map(|v| parse_hold(&v)),
         })
+    }
+
+    /// Appends `op` to `OTA_IO_LOG` as one JSON line (data in hex).
+    pub fn io(op: super::Io<'_>) {
+        use super::Io;
+        static LOG: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+        let Some(path) = LOG.get_or_init(|| std::env::var_os("OTA_IO_LOG").map(Into::into)) else {
+            return;
+        };
+        let p = |path: &std::path::Path| path.display().to_string();
+        let line = match op {
+            Io::Create(f) => serde_json::json!({"op": "create", "path": p(f)}),
+            Io::Write(f, offset, data) => serde_json::json!({
+                "op": "write", "path": p(f), "offset": offset, "data": hex::encode(data)
+            }),
+            Io::Sync(f) => serde_json::json!({"op": "sync", "path": p(f)}),
+            Io::Rename(from, to) => {
+                serde_json::json!({"op": "rename", "path": p(from), "to": p(to)})
+            }
+            Io::Remove(f) => serde_json::json!({"op": "remove", "path": p(f)}),
+            Io::SyncDir(d) => serde_json::json!({"op": "sync_dir", "path": p(d)}),
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
     }
 
     /// Marks a durable step. `label` names it in the log.

@@ -1,6 +1,6 @@
 //! Durable file writes: the only way the updater changes its state files.
 
-use crate::fault;
+use crate::fault::{self, Io};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -26,16 +26,22 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .prefix(&prefix)
         .suffix(".tmp")
         .tempfile_in(dir)?;
+    let tmp_path = tmp.path().to_owned();
+    fault::io(Io::Create(&tmp_path));
     tmp.as_file_mut().write_all(bytes)?;
+    fault::io(Io::Write(&tmp_path, 0, bytes));
     fault::point("atomic-write: temp written");
     // Temporary files are private (0600); the records are ordinary files.
     tmp.as_file()
         .set_permissions(fs::Permissions::from_mode(0o644))?;
     tmp.as_file().sync_all()?;
+    fault::io(Io::Sync(&tmp_path));
     fault::point("atomic-write: temp synced");
     tmp.persist(path).map_err(|e| e.error)?;
+    fault::io(Io::Rename(&tmp_path, path));
     fault::point("atomic-write: renamed");
     File::open(dir)?.sync_all()?;
+    fault::io(Io::SyncDir(dir));
     fault::point("atomic-write: directory synced");
     Ok(())
 }

@@ -203,7 +203,8 @@ fn accept(
     source: BundleSource,
     options: &InstallOptions,
 ) -> std::result::Result<Accepted, (Option<semver::Version>, UpdateError)> {
-    let reader = BundleReader::open(source, &device.config().trust).map_err(|e| (None, e.into()))?;
+    let reader =
+        BundleReader::open(source, &device.config().trust).map_err(|e| (None, e.into()))?;
     let version = reader.manifest().version.clone();
     match check_compatible(device, reader.manifest(), options) {
         Ok(chosen) => Ok((reader, chosen)),
@@ -314,7 +315,9 @@ fn write_images(
     let target = device.other();
     let devices = &config.slots[target];
     let active_devices = &config.slots[device.booted()];
-    let resume_at = resume.as_ref().map(|r| (r.point.image, r.point.image_offset));
+    let resume_at = resume
+        .as_ref()
+        .map(|r| (r.point.image, r.point.image_offset));
     let streamed = reader.stream_payload_from(
         resume,
         |index, image| -> std::io::Result<ImageAction> {

@@ -13,7 +13,7 @@
 //! verified bytes as they were written); any mismatch discards the journal. The image hash at
 //! the end still covers every byte of the partial image.
 
-use crate::fault;
+use crate::fault::{self, Io};
 use crate::fsutil::atomic_write;
 use crate::slot::{hash_prefix_state, SlotName};
 use crate::state::{now, open_no_follow, SlotContent};
@@ -85,7 +85,13 @@ pub struct InstallJournal {
 
 impl InstallJournal {
     /// A new journal for an install starting from scratch.
-    pub fn start(manifest: &Manifest, identity: BundleIdentity, slot: &SlotName, source: &str, images: Vec<JournalImage>) -> Self {
+    pub fn start(
+        manifest: &Manifest,
+        identity: BundleIdentity,
+        slot: &SlotName,
+        source: &str,
+        images: Vec<JournalImage>,
+    ) -> Self {
         let at = now();
         Self {
             format: JOURNAL_FORMAT,
@@ -108,7 +114,9 @@ impl InstallJournal {
     pub fn load(state_dir: &Path) -> Option<Self> {
         let file = open_no_follow(&state_dir.join(JOURNAL_FILE)).ok()?;
         let mut bytes = Vec::new();
-        file.take(MAX_JOURNAL_LEN + 1).read_to_end(&mut bytes).ok()?;
+        file.take(MAX_JOURNAL_LEN + 1)
+            .read_to_end(&mut bytes)
+            .ok()?;
         if bytes.len() as u64 > MAX_JOURNAL_LEN {
             return None;
         }
@@ -119,9 +127,12 @@ impl InstallJournal {
 
     /// Removes the journal in `state_dir` (durably: the directory is fsynced).
     pub fn remove(state_dir: &Path) -> io::Result<()> {
-        match std::fs::remove_file(state_dir.join(JOURNAL_FILE)) {
+        let path = state_dir.join(JOURNAL_FILE);
+        match std::fs::remove_file(&path) {
             Ok(()) => {
+                fault::io(Io::Remove(&path));
                 std::fs::File::open(state_dir)?.sync_all()?;
+                fault::io(Io::SyncDir(state_dir));
                 fault::point("journal: removed");
                 Ok(())
             }
@@ -246,7 +257,8 @@ pub fn plan_resume(journal: InstallJournal, check: &ResumeCheck<'_>) -> Result<R
     if &journal.slot != check.slot || journal.images != check.images {
         return Err("it was writing other slot devices".into());
     }
-    let writing_this = matches!(check.slot_record, Some((SlotContent::Writing, Some(v))) if *v == journal.version);
+    let writing_this =
+        matches!(check.slot_record, Some((SlotContent::Writing, Some(v))) if *v == journal.version);
     if !writing_this {
         return Err(format!(
             "slot {} is no longer being written with {}",
@@ -254,7 +266,11 @@ pub fn plan_resume(journal: InstallJournal, check: &ResumeCheck<'_>) -> Result<R
         ));
     }
     let mut verified = 0u64;
-    for image in check.images.iter().filter(|i| journal.done.contains(&i.index)) {
+    for image in check
+        .images
+        .iter()
+        .filter(|i| journal.done.contains(&i.index))
+    {
         let expected = check.manifest.images[image.index].sha256;
         let actual = hash_prefix_state(&image.device, image.size)
             .map(Sha256Digest::from_hasher)
@@ -268,7 +284,11 @@ pub fn plan_resume(journal: InstallJournal, check: &ResumeCheck<'_>) -> Result<R
         }
         verified += image.size;
     }
-    let Some(next) = check.images.iter().find(|i| !journal.done.contains(&i.index)) else {
+    let Some(next) = check
+        .images
+        .iter()
+        .find(|i| !journal.done.contains(&i.index))
+    else {
         return Ok(ResumePlan {
             journal,
             resume: None,
@@ -310,9 +330,9 @@ fn start_of(manifest: &Manifest, image: &JournalImage) -> Result<Resume, String>
     let entry = &manifest.images[image.index];
     let payload_offset = match &entry.payload {
         PayloadKind::Full => entry.chunks.first().map(|c| c.payload_offset),
-        PayloadKind::Delta { ops, .. } => ops
-            .payload_offset
-            .checked_add(u64::from(ops.stored_size)),
+        PayloadKind::Delta { ops, .. } => {
+            ops.payload_offset.checked_add(u64::from(ops.stored_size))
+        }
     }
     .ok_or("the next image has no payload to resume")?;
     Ok(Resume {

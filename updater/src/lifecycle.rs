@@ -7,8 +7,8 @@ use crate::config::Config;
 use crate::device::{Device, DeviceView, Settled};
 use crate::error::{Result, UpdateError};
 use crate::health;
-use crate::slot::SlotName;
 use crate::journal::InstallJournal;
+use crate::slot::SlotName;
 use crate::state::{FailedRelease, Hold, Outcome, Pending, Recovery, SlotContent, SlotRecord};
 use serde::Serialize;
 use std::process::Command;
@@ -211,8 +211,7 @@ pub struct ResumableInstall {
 fn resumable_install(config: &Config, view: &DeviceView) -> Option<ResumableInstall> {
     let journal = InstallJournal::load(&config.state_dir)?;
     let record = view.state.slots.get(&journal.slot)?;
-    if record.content != SlotContent::Writing || record.version.as_ref() != Some(&journal.version)
-    {
+    if record.content != SlotContent::Writing || record.version.as_ref() != Some(&journal.version) {
         return None;
     }
     Some(ResumableInstall {

@@ -1,6 +1,6 @@
 //! A/B slots: names, and writing an image into a slot's device with a read-back check.
 
-use crate::fault;
+use crate::fault::{self, Io};
 use crate::journal::JournalWriter;
 use ota_core::bundle::{Checkpoint, ImageSink};
 use ota_core::Sha256Digest;
@@ -148,6 +148,7 @@ impl SlotImageSink {
 impl ImageSink for SlotImageSink {
     fn write_piece(&mut self, data: &[u8]) -> io::Result<()> {
         self.file.write_all(data)?;
+        fault::io(Io::Write(&self.path, self.written, data));
         self.written += data.len() as u64;
         fault::point("slot: piece written");
         Ok(())
@@ -165,6 +166,7 @@ impl ImageSink for SlotImageSink {
         };
         // Durable first, recorded second: the journal never claims bytes a power cut loses.
         self.file.sync_data()?;
+        fault::io(Io::Sync(&self.path));
         fault::point("slot: checkpoint synced");
         journal.record_position(at)
     }
@@ -179,6 +181,7 @@ impl ImageSink for SlotImageSink {
             )));
         }
         self.file.sync_all()?;
+        fault::io(Io::Sync(&self.path));
         fault::point("slot: synced");
         drop(self.file);
         let actual = hash_prefix(&self.path, self.size)?;

@@ -362,7 +362,10 @@ impl StateStore {
         let path = self.state_path();
         let kept = self.dir.join(format!("state.json.unreadable-{}", now()));
         match std::fs::rename(&path, &kept) {
-            Ok(()) => Ok(Some(kept)),
+            Ok(()) => {
+                crate::fault::io(crate::fault::Io::Rename(&path, &kept));
+                Ok(Some(kept))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(UpdateError::io(format!(
                 "cannot move the unreadable {} aside",

@@ -16,6 +16,7 @@
 // `allow-unwrap-in-tests` covers `#[test]` functions only, not this file's helpers.
 #![allow(clippy::unwrap_used)]
 
+use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
@@ -29,6 +30,9 @@ use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+#[path = "power_loss/crash_states.rs"]
+mod crash_states;
 
 /// Size of each slot's device file.
 const SLOT_SIZE: u64 = 512 * 1024;
@@ -62,6 +66,8 @@ struct Releases {
     v2: Vec<u8>,
     /// Every complete image that passes the health check: (name, bytes).
     good: Vec<(String, Vec<u8>)>,
+    /// A delta bundle of release 2.0.0, when the scenario installs that instead.
+    delta: Option<PathBuf>,
 }
 
 impl Releases {
@@ -81,6 +87,7 @@ impl Releases {
             factory_slot,
             v2: Vec::new(),
             good,
+            delta: None,
         };
         r.sign("2.0.0", &v2);
         r.v2 = v2;
@@ -102,6 +109,66 @@ impl Releases {
         let path = self.dir.path().join("2.0.0.bundle");
         vec!["install".into(), path.to_str().unwrap().to_owned()]
     }
+
+    /// Release 2.0.0 as a delta from the factory image instead (`v2-delta` among the good
+    /// images): the factory image with a few regions rewritten and a tail appended.
+    fn with_delta_update(mut self) -> Self {
+        let mut v2 = self.factory_slot[..V1_LEN].to_vec();
+        let fresh = image_with_bytes("GOOD v2d", 60_000, 5);
+        v2[..4096].copy_from_slice(&fresh[..4096]);
+        v2[100_000..120_000].copy_from_slice(&fresh[10_000..30_000]);
+        v2.extend_from_slice(&fresh[30_000..]);
+        let path = self.dir.path().join("2.0.0-delta.bundle");
+        let base = self.dir.path().join("v1.img");
+        fs::write(&base, &self.factory_slot[..V1_LEN]).unwrap();
+        sign_delta_bundle(&self.key, "2.0.0", &v2, &base, &path);
+        self.good.push(("v2-delta".to_owned(), v2));
+        self.delta = Some(path);
+        self
+    }
+
+    /// The good image name of release 2.0.0 as the scenario installs it.
+    fn update_name(&self) -> &'static str {
+        if self.delta.is_some() {
+            "v2-delta"
+        } else {
+            "v2"
+        }
+    }
+
+    /// The `install` command of release 2.0.0 as the scenario installs it.
+    fn install_update(&self) -> Vec<String> {
+        match &self.delta {
+            Some(path) => vec!["install".into(), path.to_str().unwrap().to_owned()],
+            None => self.install_v2(),
+        }
+    }
+}
+
+/// Signs `rootfs` as release `version`, a delta from `base`, into `path`.
+fn sign_delta_bundle(key: &SigningKey, version: &str, rootfs: &[u8], base: &Path, path: &Path) {
+    let options = BuildOptions {
+        product: PRODUCT.into(),
+        version: semver::Version::parse(version).unwrap(),
+        created: 0,
+        chunk_size: CHUNK_SIZE,
+        zstd_level: 3,
+        temp_dir: path.parent().unwrap().to_owned(),
+    };
+    let images = vec![ImageInput {
+        name: "rootfs".into(),
+        reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
+        base: Some(fs::File::open(base).unwrap()),
+    }];
+    build_bundle(
+        &options,
+        images,
+        std::slice::from_ref(key),
+        &mut tempfile::tempfile().unwrap(),
+        &mut fs::File::create(path).unwrap(),
+        &|_| {},
+    )
+    .unwrap();
 }
 
 /// A simulated A/B device in its own temporary directory: slots are files, the bootloader is
@@ -117,6 +184,8 @@ enum Fault<'a> {
     Log(&'a Path),
     /// Die at step N, logging steps into the file.
     At(u64, &'a Path),
+    /// Record every file-system operation into this log (`OTA_IO_LOG`).
+    IoLog(&'a Path),
 }
 
 impl Device {
@@ -167,7 +236,8 @@ impl Device {
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .env_remove("OTA_FAULT_AT")
-            .env_remove("OTA_FAULT_LOG");
+            .env_remove("OTA_FAULT_LOG")
+            .env_remove("OTA_IO_LOG");
         match fault {
             Fault::None => {}
             Fault::Log(log) => {
@@ -176,6 +246,9 @@ impl Device {
             Fault::At(n, log) => {
                 cmd.env("OTA_FAULT_AT", n.to_string())
                     .env("OTA_FAULT_LOG", log);
+            }
+            Fault::IoLog(log) => {
+                cmd.env("OTA_IO_LOG", log);
             }
         }
         cmd.output().unwrap()
@@ -364,9 +437,17 @@ struct Scenario {
 impl Scenario {
     /// Factory device on A (v1); the action installs v2 into B.
     fn install() -> Self {
-        let releases = Releases::new();
+        Self::install_of(Releases::new())
+    }
+
+    /// Factory device on A (v1); the action installs v2 into B as a delta from v1.
+    fn install_delta() -> Self {
+        Self::install_of(Releases::new().with_delta_update())
+    }
+
+    fn install_of(releases: Releases) -> Self {
         let template = Device::factory(&releases);
-        let action = releases.install_v2();
+        let action = releases.install_update();
         Scenario {
             releases,
             template,
@@ -482,49 +563,59 @@ impl Scenario {
     }
 }
 
+/// After a power cut during the install of v2: A untouched, status answers and predicts the
+/// next boot, a good image boots, the update can be completed. Returns the slot booted.
+fn check_install_cut(device: &Device, releases: &Releases, context: &str) -> String {
+    // The running slot is never written.
+    assert!(
+        device.slot_bytes("A") == releases.factory_slot,
+        "{context}: slot A changed"
+    );
+    // Status answers in whatever state the cut left, and predicts the next boot.
+    let status = device.status();
+    let next = status["next_boot"].as_str().unwrap().to_owned();
+    device.assert_records_match_slots(context);
+
+    // Power on again: a good image boots (A untouched, or B holding exactly v2).
+    let booted = device.power_on();
+    assert_eq!(booted, next, "{context}: status predicted {next}");
+    let holds = device.assert_holds_good_image(&booted, releases, context);
+    let update = releases.update_name();
+    assert_eq!(
+        holds,
+        if booted == "A" { "factory v1" } else { update },
+        "{context}"
+    );
+    device.assert_records_match_slots(context);
+
+    // The update can be completed (resumed or started over).
+    if booted == "A" {
+        device.assert_committed_on("A", "1.0.0", context);
+        device.ok(&releases.install_update());
+        assert_eq!(device.power_on(), "B", "{context}: re-install");
+    } else {
+        device.fails_with(&releases.install_update(), i32::from(exit::DOWNGRADE));
+    }
+    assert_eq!(
+        device.assert_holds_good_image("B", releases, context),
+        update,
+        "{context}"
+    );
+    device.assert_records_match_slots(context);
+    device.assert_committed_on("B", "2.0.0", context);
+    assert!(device.slot_bytes("A") == releases.factory_slot, "{context}");
+    booted
+}
+
 #[test]
 fn install_survives_power_loss_at_every_durable_step() {
     let scenario = Scenario::install();
     let releases = &scenario.releases;
     let mut booted_new_slot = 0;
     let count = scenario.cut_power_at_every_step(|device, context| {
-        // The running slot is never written.
-        assert!(
-            device.slot_bytes("A") == releases.factory_slot,
-            "{context}: slot A changed"
-        );
-        // Status answers in whatever state the cut left, and predicts the next boot.
-        let status = device.status();
-        let next = status["next_boot"].as_str().unwrap().to_owned();
-        device.assert_records_match_slots(context);
-
-        // Power on again: a good image boots (A untouched, or B holding exactly v2).
-        let booted = device.power_on();
-        assert_eq!(booted, next, "{context}: status predicted {next}");
-        let holds = device.assert_holds_good_image(&booted, releases, context);
-        assert_eq!(
-            holds,
-            if booted == "A" { "factory v1" } else { "v2" },
-            "{context}"
-        );
-        device.assert_records_match_slots(context);
-
-        // The update can be completed.
-        if booted == "A" {
-            device.assert_committed_on("A", "1.0.0", context);
-            device.ok(&releases.install_v2());
-            assert_eq!(device.power_on(), "B", "{context}: re-install");
-        } else {
+        if check_install_cut(device, releases, context) == "B" {
             booted_new_slot += 1;
-            device.fails_with(&releases.install_v2(), i32::from(exit::DOWNGRADE));
         }
-        assert!(
-            device.slot_bytes("B")[..V2_LEN] == releases.v2[..],
-            "{context}"
-        );
-        device.assert_records_match_slots(context);
-        device.assert_committed_on("B", "2.0.0", context);
-        assert!(device.slot_bytes("A") == releases.factory_slot, "{context}");
     });
     // Only a cut after the switch's atomic rename boots the new slot directly: at the rename,
     // at the directory fsync, or at the removal of the finished install journal.
@@ -536,57 +627,67 @@ fn install_survives_power_loss_at_every_durable_step() {
     assert!(count >= 100, "an install has only {count} durable steps");
 }
 
+/// After a power cut during the boot-time commit of v2 in B: committed on whichever slot came
+/// up, staying there; from A, the update can be installed again.
+fn check_commit_cut(device: &Device, releases: &Releases, context: &str) {
+    device.status();
+    device.assert_records_match_slots(context);
+
+    let booted = device.power_on();
+    device.assert_holds_good_image(&booted, releases, context);
+    device.assert_records_match_slots(context);
+    // Committed on whichever slot came up, and it stays there.
+    let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
+    device.assert_committed_on(&booted, version, context);
+    assert_eq!(device.power_on(), booted, "{context}: second boot");
+    device.assert_committed_on(&booted, version, context);
+
+    // Fallen back to A: the update can be installed again and committed.
+    if booted == "A" {
+        device.ok(&releases.install_v2());
+        assert_eq!(device.power_on(), "B", "{context}: re-install");
+        device.assert_holds_good_image("B", releases, context);
+        device.assert_committed_on("B", "2.0.0", context);
+    }
+}
+
 #[test]
 fn boot_commit_survives_power_loss() {
     let scenario = Scenario::boot_commit();
     let releases = &scenario.releases;
-    let count = scenario.cut_power_at_every_step(|device, context| {
-        device.status();
-        device.assert_records_match_slots(context);
-
-        let booted = device.power_on();
-        device.assert_holds_good_image(&booted, releases, context);
-        device.assert_records_match_slots(context);
-        // Committed on whichever slot came up, and it stays there.
-        let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
-        device.assert_committed_on(&booted, version, context);
-        assert_eq!(device.power_on(), booted, "{context}: second boot");
-        device.assert_committed_on(&booted, version, context);
-
-        // Fallen back to A: the update can be installed again and committed.
-        if booted == "A" {
-            device.ok(&releases.install_v2());
-            assert_eq!(device.power_on(), "B", "{context}: re-install");
-            device.assert_holds_good_image("B", releases, context);
-            device.assert_committed_on("B", "2.0.0", context);
-        }
-    });
+    let count = scenario
+        .cut_power_at_every_step(|device, context| check_commit_cut(device, releases, context));
     println!("boot commit: {count} power cuts");
+}
+
+/// After a power cut during the admin rollback from B to A: a good, committed slot runs, and
+/// the rollback can be done again.
+fn check_rollback_cut(device: &Device, releases: &Releases, context: &str) {
+    device.status();
+    device.assert_records_match_slots(context);
+
+    let booted = device.power_on();
+    device.assert_holds_good_image(&booted, releases, context);
+    device.assert_records_match_slots(context);
+    let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
+    device.assert_committed_on(&booted, version, context);
+
+    // The rollback (to whichever slot is not running) can be done again.
+    device.ok(&["rollback"]);
+    let other = if booted == "A" { "B" } else { "A" };
+    assert_eq!(device.power_on(), other, "{context}: rollback again");
+    device.assert_holds_good_image(other, releases, context);
+    device.assert_records_match_slots(context);
+    let version = if other == "A" { "1.0.0" } else { "2.0.0" };
+    device.assert_committed_on(other, version, context);
 }
 
 #[test]
 fn rollback_survives_power_loss() {
     let scenario = Scenario::rollback();
     let releases = &scenario.releases;
-    let count = scenario.cut_power_at_every_step(|device, context| {
-        device.status();
-        device.assert_records_match_slots(context);
-
-        let booted = device.power_on();
-        device.assert_holds_good_image(&booted, releases, context);
-        device.assert_records_match_slots(context);
-        let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
-        device.assert_committed_on(&booted, version, context);
-
-        // The rollback (to whichever slot is not running) can be done again.
-        device.ok(&["rollback"]);
-        let other = if booted == "A" { "B" } else { "A" };
-        assert_eq!(device.power_on(), other, "{context}: rollback again");
-        device.assert_holds_good_image(other, releases, context);
-        device.assert_records_match_slots(context);
-        let version = if other == "A" { "1.0.0" } else { "2.0.0" };
-        device.assert_committed_on(other, version, context);
-    });
+    let count = scenario
+        .cut_power_at_every_step(|device, context| check_rollback_cut(device, releases, context));
     println!("rollback: {count} power cuts");
 }
 

@@ -37,10 +37,15 @@ pub const MAX_SIGNATURES: u32 = 64;
 /// Bytes per signature block entry: key id (32) + ed25519 signature (64).
 pub const SIGNATURE_ENTRY_LEN: usize = 96;
 /// Smallest and largest chunk size a manifest may declare. The upper bound caps the memory a
-/// verifier needs per chunk in flight.
+/// verifier needs per chunk in flight: a chunk is held compressed (its hash is checked before
+/// it is decompressed) and decompressed, so 8 MiB chunks keep a reader near 16 MiB of chunk
+/// memory (16 MiB chunks, allowed until 2026-12, took 43–57 MiB).
 pub const MIN_CHUNK_SIZE: u32 = 4 << 10;
 /// See [`MIN_CHUNK_SIZE`].
-pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
+pub const MAX_CHUNK_SIZE: u32 = 8 << 20;
+/// Chunks larger than this are not decompressed while the writer still holds the previous
+/// one: their memory would otherwise add up (stored + decompressed + queued + being written).
+pub(crate) const OVERLAP_CHUNK_LIMIT: u32 = 4 << 20;
 /// Largest image a bundle may describe (256 GiB): far above any slot of the devices this is
 /// for, and a bound on the work a reader does for one image (hashing a 256 GiB run of zeros
 /// takes minutes, not for ever).

@@ -8,7 +8,7 @@
 use super::manifest::{DeltaOps, ImageManifest, Manifest, PayloadKind};
 use super::resume::{Checkpoint, CheckpointTimer, Resume, ResumePoint};
 use super::sink::ImageSink;
-use super::{BundleError, Header, HEADER_LEN, SIGNATURE_ENTRY_LEN};
+use super::{BundleError, Header, HEADER_LEN, OVERLAP_CHUNK_LIMIT, SIGNATURE_ENTRY_LEN};
 use crate::delta::apply::{apply_op, ApplyError, BaseRead};
 use crate::delta::{open_compressed, Op, OpDecoder, OpLimits, OpListError};
 use crate::digest::Sha256Digest;
@@ -281,7 +281,9 @@ impl<R: Read> BundleReader<R> {
         let images = std::mem::take(&mut self.manifest.images);
         let resume_image = ctx.resume.as_ref().map(|r| r.point.image);
         if resume_image.is_some_and(|i| i >= images.len()) {
-            return Err(resume_mismatch("it names an image the bundle does not have"));
+            return Err(resume_mismatch(
+                "it names an image the bundle does not have",
+            ));
         }
         for (index, image) in images.iter().enumerate() {
             if resume_image.is_some_and(|at| index < at) {
@@ -432,6 +434,10 @@ impl<R: Read> BundleReader<R> {
             })
             .map_err(|_| hung_up())?;
         for (index, chunk) in image.chunks.iter().enumerate().skip(first) {
+            if chunk.size > OVERLAP_CHUNK_LIMIT {
+                // A large chunk waits for the writer to finish the previous one.
+                wait_for_writer(ctx.tx)?;
+            }
             // The chunk hash is checked before the decompressor sees a byte.
             let stored = self.read_verified(chunk.stored_size as usize, &chunk.sha256, || {
                 BundleError::ChunkHashMismatch {
@@ -469,7 +475,9 @@ impl<R: Read> BundleReader<R> {
                     image_offset: next.offset,
                     payload_offset: next.payload_offset,
                 };
-                ctx.tx.send(Piece::Checkpoint(point)).map_err(|_| hung_up())?;
+                ctx.tx
+                    .send(Piece::Checkpoint(point))
+                    .map_err(|_| hung_up())?;
             }
         }
         ctx.tx.send(Piece::End).map_err(|_| hung_up())
@@ -539,7 +547,11 @@ impl<R: Read> BundleReader<R> {
         while let Some(op) = next {
             let index = ops.index() - 1;
             let last = index + 1 == ops_ref.count;
-            let step = OpStep { op: &op, index, last };
+            let step = OpStep {
+                op: &op,
+                index,
+                last,
+            };
             self.run_op(image, &step, base.as_deref(), &mut out, &mut cursor, ctx)?;
             next = ops.next_op().map_err(invalid)?;
         }
@@ -746,9 +758,15 @@ impl DeltaCursor {
 }
 
 fn resume_mismatch(why: &str) -> BundleError {
-    BundleError::InvalidInput(format!(
-        "the resume point does not fit this bundle: {why}"
-    ))
+    BundleError::InvalidInput(format!("the resume point does not fit this bundle: {why}"))
+}
+
+/// Returns once the writer has handled every piece sent before.
+fn wait_for_writer(tx: &mpsc::SyncSender<Piece>) -> Result<(), BundleError> {
+    let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
+    let (done, wait) = mpsc::sync_channel(1);
+    tx.send(Piece::Drained(done)).map_err(|_| hung_up())?;
+    wait.recv().map_err(|_| hung_up())
 }
 
 /// Hands a delta's output to the writer, gathering small pieces (a list of one-byte copies
@@ -788,11 +806,9 @@ impl Batcher<'_> {
 
     /// Waits until the writer has handled every piece before.
     fn drained(&mut self) -> Result<(), BundleError> {
-        let hung_up = || BundleError::Io(io::Error::other("image writer stopped"));
-        self.flush().map_err(|_| hung_up())?;
-        let (done, wait) = mpsc::sync_channel(1);
-        self.tx.send(Piece::Drained(done)).map_err(|_| hung_up())?;
-        wait.recv().map_err(|_| hung_up())
+        self.flush()
+            .map_err(|_| BundleError::Io(io::Error::other("image writer stopped")))?;
+        wait_for_writer(self.tx)
     }
 }
 

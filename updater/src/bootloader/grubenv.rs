@@ -16,6 +16,7 @@
 //! in place (1024 bytes at offset 0, then fsync) and creates a missing one through a temporary
 //! file renamed into place.
 
+use crate::fault::{self, Io};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -411,8 +412,11 @@ fn overwrite_in_place(mut file: File, path: &Path, block: &[u8]) -> Result<(), G
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.write_all(block))
         .map_err(|e| GrubEnvError::io("write", path, e))?;
+    fault::io(Io::Write(path, 0, block));
     file.sync_all()
-        .map_err(|e| GrubEnvError::io("fsync", path, e))
+        .map_err(|e| GrubEnvError::io("fsync", path, e))?;
+    fault::io(Io::Sync(path));
+    Ok(())
 }
 
 fn create_file(path: &Path, block: &[u8]) -> Result<(), GrubEnvError> {
@@ -433,16 +437,22 @@ fn create_file(path: &Path, block: &[u8]) -> Result<(), GrubEnvError> {
     let tmp = dir.join(tmp_name);
 
     let mut file = File::create(&tmp).map_err(|e| GrubEnvError::io("create", &tmp, e))?;
+    fault::io(Io::Create(&tmp));
     file.write_all(block)
         .map_err(|e| GrubEnvError::io("write", &tmp, e))?;
+    fault::io(Io::Write(&tmp, 0, block));
     file.sync_all()
         .map_err(|e| GrubEnvError::io("fsync", &tmp, e))?;
+    fault::io(Io::Sync(&tmp));
     drop(file);
     fs::rename(&tmp, path).map_err(|e| GrubEnvError::io("rename into place", path, e))?;
+    fault::io(Io::Rename(&tmp, path));
     // The new directory entry is only durable once the directory itself is fsynced.
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| GrubEnvError::io("fsync the directory of", path, e))
+        .map_err(|e| GrubEnvError::io("fsync the directory of", path, e))?;
+    fault::io(Io::SyncDir(dir));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@
 //!   contain `\` (U-Boot would read them differently); such values already present are kept
 //!   byte for byte.
 
+use crate::fault::{self, Io};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -768,9 +769,14 @@ fn write_copy(path: &Path, offset: u64, block: &[u8], create: bool) -> Result<()
         .truncate(false)
         .open(path)
         .map_err(io("open for writing"))?;
+    if is_new {
+        fault::io(Io::Create(path));
+    }
     file.seek(SeekFrom::Start(offset)).map_err(io("seek"))?;
     file.write_all(block).map_err(io("write"))?;
+    fault::io(Io::Write(path, offset, block));
     file.sync_all().map_err(io("fsync"))?;
+    fault::io(Io::Sync(path));
     if is_new {
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -779,6 +785,7 @@ fn write_copy(path: &Path, offset: u64, block: &[u8], create: bool) -> Result<()
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io("fsync the directory of"))?;
+        fault::io(Io::SyncDir(dir));
     }
     Ok(())
 }
