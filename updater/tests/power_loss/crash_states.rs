@@ -9,6 +9,7 @@
 //! - **metadata first**: every rename, creation and unlink on disk (directories written back
 //!   before data), each file's data as of its last fsync plus only the *last* write since,
 //!   reordered ahead of the earlier ones.
+//!
 //! Each distinct state becomes a device on which the scenario's checks run: `status` answers,
 //! the simulated bootloader picks a slot holding a good image, and the action can be
 //! completed (a resumed or restarted install, a repeated rollback). A single write call is
