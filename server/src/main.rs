@@ -79,6 +79,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ota_core::exit::end_quietly_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

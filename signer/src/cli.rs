@@ -233,7 +233,8 @@ pub struct RepoDoctorArgs {
     pub json: bool,
 }
 
-/// Keys and thresholds of the top-level roles (public or private key files).
+/// Keys and thresholds of the top-level roles (public or private key files; a private key may
+/// also be env:NAME).
 #[derive(Args, Debug, Default)]
 pub struct RoleKeyArgs {
     /// A root key file (repeatable).
@@ -325,7 +326,8 @@ pub struct RepoSignArgs {
     /// Repository directory.
     #[arg(long)]
     pub repo: PathBuf,
-    /// A private key to sign with (repeatable); each role uses the ones it authorises.
+    /// A private key to sign with (repeatable; a PEM file or env:NAME); each role uses the ones
+    /// it authorises.
     #[arg(long = "key", value_name = "KEY", required = true)]
     pub keys: Vec<PathBuf>,
     /// `publish` only: sign this delegated role's staged changes (with its key) instead of the
@@ -396,7 +398,8 @@ pub struct BundleArgs {
     /// With --base: also include the full image, for devices holding none of the bases.
     #[arg(long)]
     pub with_full: bool,
-    /// A private key to sign with (repeatable). Without it, the PEM text in $OTA_SIGNING_KEY.
+    /// A private key to sign with (repeatable): a PEM file, or env:NAME (the PEM text, or the
+    /// path of a PEM file, in that variable). Without it: env:OTA_SIGNING_KEY.
     #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<PathBuf>,
     /// Output bundle file (written atomically).

@@ -6,18 +6,36 @@
 mod cli;
 mod commands;
 mod exit;
+mod keyref;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    ota_core::exit::end_quietly_on_broken_pipe();
     let cli = cli::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the chain of causes joined by ": ".
-            eprintln!("ota-sign: error: {err:#}");
+            eprintln!("ota-sign: error: {}", one_line(&err));
             ExitCode::from(exit::code_for(&err))
         }
     }
+}
+
+/// The chain of causes joined by ": ", each said once (an error whose message already
+/// includes its source's is not followed by that source again).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }

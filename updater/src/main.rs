@@ -174,6 +174,7 @@ enum TufCommand {
 }
 
 fn main() -> ExitCode {
+    ota_core::exit::end_quietly_on_broken_pipe();
     let cli = Cli::parse();
     if let Command::Tuf(args) = cli.command {
         // The debugging client speaks only 0 / 1, like python-tuf's examples.

@@ -207,17 +207,12 @@ pub(super) fn creation_time() -> Result<u64> {
 
 fn load_signing_keys(paths: &[std::path::PathBuf]) -> Result<Vec<SigningKey>> {
     if paths.is_empty() {
-        let pem = std::env::var(SIGNING_KEY_ENV).map_err(|_| {
-            UsageError(format!(
-                "no signing key: pass --key KEY or put the PEM key in ${SIGNING_KEY_ENV}"
-            ))
-        })?;
-        return Ok(vec![SigningKey::from_pem(&pem, SIGNING_KEY_ENV)?]);
+        return Ok(vec![crate::keyref::from_env(SIGNING_KEY_ENV)?]);
     }
-    Ok(paths
+    paths
         .iter()
-        .map(|p| SigningKey::from_file(p))
-        .collect::<Result<_, _>>()?)
+        .map(|p| crate::keyref::load_private_key(p))
+        .collect()
 }
 
 /// Parses `1048576`, `1024K` or `1M`.

@@ -24,6 +24,10 @@ pub fn run(args: KeygenArgs) -> Result<()> {
             }
         }
     }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
     let key = SigningKey::generate();
     write_file(&args.out, key.to_pem().as_bytes(), 0o600)?;
     write_file(&public_path, key.verifying_key().to_pem().as_bytes(), 0o644)?;

@@ -66,8 +66,15 @@ fn warn_expired_on_arrival(repo: &Repository, signing_time: SystemTime) {
 
 /// A key file holding either a private key (usable for signing too) or a public one.
 pub(super) fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)> {
+    if path.to_str().is_some_and(|p| p.starts_with("env:")) {
+        let sk = crate::keyref::load_private_key(path)?;
+        return Ok((sk.verifying_key(), Some(sk)));
+    }
     match SigningKey::from_file(path) {
-        Ok(sk) => Ok((sk.verifying_key(), Some(sk))),
+        Ok(_) => {
+            let sk = crate::keyref::load_private_key(path)?;
+            Ok((sk.verifying_key(), Some(sk)))
+        }
         Err(private_err) => match VerifyingKey::from_file(path) {
             Ok(vk) => Ok((vk, None)),
             Err(_) => Err(private_err.into()),
@@ -78,7 +85,7 @@ pub(super) fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)
 pub(super) fn load_private(paths: &[PathBuf]) -> Result<Vec<SigningKey>> {
     paths
         .iter()
-        .map(|p| SigningKey::from_file(p).map_err(Into::into))
+        .map(|p| crate::keyref::load_private_key(p))
         .collect()
 }
 
@@ -244,6 +251,11 @@ fn add(args: RepoAddArgs) -> Result<()> {
             publish_option(role),
         );
     }
+    if args.trusted.is_empty() {
+        eprintln!(
+            "ota-sign: warning: the bundle's signatures were not checked (no --trusted): pass --trusted BUNDLE_KEY.pub, the key devices trust, so that a bundle they would refuse is never published"
+        );
+    }
     Ok(())
 }
 
@@ -326,8 +338,33 @@ fn publish(args: RepoSignArgs, timestamp_only: bool) -> Result<()> {
         (Some(role), false) => repo.publish_role(role, &keys, when)?,
         (None, false) => repo.publish(&keys, when)?,
     };
+    if args.role.is_none() {
+        warn_unrelated_keys(&repo, &keys, &report);
+    }
     print_report(&report, args.json);
     Ok(())
+}
+
+/// Warns about each given key that this publish could not use: authorised for no top-level
+/// role of the root (a wrong file, an old key), unless a delegated role was signed with it.
+fn warn_unrelated_keys(repo: &Repository, keys: &[SigningKey], report: &PublishReport) {
+    if !report.roles.is_empty() {
+        return;
+    }
+    let root = repo.root();
+    for key in keys {
+        let tuf = ota_core::tuf::keys::TufKey::from_ed25519(&key.verifying_key());
+        let id = tuf.key_id();
+        if !root
+            .roles
+            .values()
+            .any(|role| role.keyids.iter().any(|k| k == id))
+        {
+            eprintln!(
+                "ota-sign: warning: key {id} is authorised for no role of this repository's root: it signed nothing (a wrong key file?)"
+            );
+        }
+    }
 }
 
 fn rotate(args: RepoRotateArgs) -> Result<()> {

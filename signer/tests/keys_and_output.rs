@@ -1,0 +1,237 @@
+//! Key references and output hygiene through the real `ota-sign`: a key in a file, in a
+//! variable as PEM text or as the path a CI file-type variable gives, `--key env:NAME`; errors
+//! that describe a bad value without printing it and say each cause once; a warning for a
+//! private key others can read; `keygen` into a directory that does not exist yet; a reader
+//! that closes the pipe early ends the command quietly.
+
+#![allow(clippy::unwrap_used)]
+
+use ota_core::exit;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn ota_sign() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ota-sign"));
+    cmd.env_remove("OTA_SIGNING_KEY").stdin(Stdio::null());
+    cmd
+}
+
+fn output(cmd: &mut Command) -> (Output, String) {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+/// `ota-sign bundle` of a small image into `dir/NAME.bundle`, with `setup` adding the key.
+fn bundle(dir: &Path, name: &str, setup: impl FnOnce(&mut Command)) -> (Output, String) {
+    let image = dir.join("img");
+    fs::write(&image, b"GOOD firmware bytes").unwrap();
+    let mut cmd = ota_sign();
+    cmd.args(["bundle", "--product", "p", "--version", "1.0.0", "--image"])
+        .arg(format!("rootfs={}", image.display()))
+        .arg("-o")
+        .arg(dir.join(format!("{name}.bundle")));
+    setup(&mut cmd);
+    output(&mut cmd)
+}
+
+fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = dir.join("keys/release.key");
+    // The directory does not exist yet: keygen makes it.
+    let (out, stderr) = output(ota_sign().arg("keygen").arg("-o").arg(&key));
+    assert!(out.status.success(), "{stderr}");
+    (key, dir.join("keys/release.key.pub"))
+}
+
+fn verifies(dir: &Path, name: &str, public: &Path) {
+    let (out, stderr) = output(
+        ota_sign()
+            .arg("verify")
+            .arg("--trusted")
+            .arg(public)
+            .arg(dir.join(format!("{name}.bundle"))),
+    );
+    assert!(out.status.success(), "{stderr}");
+}
+
+#[test]
+fn a_key_in_a_variable_as_pem_or_as_a_path_or_named_by_env_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, public) = keygen(d);
+    let pem = fs::read_to_string(&key).unwrap();
+
+    let (out, stderr) = bundle(d, "pem", |c| {
+        c.env("OTA_SIGNING_KEY", &pem);
+    });
+    assert!(out.status.success(), "{stderr}");
+    verifies(d, "pem", &public);
+
+    // A CI file-type variable: the variable holds the path of the key file.
+    let (out, stderr) = bundle(d, "path", |c| {
+        c.env("OTA_SIGNING_KEY", &key);
+    });
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("names a file"), "{stderr}");
+    verifies(d, "path", &public);
+
+    let (out, stderr) = bundle(d, "named", |c| {
+        c.env("RELEASE_KEY", &pem)
+            .args(["--key", "env:RELEASE_KEY"]);
+    });
+    assert!(out.status.success(), "{stderr}");
+    verifies(d, "named", &public);
+}
+
+#[test]
+fn a_bad_key_value_is_described_without_being_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (value, says) in [
+        ("s3cr3t-token-value", "without a -----BEGIN line"),
+        ("/run/secrets/no-such-key", "looks like a path"),
+        ("", "empty"),
+    ] {
+        let (out, stderr) = bundle(d, "bad", |c| {
+            c.env("OTA_SIGNING_KEY", value);
+        });
+        assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{value:?}: {stderr}");
+        assert!(value.is_empty() || !stderr.contains(value), "{stderr}");
+        assert!(!d.join("bad.bundle").exists());
+    }
+    let (out, stderr) = bundle(d, "unset", |c| {
+        c.args(["--key", "env:NOT_SET_ANYWHERE"]);
+    });
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)), "{stderr}");
+    assert!(stderr.contains("$NOT_SET_ANYWHERE is not set"), "{stderr}");
+}
+
+#[test]
+fn a_missing_key_file_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, stderr) = bundle(dir.path(), "x", |c| {
+        c.args(["--key", "/nonexistent/release.key"]);
+    });
+    assert_eq!(out.status.code(), Some(i32::from(exit::IO)), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_private_key_others_can_read_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, _) = keygen(d);
+    let (out, stderr) = bundle(d, "private", |c| {
+        c.arg("--key").arg(&key);
+    });
+    assert!(
+        out.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let (out, stderr) = bundle(d, "readable", |c| {
+        c.arg("--key").arg(&key);
+    });
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_reader_closing_the_pipe_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, _) = keygen(d);
+    let (out, stderr) = bundle(d, "b", |c| {
+        c.arg("--key").arg(&key);
+    });
+    assert!(out.status.success(), "{stderr}");
+    for _ in 0..3 {
+        let mut child = ota_sign()
+            .arg("inspect")
+            .arg(d.join("b.bundle"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -0`: the reader is gone before the first line is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+    }
+}
+
+#[test]
+fn repo_add_without_trusted_and_publish_with_an_unrelated_key_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = |name: &str| {
+        let path = d.join(format!("keys/{name}.key"));
+        let (out, stderr) = output(ota_sign().arg("keygen").arg("-o").arg(&path));
+        assert!(out.status.success(), "{stderr}");
+        path.display().to_string()
+    };
+    let (root, targets, snapshot, timestamp, stranger) = (
+        key("root"),
+        key("targets"),
+        key("snapshot"),
+        key("timestamp"),
+        key("stranger"),
+    );
+    let repo = d.join("repo").display().to_string();
+    let run = |args: &[&str]| output(ota_sign().args(args));
+    let (out, stderr) = run(&[
+        "repo",
+        "init",
+        "--repo",
+        &repo,
+        "--root-key",
+        &root,
+        "--targets-key",
+        &targets,
+        "--snapshot-key",
+        &snapshot,
+        "--timestamp-key",
+        &timestamp,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    let (out, stderr) = bundle(d, "fw", |c| {
+        c.args(["--key", &targets]);
+    });
+    assert!(out.status.success(), "{stderr}");
+    let fw = d.join("fw.bundle").display().to_string();
+    let (out, stderr) = run(&["repo", "add", "--repo", &repo, &fw]);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("--trusted"),
+        "{stderr}"
+    );
+    let trusted = format!("{targets}.pub");
+    let (out, stderr) = run(&["repo", "add", "--repo", &repo, "--trusted", &trusted, &fw]);
+    assert!(
+        out.status.success() && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    let (out, stderr) = run(&[
+        "repo", "publish", "--repo", &repo, "--key", &targets, "--key", &snapshot, "--key",
+        &timestamp, "--key", &stranger,
+    ]);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("authorised for no role").count(),
+        1,
+        "{stderr}"
+    );
+}
