@@ -152,13 +152,12 @@ pub fn install_on(
             (fresh, Some(None))
         }
     };
-    let written = JournalWriter::create(&state_dir, journal)
-        .map_err(UpdateError::io("cannot write the install journal"))
-        .and_then(|journal| match resume {
-            // Every image is already in place, verified: nothing left to read.
-            None => Ok(()),
-            Some(resume) => write_images(device, reader, &chosen, resume, journal, events),
-        });
+    let journal = JournalWriter::create(&state_dir, journal);
+    let written = match resume {
+        // Every image is already in place, verified: nothing left to read.
+        None => Ok(()),
+        Some(resume) => write_images(device, reader, &chosen, resume, journal, events),
+    };
     if let Err(err) = written {
         device.record_install_failure(Some(&manifest.version), &err.to_string());
         return Err(err);

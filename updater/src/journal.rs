@@ -176,33 +176,57 @@ pub struct BundleIdentity {
 }
 
 /// The journal of the install in progress, shared by the slot sinks of its images.
+///
+/// Best effort: an install never fails because its journal cannot be written (a full state
+/// partition must not stop a security update). The first failure is reported on standard
+/// error and the journal is left as it was: what it claims is still true (it only ever falls
+/// behind), and a resume re-checks it anyway.
 #[derive(Clone)]
 pub struct JournalWriter {
-    inner: Arc<Mutex<(PathBuf, InstallJournal)>>,
+    inner: Arc<Mutex<JournalState>>,
+}
+
+struct JournalState {
+    dir: PathBuf,
+    journal: InstallJournal,
+    /// Set after a write failed: no more writes.
+    broken: bool,
 }
 
 impl JournalWriter {
     /// Saves `journal` in `state_dir` (before any slot byte is written) and returns its writer.
-    pub fn create(state_dir: &Path, mut journal: InstallJournal) -> io::Result<Self> {
-        journal.save(state_dir)?;
-        Ok(Self {
-            inner: Arc::new(Mutex::new((state_dir.to_owned(), journal))),
-        })
+    pub fn create(state_dir: &Path, journal: InstallJournal) -> Self {
+        let writer = Self {
+            inner: Arc::new(Mutex::new(JournalState {
+                dir: state_dir.to_owned(),
+                journal,
+                broken: false,
+            })),
+        };
+        writer.update(|_| {});
+        writer
     }
 
-    fn update(&self, change: impl FnOnce(&mut InstallJournal)) -> io::Result<()> {
-        let mut guard = self
-            .inner
-            .lock()
-            .map_err(|_| io::Error::other("install journal lock poisoned"))?;
-        let (dir, journal) = &mut *guard;
-        change(journal);
-        let dir = dir.clone();
-        journal.save(&dir)
+    fn update(&self, change: impl FnOnce(&mut InstallJournal)) {
+        let Ok(mut state) = self.inner.lock() else {
+            return;
+        };
+        if state.broken {
+            return;
+        }
+        change(&mut state.journal);
+        let dir = state.dir.clone();
+        if let Err(e) = state.journal.save(&dir) {
+            state.broken = true;
+            eprintln!(
+                "ota-update: warning: cannot write the install journal in {} ({e}): this install goes on, but cannot be resumed past this point",
+                dir.display()
+            );
+        }
     }
 
     /// Records a position; the caller has fsynced the slot up to it.
-    pub fn record_position(&self, at: &Checkpoint) -> io::Result<()> {
+    pub fn record_position(&self, at: &Checkpoint) {
         self.update(|j| {
             j.position = Some(JournalPosition {
                 point: at.point,
@@ -212,7 +236,7 @@ impl JournalWriter {
     }
 
     /// Records image `index` as written and verified by read-back.
-    pub fn record_done(&self, index: usize) -> io::Result<()> {
+    pub fn record_done(&self, index: usize) {
         self.update(|j| {
             if !j.done.contains(&index) {
                 j.done.push(index);

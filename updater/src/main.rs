@@ -671,7 +671,7 @@ fn print_status(s: &Status) {
     }
     if let Some(r) = &s.resumable_install {
         println!(
-            "resumable:    install of {} into slot {} from {} interrupted at {} of {} bytes ({} %); installing it again continues there",
+            "resumable:    install of {} into slot {} from {}: {} of {} image bytes durable ({} %); unless an install is running now, installing the same bundle again continues there",
             r.version,
             r.slot,
             r.source,

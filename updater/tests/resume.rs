@@ -418,3 +418,26 @@ fn the_daemon_resumes_a_repository_install_killed_at_70_percent() {
     assert_eq!(device.power_on(), Some(0));
     assert_eq!(status(&device)["last_result"]["kind"], "committed");
 }
+
+#[test]
+fn an_install_goes_on_when_its_journal_cannot_be_written() {
+    let r = release();
+    let dir = tempfile::tempdir().unwrap();
+    let device = device(dir.path(), &r.repo.bundle_pub(), "");
+    // A directory where the journal goes: every journal write fails.
+    fs::create_dir_all(device.path("state/install-journal.json/x")).unwrap();
+    let out = device.run(&["install", &r.bundle.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the install journal"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("cannot write the install journal").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(device.power_on(), Some(0));
+    assert_eq!(&device.slot("B")[..IMAGE], &r.v2[..]);
+}
