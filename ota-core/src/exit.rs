@@ -62,6 +62,26 @@ pub const EXPIRED: u8 = 13;
 /// mismatch with what the signed metadata lists.
 pub const METADATA: u8 = 14;
 
+/// Makes a closed standard output end the process quietly with exit 0. A reader that stops
+/// early (`ota-sign repo list | head -1`) closes the pipe: printing then fails with EPIPE, which
+/// `println!` turns into a panic. That is the reader's choice, not an error: no message, no
+/// backtrace. Any other panic is reported as before. Called first thing by each binary.
+pub fn end_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(OK));
+        }
+        default(info);
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,24 +109,4 @@ mod tests {
         let expected: Vec<u8> = (0..=14).collect();
         assert_eq!(table.to_vec(), expected);
     }
-}
-
-/// Makes a closed standard output end the process quietly with exit 0. A reader that stops
-/// early (`ota-sign repo list | head -1`) closes the pipe: printing then fails with EPIPE, which
-/// `println!` turns into a panic. That is the reader's choice, not an error: no message, no
-/// backtrace. Any other panic is reported as before. Called first thing by each binary.
-pub fn end_quietly_on_broken_pipe() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(i32::from(OK));
-        }
-        default(info);
-    }));
 }
