@@ -20,6 +20,7 @@
 # always made by this tree's example. Prints Markdown tables. Nothing here asserts a figure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/device.sh"
 OUT=${OUT:-$ROOT/bench-out/install-rss}
 SIZES=${SIZES:-"16 256"}
 PARTS=${PARTS:-"full delta"}
@@ -54,21 +55,7 @@ while done < n:
 device() { # DIR MIB
   mkdir -p "$1/state"
   truncate -s "$2M" "$1/slot-a" "$1/slot-b"
-  cp "$OUT/vendor.key.pub" "$1/vendor.pub"
-  cat > "$1/updater.toml" <<TOML
-product = "bench"
-state_dir = "state"
-factory_version = "1.0.0"
-[slots.A]
-rootfs = "slot-a"
-[slots.B]
-rootfs = "slot-b"
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-[trust]
-keys = ["vendor.pub"]
-TOML
+  bench_device_config "$1" "$OUT/vendor.key.pub"
   "$BIN/ota-update" --config "$1/updater.toml" simulate-boot >/dev/null
 }
 

@@ -10,6 +10,7 @@
 # what an updater without resume redoes. Prints a Markdown table; nothing here asserts a figure.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+. "$ROOT/bench/device.sh"
 OUT=${OUT:-$ROOT/bench-out/resume}
 SIZE_MIB=${SIZE_MIB:-1024}
 for t in nginx strace python3; do
@@ -65,21 +66,7 @@ PY
 device() {
   rm -rf "$1"; mkdir -p "$1/state"
   cp "$OUT/v1.img" "$1/slot-a"; truncate -s $(( (SIZE_MIB + 1) << 20 )) "$1/slot-a" "$1/slot-b"
-  cp "$OUT/vendor.key.pub" "$1/vendor.pub"
-  cat > "$1/updater.toml" <<TOML
-product = "bench"
-state_dir = "state"
-factory_version = "1.0.0"
-[slots.A]
-rootfs = "slot-a"
-[slots.B]
-rootfs = "slot-b"
-[bootloader]
-backend = "file"
-path = "bootloader.json"
-[trust]
-keys = ["vendor.pub"]
-TOML
+  bench_device_config "$1" "$OUT/vendor.key.pub"
   "$BIN/ota-update" --config "$1/updater.toml" simulate-boot >/dev/null
 }
 

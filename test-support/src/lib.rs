@@ -77,6 +77,19 @@ pub fn sign_rootfs_bundle(
     chunk_size: u32,
     out: &Path,
 ) {
+    sign_rootfs_bundle_from(key, product, version, rootfs, None, chunk_size, out);
+}
+
+/// [`sign_rootfs_bundle`], as a delta from the image in `base` when given.
+pub fn sign_rootfs_bundle_from(
+    key: &SigningKey,
+    product: &str,
+    version: &str,
+    rootfs: &[u8],
+    base: Option<&Path>,
+    chunk_size: u32,
+    out: &Path,
+) {
     let options = BuildOptions {
         product: product.into(),
         version: semver::Version::parse(version).unwrap(),
@@ -92,7 +105,7 @@ pub fn sign_rootfs_bundle(
     let images = vec![ImageInput {
         name: "rootfs".into(),
         reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
-        base: None,
+        base: base.map(|b| fs::File::open(b).unwrap()),
     }];
     build_bundle(
         &options,

@@ -16,13 +16,12 @@
 // `allow-unwrap-in-tests` covers `#[test]` functions only, not this file's helpers.
 #![allow(clippy::unwrap_used)]
 
-use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::exit;
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use ota_test_support::{
-    image_with_bytes, sign_rootfs_bundle, slot_of, updater_toml, FILE_BOOTLOADER,
-    HEALTH_GOOD_MARKER,
+    image_with_bytes, sign_rootfs_bundle, sign_rootfs_bundle_from, slot_of, updater_toml,
+    FILE_BOOTLOADER, HEALTH_GOOD_MARKER,
 };
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -147,28 +146,7 @@ impl Releases {
 
 /// Signs `rootfs` as release `version`, a delta from `base`, into `path`.
 fn sign_delta_bundle(key: &SigningKey, version: &str, rootfs: &[u8], base: &Path, path: &Path) {
-    let options = BuildOptions {
-        product: PRODUCT.into(),
-        version: semver::Version::parse(version).unwrap(),
-        created: 0,
-        chunk_size: CHUNK_SIZE,
-        zstd_level: 3,
-        temp_dir: path.parent().unwrap().to_owned(),
-    };
-    let images = vec![ImageInput {
-        name: "rootfs".into(),
-        reader: Box::new(std::io::Cursor::new(rootfs.to_vec())),
-        base: Some(fs::File::open(base).unwrap()),
-    }];
-    build_bundle(
-        &options,
-        images,
-        std::slice::from_ref(key),
-        &mut tempfile::tempfile().unwrap(),
-        &mut fs::File::create(path).unwrap(),
-        &|_| {},
-    )
-    .unwrap();
+    sign_rootfs_bundle_from(key, PRODUCT, version, rootfs, Some(base), CHUNK_SIZE, path);
 }
 
 /// A simulated A/B device in its own temporary directory: slots are files, the bootloader is
@@ -335,6 +313,19 @@ impl Device {
             "boot outcome {outcome}"
         );
         slot
+    }
+
+    /// Status answers in whatever state a cut left and predicts the next boot; the records
+    /// match the slots; power-on boots that slot, holding a good image. Returns the slot and
+    /// which image it holds.
+    fn power_on_as_predicted(&self, releases: &Releases, context: &str) -> (String, String) {
+        let status = self.status();
+        let next = status["next_boot"].as_str().unwrap().to_owned();
+        self.assert_records_match_slots(context);
+        let booted = self.power_on();
+        assert_eq!(booted, next, "{context}: status predicted {next}");
+        let holds = self.assert_holds_good_image(&booted, releases, context);
+        (booted, holds)
     }
 
     /// `status --json`, which must answer and parse whatever state the device is in.
@@ -571,15 +562,8 @@ fn check_install_cut(device: &Device, releases: &Releases, context: &str) -> Str
         device.slot_bytes("A") == releases.factory_slot,
         "{context}: slot A changed"
     );
-    // Status answers in whatever state the cut left, and predicts the next boot.
-    let status = device.status();
-    let next = status["next_boot"].as_str().unwrap().to_owned();
-    device.assert_records_match_slots(context);
-
     // Power on again: a good image boots (A untouched, or B holding exactly v2).
-    let booted = device.power_on();
-    assert_eq!(booted, next, "{context}: status predicted {next}");
-    let holds = device.assert_holds_good_image(&booted, releases, context);
+    let (booted, holds) = device.power_on_as_predicted(releases, context);
     let update = releases.update_name();
     assert_eq!(
         holds,
@@ -702,13 +686,7 @@ fn install_over_the_previous_release_never_leaves_a_torn_slot_to_roll_back_to() 
             device.slot_bytes("B") == running_slot,
             "{context}: slot B changed"
         );
-        let status = device.status();
-        let next = status["next_boot"].as_str().unwrap().to_owned();
-        device.assert_records_match_slots(context);
-
-        let booted = device.power_on();
-        assert_eq!(booted, next, "{context}: status predicted {next}");
-        let holds = device.assert_holds_good_image(&booted, releases, context);
+        let (booted, holds) = device.power_on_as_predicted(releases, context);
         device.assert_records_match_slots(context);
         if booted == "A" {
             // Switched: A holds exactly v3, which commits.

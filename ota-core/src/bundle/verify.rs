@@ -425,14 +425,7 @@ impl<R: Read> BundleReader<R> {
         let first = self.full_image_start(written, ctx)?;
         let mut decompressor = zstd::bulk::Decompressor::new()?;
         let mut timer = CheckpointTimer::new(sink.checkpoint_every());
-        ctx.tx
-            .send(Piece::Begin {
-                name: image.name.clone(),
-                expected: image.sha256,
-                sink,
-                prefix: written.resume.as_ref().map(|r| r.prefix.clone()),
-            })
-            .map_err(|_| hung_up())?;
+        begin_image(ctx.tx, written, sink)?;
         for (index, chunk) in image.chunks.iter().enumerate().skip(first) {
             if chunk.size > OVERLAP_CHUNK_LIMIT {
                 // A large chunk waits for the writer to finish the previous one.
@@ -523,14 +516,7 @@ impl<R: Read> BundleReader<R> {
             Some((sink, base)) => {
                 check_base(&*base, delta.base_size, delta.base_sha256, &image.name)?;
                 cursor = DeltaCursor::new(written.index, sink.checkpoint_every());
-                ctx.tx
-                    .send(Piece::Begin {
-                        name: image.name.clone(),
-                        expected: image.sha256,
-                        sink,
-                        prefix: written.resume.as_ref().map(|r| r.prefix.clone()),
-                    })
-                    .map_err(|_| hung_up())?;
+                begin_image(ctx.tx, written, sink)?;
                 Some(base)
             }
             None => None,
@@ -759,6 +745,22 @@ impl DeltaCursor {
 
 fn resume_mismatch(why: &str) -> BundleError {
     BundleError::InvalidInput(format!("the resume point does not fit this bundle: {why}"))
+}
+
+/// Hands the writer the sink of the image about to be written, with the hash state of what it
+/// already holds when the image resumes.
+fn begin_image(
+    tx: &mpsc::SyncSender<Piece>,
+    written: &WrittenImage<'_>,
+    sink: Box<dyn ImageSink + Send>,
+) -> Result<(), BundleError> {
+    tx.send(Piece::Begin {
+        name: written.image.name.clone(),
+        expected: written.image.sha256,
+        sink,
+        prefix: written.resume.as_ref().map(|r| r.prefix.clone()),
+    })
+    .map_err(|_| BundleError::Io(io::Error::other("image writer stopped")))
 }
 
 /// Returns once the writer has handled every piece sent before.
