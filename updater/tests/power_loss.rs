@@ -328,6 +328,19 @@ impl Device {
         (booted, holds)
     }
 
+    /// Status answers and the records match the slots; power-on boots a good image that runs
+    /// committed (1.0.0 in A, 2.0.0 in B). Returns the slot and its version.
+    fn power_on_committed(&self, releases: &Releases, context: &str) -> (String, &'static str) {
+        self.status();
+        self.assert_records_match_slots(context);
+        let booted = self.power_on();
+        self.assert_holds_good_image(&booted, releases, context);
+        self.assert_records_match_slots(context);
+        let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
+        self.assert_committed_on(&booted, version, context);
+        (booted, version)
+    }
+
     /// `status --json`, which must answer and parse whatever state the device is in.
     fn status(&self) -> Value {
         serde_json::from_str(&self.ok(&["status", "--json"])).expect("status --json prints JSON")
@@ -614,15 +627,8 @@ fn install_survives_power_loss_at_every_durable_step() {
 /// After a power cut during the boot-time commit of v2 in B: committed on whichever slot came
 /// up, staying there; from A, the update can be installed again.
 fn check_commit_cut(device: &Device, releases: &Releases, context: &str) {
-    device.status();
-    device.assert_records_match_slots(context);
-
-    let booted = device.power_on();
-    device.assert_holds_good_image(&booted, releases, context);
-    device.assert_records_match_slots(context);
     // Committed on whichever slot came up, and it stays there.
-    let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
-    device.assert_committed_on(&booted, version, context);
+    let (booted, version) = device.power_on_committed(releases, context);
     assert_eq!(device.power_on(), booted, "{context}: second boot");
     device.assert_committed_on(&booted, version, context);
 
@@ -647,14 +653,7 @@ fn boot_commit_survives_power_loss() {
 /// After a power cut during the admin rollback from B to A: a good, committed slot runs, and
 /// the rollback can be done again.
 fn check_rollback_cut(device: &Device, releases: &Releases, context: &str) {
-    device.status();
-    device.assert_records_match_slots(context);
-
-    let booted = device.power_on();
-    device.assert_holds_good_image(&booted, releases, context);
-    device.assert_records_match_slots(context);
-    let version = if booted == "A" { "1.0.0" } else { "2.0.0" };
-    device.assert_committed_on(&booted, version, context);
+    let (booted, _) = device.power_on_committed(releases, context);
 
     // The rollback (to whichever slot is not running) can be done again.
     device.ok(&["rollback"]);
