@@ -62,6 +62,40 @@ pub const EXPIRED: u8 = 13;
 /// mismatch with what the signed metadata lists.
 pub const METADATA: u8 = 14;
 
+/// The class of an exit code: the `class` of an error in JSON (`"signature"`, `"corrupt"`...).
+pub fn class_name(code: u8) -> &'static str {
+    match code {
+        OK => "ok",
+        USAGE => "usage",
+        IO => "io",
+        SIGNATURE => "signature",
+        CORRUPT => "corrupt",
+        UNSUPPORTED => "unsupported",
+        INCOMPATIBLE => "incompatible",
+        DOWNGRADE => "downgrade",
+        BUSY => "busy",
+        REFUSED => "refused",
+        HEALTH_CHECK => "health_check",
+        NETWORK => "network",
+        EXPIRED => "expired",
+        METADATA => "metadata",
+        _ => "failure",
+    }
+}
+
+/// Reports a failed command: `PROGRAM: error: MESSAGE` on standard error, and when `--json` is
+/// among the arguments also `{"error": {"class", "exit_code", "message"}}` as one line on
+/// standard output, where a script reading the command's JSON looks.
+pub fn report_error(program: &str, code: u8, message: &str) {
+    eprintln!("{program}: error: {message}");
+    if std::env::args_os().skip(1).any(|a| a == "--json") {
+        let error = serde_json::json!({
+            "error": {"class": class_name(code), "exit_code": code, "message": message}
+        });
+        println!("{error}");
+    }
+}
+
 /// Makes a closed standard output end the process quietly with exit 0. A reader that stops
 /// early (`ota-sign repo list | head -1`) closes the pipe: printing then fails with EPIPE, which
 /// `println!` turns into a panic. That is the reader's choice, not an error: no message, no

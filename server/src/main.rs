@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {
-            eprintln!("ota-server: error: {e:#}");
+            ota_core::exit::report_error("ota-server", code, &format!("{e:#}"));
             ExitCode::from(code)
         }
     }

@@ -17,8 +17,9 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ota-sign: error: {}", one_line(&err));
-            ExitCode::from(exit::code_for(&err))
+            let code = exit::code_for(&err);
+            ota_core::exit::report_error("ota-sign", code, &one_line(&err));
+            ExitCode::from(code)
         }
     }
 }

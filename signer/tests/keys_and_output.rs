@@ -235,3 +235,54 @@ fn repo_add_without_trusted_and_publish_with_an_unrelated_key_are_warned_about()
         "{stderr}"
     );
 }
+
+#[test]
+fn with_json_an_error_is_also_a_json_object_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, public) = keygen(d);
+    let (out, stderr) = bundle(d, "fw", |c| {
+        c.arg("--key").arg(&key);
+    });
+    assert!(out.status.success(), "{stderr}");
+    let mut bytes = fs::read(d.join("fw.bundle")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(d.join("bad.bundle"), &bytes).unwrap();
+    let error_of = |out: &Output| -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["error"].clone()
+    };
+    let (out, stderr) = output(
+        ota_sign()
+            .args(["verify", "--json", "--trusted"])
+            .arg(&public)
+            .arg(d.join("bad.bundle")),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(exit::CORRUPT)),
+        "{stderr}"
+    );
+    let error = error_of(&out);
+    assert_eq!(error["class"], "corrupt");
+    assert_eq!(error["exit_code"], exit::CORRUPT);
+    assert!(
+        stderr.contains(error["message"].as_str().unwrap()),
+        "{stderr}"
+    );
+    let (out, _) = bundle(d, "nokey", |c| {
+        c.arg("--json").env("OTA_SIGNING_KEY", "x");
+    });
+    assert_eq!(out.status.code(), Some(i32::from(exit::USAGE)));
+    assert_eq!(error_of(&out)["class"], "usage");
+    // Without --json, standard output stays empty.
+    let (out, _) = output(
+        ota_sign()
+            .args(["verify", "--trusted"])
+            .arg(&public)
+            .arg(d.join("bad.bundle")),
+    );
+    assert!(out.stdout.is_empty());
+}

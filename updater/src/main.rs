@@ -189,8 +189,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ota-update: error: {err}");
-            ExitCode::from(err.exit_code())
+            let code = err.exit_code();
+            ota_core::exit::report_error("ota-update", code, &err.to_string());
+            ExitCode::from(code)
         }
     }
 }

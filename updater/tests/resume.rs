@@ -227,10 +227,12 @@ fn a_corrupt_journal_is_ignored_and_a_refusal_leaves_it() {
     // A refused bundle (another product) does not touch the journal and is recorded.
     let journal = fs::read(device.path("state/install-journal.json")).unwrap();
     let other = r.repo.bundle("other-product", "9.0.0", b"GOOD other");
-    device.fails(
-        &["install", &other.display().to_string()],
-        exit::INCOMPATIBLE,
-    );
+    let out = device.run(&["install", "--json", &other.display().to_string()]);
+    assert_eq!(out.status.code(), Some(i32::from(exit::INCOMPATIBLE)));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let error: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(error["error"]["class"], "incompatible", "{stdout}");
+    assert_eq!(error["error"]["exit_code"], exit::INCOMPATIBLE, "{stdout}");
     assert_eq!(
         fs::read(device.path("state/install-journal.json")).unwrap(),
         journal
