@@ -17,6 +17,7 @@ pub mod delta;
 pub mod digest;
 pub mod exit;
 pub mod keys;
+pub mod progress;
 pub mod release;
 pub mod rollout;
 pub mod tuf;

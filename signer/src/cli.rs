@@ -1,6 +1,7 @@
 //! Command-line arguments.
 
 use clap::{Args, Parser, Subcommand};
+use ota_core::progress::ProgressMode;
 use std::path::PathBuf;
 
 /// Signs firmware bundles for over-the-air updates, and checks them.
@@ -414,6 +415,10 @@ pub struct BundleArgs {
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Progress on standard error: auto (a bar on a terminal, lines when $CI is set, else
+    /// nothing), plain (a line per 10 %), json (a JSON line per 10 %) or none.
+    #[arg(long, default_value = "auto", value_parser = ProgressMode::parse)]
+    pub progress: ProgressMode,
 }
 
 /// `ota-sign verify`.
@@ -435,6 +440,10 @@ pub struct VerifyArgs {
     /// Print a JSON result on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Progress on standard error: auto (a bar on a terminal, lines when $CI is set, else
+    /// nothing), plain (a line per 10 %), json (a JSON line per 10 %) or none.
+    #[arg(long, default_value = "auto", value_parser = ProgressMode::parse)]
+    pub progress: ProgressMode,
     /// The bundle, or - for standard input.
     pub bundle: PathBuf,
 }

@@ -286,3 +286,75 @@ fn with_json_an_error_is_also_a_json_object_on_stdout() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn progress_for_logs_is_a_line_per_ten_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (key, public) = keygen(d);
+    // 4 MiB of an image that does not compress away, in 64 KiB chunks.
+    let image: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(d.join("big.img"), &image).unwrap();
+    let make = |name: &str, progress: Option<&str>, ci: bool| {
+        let mut cmd = ota_sign();
+        cmd.args([
+            "bundle",
+            "--product",
+            "p",
+            "--version",
+            "1.0.0",
+            "--chunk-size",
+            "64K",
+        ])
+        .arg("--image")
+        .arg(format!("rootfs={}", d.join("big.img").display()))
+        .arg("--key")
+        .arg(&key)
+        .arg("-o")
+        .arg(d.join(format!("{name}.bundle")));
+        if let Some(p) = progress {
+            cmd.args(["--progress", p]);
+        }
+        if ci {
+            cmd.env("CI", "true");
+        } else {
+            cmd.env_remove("CI");
+        }
+        let (out, stderr) = output(&mut cmd);
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let plain = make("plain", Some("plain"), false);
+    let lines: Vec<&str> = plain
+        .lines()
+        .filter(|l| l.starts_with("bundling:"))
+        .collect();
+    assert!(lines.len() >= 5 && lines.len() <= 11, "{plain}");
+    assert!(lines.last().unwrap().contains("100 %"), "{plain}");
+    let json = make("json", Some("json"), false);
+    // The bundle's summary ("wrote ...") is on standard error too.
+    let events: Vec<serde_json::Value> = json
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {json}")))
+        .collect();
+    assert!(events
+        .iter()
+        .all(|e| e["event"] == "progress" && e["what"] == "bundling"));
+    assert_eq!(events.last().unwrap()["percent"], 100);
+    // auto: lines in CI, nothing when stderr is not a terminal outside CI.
+    assert!(make("ci", None, true).contains("bundling: 100 %"));
+    assert!(!make("quiet", None, false).contains("bundling"));
+    let (out, stderr) = output(
+        ota_sign()
+            .args(["verify", "--progress", "plain", "--trusted"])
+            .arg(&public)
+            .arg(d.join("plain.bundle")),
+    );
+    assert!(
+        out.status.success() && stderr.contains("verifying: 100 %"),
+        "{stderr}"
+    );
+}

@@ -2,6 +2,7 @@
 //! maps errors to exit codes; the logic lives in the `ota_updater` library.
 
 use clap::{Parser, Subcommand};
+use ota_core::progress::{ProgressLines, ProgressMode};
 use ota_updater::config::{Config, DEFAULT_CONFIG_PATH};
 use ota_updater::fetch::Fetcher;
 use ota_updater::install::{InstallEvent, InstallOptions};
@@ -49,6 +50,10 @@ enum Command {
         /// Print progress as JSON lines instead of a progress bar.
         #[arg(long)]
         json: bool,
+        /// Progress on standard error (without --json): auto (a bar on a terminal, lines when
+        /// $CI is set, else nothing), plain (a line per 10 %), json (a JSON line per 10 %), none.
+        #[arg(long, default_value = "auto", value_parser = ProgressMode::parse)]
+        progress: ProgressMode,
     },
     /// Refresh the repository's TUF metadata and say which release this device would install.
     Check {
@@ -220,7 +225,8 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             allow_downgrade,
             reboot,
             json,
-        } => install_from_source(&config, &source, allow_downgrade, reboot, json),
+            progress,
+        } => install_from_source(&config, &source, (allow_downgrade, reboot), json, progress),
         Command::Check { json } => check(&config, json),
         Command::Daemon { rounds } => ota_updater::updates::daemon(&config, rounds),
         Command::Tuf(_) => Ok(()),
@@ -376,15 +382,24 @@ fn source_name(source: &Path) -> String {
 fn install_from_source(
     config: &Config,
     source: &Path,
-    allow_downgrade: bool,
-    reboot: bool,
+    (allow_downgrade, reboot): (bool, bool),
     json: bool,
+    progress: ProgressMode,
 ) -> Result<(), UpdateError> {
     let input = open_source(config, source)?;
-    let bar = if !json && std::io::stderr().is_terminal() {
+    let mode = progress.resolve();
+    let bar = if !json && mode == ProgressMode::Bar && std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
         indicatif::ProgressBar::hidden()
+    };
+    // Lines for logs, once the payload size is known.
+    let lines = std::cell::OnceCell::new();
+    let line_mode = matches!(mode, ProgressMode::Plain | ProgressMode::Json) && !json;
+    let lines_inc = |n: u64| {
+        if let Some(l) = lines.get() {
+            ProgressLines::inc(l, n);
+        }
     };
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "installing [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec}",
@@ -403,6 +418,10 @@ fn install_from_source(
                 ..
             } => {
                 bar.set_length(payload_size);
+                if line_mode {
+                    let json_lines = mode == ProgressMode::Json;
+                    let _ = lines.set(ProgressLines::new("installing", payload_size, json_lines));
+                }
                 bar.suspend(|| println!("applying {}", images.join(", ")));
             }
             InstallEvent::Resumed {
@@ -411,6 +430,7 @@ fn install_from_source(
                 payload_skipped,
             } => {
                 bar.inc(payload_skipped);
+                lines_inc(payload_skipped);
                 bar.suspend(|| {
                     println!(
                         "resuming an interrupted install: {} of {} image bytes already in the slot, verified",
@@ -421,8 +441,16 @@ fn install_from_source(
             InstallEvent::StartingOver { ref reason } => bar.suspend(|| {
                 println!("an interrupted install cannot be resumed ({reason}): starting over")
             }),
-            InstallEvent::Progress { bytes } => bar.inc(bytes),
-            InstallEvent::Switched { .. } => bar.finish_and_clear(),
+            InstallEvent::Progress { bytes } => {
+                bar.inc(bytes);
+                lines_inc(bytes);
+            }
+            InstallEvent::Switched { .. } => {
+                bar.finish_and_clear();
+                if let Some(l) = lines.get() {
+                    l.finish();
+                }
+            }
         }
     };
     let options = InstallOptions {

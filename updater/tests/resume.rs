@@ -158,20 +158,29 @@ fn an_install_cut_by_a_power_loss_continues_where_its_verified_bytes_end() {
     let bundle = r.bundle.display().to_string();
     let out = run_with(
         &device,
-        &["install", &bundle],
+        &["install", "--progress", "plain", &bundle],
         &[("OTA_FAULT_LOG", &log)],
         None,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
     );
+    assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
         stdout.contains("resuming an interrupted install"),
         "{stdout}"
     );
+    // Progress lines for logs start where the resume starts: none below 50 %.
+    let percents: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("installing:"))
+        .collect();
+    assert!(
+        percents.last().is_some_and(|l| l.contains("100 %")),
+        "{stderr}"
+    );
+    assert!(!percents.iter().any(|l| l.contains(" 10 %")), "{stderr}");
     // Slot writes: the clean run's pieces against the resumed run's.
     let pieces = |steps: &[String]| steps.iter().filter(|l| *l == "slot: piece written").count();
     let (all, again) = (pieces(&clean), pieces(&labels(&log)));

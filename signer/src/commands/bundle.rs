@@ -7,6 +7,7 @@ use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput, Manifest};
 use ota_core::keys::SigningKey;
+use ota_core::progress::ProgressMode;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -19,7 +20,7 @@ pub fn run(args: BundleArgs) -> Result<()> {
     let options = build_options(&args)?;
     let keys = load_signing_keys(&args.keys)?;
     let (images, total) = image_inputs(&args)?;
-    let manifest = write_bundle(&args.out, &options, images, &keys, total)?;
+    let manifest = write_bundle(&args.out, &options, images, &keys, (total, args.progress))?;
     let size = std::fs::metadata(&args.out)?.len();
     let signers: Vec<String> = keys
         .iter()
@@ -125,14 +126,14 @@ fn write_bundle(
     options: &BuildOptions,
     images: Vec<ImageInput>,
     keys: &[SigningKey],
-    total: u64,
+    (total, progress): (u64, ProgressMode),
 ) -> Result<Manifest> {
     let dir = output_dir(out);
     let mut spool = tempfile::tempfile_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let staged = tempfile::NamedTempFile::new_in(&dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    let bar = progress_bar(total, "bundling");
+    let bar = progress_bar(total, "bundling", progress);
     let manifest = {
         let mut writer = BufWriter::with_capacity(1 << 20, staged.as_file());
         let manifest = build_bundle(options, images, keys, &mut spool, &mut writer, &|n| {
@@ -141,7 +142,7 @@ fn write_bundle(
         writer.flush().context("cannot write the bundle")?;
         manifest
     };
-    bar.finish_and_clear();
+    bar.finish();
     staged
         .as_file()
         .sync_all()

@@ -13,6 +13,7 @@ use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use ota_core::bundle::TrustPolicy;
 use ota_core::keys::VerifyingKey;
+use ota_core::progress::{ProgressLines, ProgressMode};
 use std::fs::File;
 use std::io::{self, BufReader, IsTerminal, Read};
 use std::path::{Path, PathBuf};
@@ -59,17 +60,45 @@ fn load_trust(paths: &[PathBuf], threshold: usize) -> Result<TrustPolicy> {
     Ok(TrustPolicy::new(keys, threshold)?)
 }
 
-/// A progress bar on a terminal, nothing otherwise.
-fn progress_bar(total: u64, message: &'static str) -> indicatif::ProgressBar {
-    if !io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// Progress as `--progress` asks: a bar on a terminal, lines for logs, or nothing.
+enum Progress {
+    Bar(indicatif::ProgressBar),
+    Lines(ProgressLines),
+    Hidden,
+}
+
+impl Progress {
+    fn inc(&self, n: u64) {
+        match self {
+            Self::Bar(bar) => bar.inc(n),
+            Self::Lines(lines) => lines.inc(n),
+            Self::Hidden => {}
+        }
     }
-    let bar = indicatif::ProgressBar::new(total);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
+
+    fn finish(&self) {
+        match self {
+            Self::Bar(bar) => bar.finish_and_clear(),
+            Self::Lines(lines) => lines.finish(),
+            Self::Hidden => {}
+        }
     }
-    bar.set_message(message);
-    bar
+}
+
+fn progress_bar(total: u64, message: &'static str, mode: ProgressMode) -> Progress {
+    match mode.resolve() {
+        ProgressMode::Plain => Progress::Lines(ProgressLines::new(message, total, false)),
+        ProgressMode::Json => Progress::Lines(ProgressLines::new(message, total, true)),
+        ProgressMode::Bar if io::stderr().is_terminal() => {
+            let bar = indicatif::ProgressBar::new(total);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(message);
+            Progress::Bar(bar)
+        }
+        _ => Progress::Hidden,
+    }
 }

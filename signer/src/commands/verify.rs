@@ -6,6 +6,7 @@ use crate::cli::VerifyArgs;
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use ota_core::bundle::{BundleReader, FileImageSink, ImageAction, PayloadKind};
+use ota_core::progress::ProgressMode;
 use ota_core::release::{choose_payloads, manifest_offers};
 use ota_core::Sha256Digest;
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let chosen = choose_entries(&manifest, &bases)?;
     check_extract_chosen(&manifest, &extract, &chosen)?;
     let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
-    let unchecked_images = stream_images(reader, &chosen, &bases, &extract)?;
+    let unchecked_images = stream_images(reader, &chosen, (&bases, &extract), args.progress)?;
     if args.json {
         let result = serde_json::json!({
             "verified": true,
@@ -118,10 +119,13 @@ fn check_extract_chosen(
 fn stream_images<R: std::io::Read>(
     reader: BundleReader<R>,
     chosen: &[usize],
-    bases: &BTreeMap<String, (PathBuf, u64)>,
-    extract: &BTreeMap<String, PathBuf>,
+    (bases, extract): (
+        &BTreeMap<String, (PathBuf, u64)>,
+        &BTreeMap<String, PathBuf>,
+    ),
+    progress: ProgressMode,
 ) -> Result<Vec<String>> {
-    let bar = progress_bar(reader.manifest().payload_size, "verifying");
+    let bar = progress_bar(reader.manifest().payload_size, "verifying", progress);
     let mut unchecked_images = Vec::new();
     reader.stream_payload(
         |index, image| -> std::io::Result<ImageAction> {
@@ -145,7 +149,7 @@ fn stream_images<R: std::io::Read>(
         },
         &|n| bar.inc(n),
     )?;
-    bar.finish_and_clear();
+    bar.finish();
     Ok(unchecked_images)
 }
 
