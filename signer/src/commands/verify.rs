@@ -22,7 +22,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let chosen = choose_entries(&manifest, &bases)?;
     check_extract_chosen(&manifest, &extract, &chosen)?;
     let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
-    let unchecked_images = stream_images(reader, &chosen, (&bases, &extract), args.progress)?;
+    let unchecked_images = stream_images(reader, &chosen, &bases, &extract, args.progress)?;
     if args.json {
         let result = serde_json::json!({
             "verified": true,
@@ -119,10 +119,8 @@ fn check_extract_chosen(
 fn stream_images<R: std::io::Read>(
     reader: BundleReader<R>,
     chosen: &[usize],
-    (bases, extract): (
-        &BTreeMap<String, (PathBuf, u64)>,
-        &BTreeMap<String, PathBuf>,
-    ),
+    bases: &BTreeMap<String, (PathBuf, u64)>,
+    extract: &BTreeMap<String, PathBuf>,
     progress: ProgressMode,
 ) -> Result<Vec<String>> {
     let bar = progress_bar(reader.manifest().payload_size, "verifying", progress);
