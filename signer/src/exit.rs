@@ -41,6 +41,12 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
     FAILURE
 }
 
+/// A verdict the command already printed in full (with `--json`, as its own JSON report), such
+/// as `repo doctor` finding problems: the exit code says it; no JSON error line is added.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReportedFailure(pub String);
+
 /// A mistake in how the command was called, found after argument parsing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

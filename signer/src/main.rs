@@ -18,7 +18,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = exit::code_for(&err);
-            ota_core::exit::report_error("ota-sign", code, &one_line(&err));
+            if err.chain().any(|c| c.is::<exit::ReportedFailure>()) {
+                eprintln!("ota-sign: error: {}", one_line(&err));
+            } else {
+                ota_core::exit::report_error("ota-sign", code, &one_line(&err));
+            }
             ExitCode::from(code)
         }
     }

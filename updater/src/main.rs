@@ -191,11 +191,17 @@ fn main() -> ExitCode {
             }
         };
     }
+    // `boot --json` prints a failed health check as its own verdict line.
+    let boot_json = matches!(cli.command, Command::Boot { json: true, .. });
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             let code = err.exit_code();
-            ota_core::exit::report_error("ota-update", code, &err.to_string());
+            if boot_json && matches!(err, UpdateError::HealthCheck(_)) {
+                eprintln!("ota-update: error: {err}");
+            } else {
+                ota_core::exit::report_error("ota-update", code, &err.to_string());
+            }
             ExitCode::from(code)
         }
     }
@@ -510,14 +516,17 @@ fn print_check(report: &CheckReport) {
 /// `boot`: commit a healthy trial, or record the failure, say it, and reboot.
 fn boot(config: &Config, no_reboot: bool, json: bool) -> Result<(), UpdateError> {
     let outcome = match lifecycle::boot(config) {
-        Err(UpdateError::HealthCheck(reason)) if !no_reboot => {
-            // Say it before the reset: on a device the reboot command does not return.
+        Err(UpdateError::HealthCheck(reason)) => {
+            // Say it before the reset: on a device the reboot command does not return. With
+            // --json this line is the verdict (main adds no JSON error after it).
             if json {
                 json_line(&serde_json::json!({"result": "fell_back", "reason": reason}));
-            } else {
+            } else if !no_reboot {
                 println!("health check failed: {reason}; rebooting");
             }
-            lifecycle::request_reboot(config)?;
+            if !no_reboot {
+                lifecycle::request_reboot(config)?;
+            }
             return Err(UpdateError::HealthCheck(reason));
         }
         other => other?,

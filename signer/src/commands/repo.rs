@@ -479,10 +479,11 @@ fn doctor(args: RepoDoctorArgs) -> Result<()> {
     if report.problems.is_empty() {
         Ok(())
     } else {
-        Err(anyhow::anyhow!(
+        Err(crate::exit::ReportedFailure(format!(
             "{} problem(s): devices would refuse this repository",
             report.problems.len()
         ))
+        .into())
     }
 }
 
