@@ -368,6 +368,12 @@ impl Download {
         }
         let resp = req.send().map_err(|e| self.transport(error_chain(&e)))?;
         let status = resp.status();
+        if status == StatusCode::RANGE_NOT_SATISFIABLE && from > 0 && self.range_end.is_none() {
+            // Skipped to the very end of the file (its last part was not needed): nothing is
+            // left to read. A length check downstream still decides whether that end is right.
+            self.response = None;
+            return Ok(());
+        }
         let skip = match status {
             StatusCode::OK if from > 0 && !self.same_file(&resp) => {
                 // If-Range failed: the whole file, replaced since the first response. Its

@@ -317,6 +317,10 @@ fn write_images(
     let resume_at = resume
         .as_ref()
         .map(|r| (r.point.image, r.point.image_offset));
+    // Only a resume moves the source forward without reading (a seek, a Range request): it has
+    // checked the bundle against the signed release info instead of the whole-file hash. A
+    // first install reads what it skips, so a repository download is hashed whole.
+    let seek = resume.is_some();
     let streamed = reader.stream_payload_from(
         resume,
         |index, image| -> std::io::Result<ImageAction> {
@@ -346,7 +350,13 @@ fn write_images(
             })
         },
         &|bytes| events(InstallEvent::Progress { bytes }),
-        &mut |source: &mut BundleSource, n| source.skip(n),
+        &mut |source: &mut BundleSource, n| {
+            if seek {
+                source.skip(n)
+            } else {
+                ota_core::bundle::skip_by_reading(source, n)
+            }
+        },
     );
     streamed.map_err(|err| match err {
         BundleError::Sink { image, source } => UpdateError::Slot {

@@ -452,3 +452,64 @@ fn an_install_goes_on_when_its_journal_cannot_be_written() {
     assert_eq!(device.power_on(), Some(0));
     assert_eq!(&device.slot("B")[..IMAGE], &r.v2[..]);
 }
+
+#[test]
+fn a_repository_bundle_with_a_delta_and_a_full_image_installs_and_resumes() {
+    let r = release();
+    let dir = tempfile::tempdir().unwrap();
+    let device = device(dir.path(), &r.repo.bundle_pub(), "");
+    // The delta from what slot A holds, and the full image after it (for other devices): the
+    // device skips the full image's payload, the last bytes of the bundle.
+    let base = dir.path().join("factory.img");
+    fs::write(&base, &device.slot("A")[..1 << 20]).unwrap();
+    let img = dir.path().join("v2.rootfs");
+    fs::write(&img, &r.v2).unwrap();
+    let bundle = dir.path().join("acme-router-2.0.0.bundle");
+    r.repo.sign(&[
+        "bundle",
+        "--key",
+        &r.repo.key("bundle"),
+        "--product",
+        "acme-router",
+        "--version",
+        "2.0.0",
+        "--image",
+        &format!("rootfs={}", img.display()),
+        "--base",
+        &format!("rootfs={}", base.display()),
+        "--with-full",
+        "--chunk-size",
+        "262144",
+        "-o",
+        &bundle.display().to_string(),
+    ]);
+    let trusted = r.repo.bundle_pub().display().to_string();
+    r.repo
+        .add(&bundle, &["--trusted", &trusted, "--channel", "stable"]);
+    r.repo.publish();
+    let server = SlowServer::start(Path::new(&r.repo.root_dir()), 64 << 20);
+    let section = device.repository_section(&server.base, &r.repo.initial_root());
+    device.write_config(&section);
+    // Cut after the first checkpoint of the delta, then resume from the repository.
+    let log = dir.path().join("clean.log");
+    let clean = self::device(&dir.path().join("clean"), &r.repo.bundle_pub(), "");
+    clean.write_config(&clean.repository_section(&server.base, &r.repo.initial_root()));
+    let out = run_with(&clean, &["install"], &[("OTA_FAULT_LOG", &log)], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at = labels(&log)
+        .iter()
+        .position(|l| l == "slot: checkpoint synced")
+        .map(|i| i as u64 + 2)
+        .unwrap();
+    let out = run_with(&device, &["install"], &[], Some(at));
+    assert!(!out.status.success(), "the install was not cut");
+    assert!(!status(&device)["resumable_install"].is_null());
+    let out = device.ok(&["install", "--json"]);
+    assert!(out.contains("\"event\":\"resumed\""), "{out}");
+    assert_eq!(device.power_on(), Some(0));
+    assert_eq!(&device.slot("B")[..IMAGE], &r.v2[..]);
+}
