@@ -16,29 +16,9 @@ use ota_core::delta::apply::apply_op;
 use ota_core::delta::Op;
 use ota_core::Sha256Digest;
 use ota_fuzz::{
-    base_bytes, bzip2_cached, peek_varint, reference_bsdiff, Cursor, SliceBase, MAX_BZIP2_INPUT,
-    MAX_DELTA_INPUT,
+    base_bytes, bzip2_cached, patch_len, reference_bsdiff, zstd1, Cursor, SliceBase,
+    MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
 };
-
-/// The sum of the adds and copies of a patch's control entries, read leniently.
-fn patch_len(patch: &[u8]) -> u64 {
-    let mut at = 0usize;
-    let mut next = || {
-        let v = peek_varint(patch.get(at..).unwrap_or(&[]));
-        while at < patch.len() && patch[at] & 0x80 != 0 {
-            at += 1;
-        }
-        at += 1;
-        v
-    };
-    let count = next().min(4096);
-    let mut total = 0u64;
-    for _ in 0..count {
-        total = total.saturating_add(next()).saturating_add(next());
-        next();
-    }
-    total
-}
 
 fuzz_target!(|bytes: &[u8]| {
     if bytes.len() > MAX_DELTA_INPUT {
@@ -60,7 +40,7 @@ fuzz_target!(|bytes: &[u8]| {
     let len = if flags & 2 != 0 {
         given_len
     } else {
-        patch_len(patch)
+        patch_len(patch, 4096)
     };
     if len > 4 << 20 {
         return;
@@ -71,7 +51,7 @@ fuzz_target!(|bytes: &[u8]| {
     let stored = if bzip {
         bzip2_cached(patch)
     } else {
-        zstd::bulk::compress(patch, 1).expect("in memory")
+        zstd1(patch)
     };
     let op = Op::Bsdiff {
         bzip2: bzip,

@@ -29,8 +29,8 @@ use ota_core::bundle::{
 use ota_core::delta::{encode_ops, Op};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
-    base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, peek_varint, signed_bundle,
-    Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
+    base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, patch_len, peek_varint,
+    signed_bundle, zstd1, Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
 };
 use std::io::Read;
 use std::sync::OnceLock;
@@ -57,28 +57,6 @@ fn compress_with_prefix(data: &[u8], window: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
     cctx.compress2(&mut out, data).ok()?;
     Some(out)
-}
-
-/// Output length of a raw bsdiff patch (the sum of its adds and copies), read leniently.
-fn patch_len(patch: &[u8]) -> u64 {
-    let mut at = 0usize;
-    let next = |at: &mut usize| {
-        let v = peek_varint(&patch[(*at).min(patch.len())..]);
-        while *at < patch.len() && patch[*at] & 0x80 != 0 {
-            *at += 1;
-        }
-        *at += 1;
-        v
-    };
-    let count = next(&mut at).min(256);
-    let mut total = 0u64;
-    for _ in 0..count {
-        total = total
-            .saturating_add(next(&mut at))
-            .saturating_add(next(&mut at));
-        next(&mut at);
-    }
-    total
 }
 
 struct Built {
@@ -129,7 +107,7 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 } else {
                     plain.len() as u64
                 };
-                let stored = zstd::bulk::compress(plain, 1).expect("in memory");
+                let stored = zstd1(plain);
                 if let Some(e) = expected.as_mut() {
                     e.extend_from_slice(plain);
                 }
@@ -192,7 +170,7 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 let len = if raw {
                     u64::from(input.u32())
                 } else {
-                    patch_len(patch)
+                    patch_len(patch, 256)
                 };
                 // The decoder bounds control blocks more tightly than any reference would:
                 // the output of a fuzzed patch is not predicted here (bsdiff_patch compares
@@ -203,7 +181,7 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 let stored = if bzip {
                     bzip2_cached(patch)
                 } else {
-                    zstd::bulk::compress(patch, 1).expect("in memory")
+                    zstd1(patch)
                 };
                 let op = Op::Bsdiff {
                     bzip2: bzip,
@@ -245,7 +223,7 @@ fuzz_target!(|bytes: &[u8]| {
         let built = structured(&mut input, base);
         let target: u64 = built.ops.iter().map(Op::len).fold(0, u64::saturating_add);
         let list = encode_ops(&built.ops);
-        let blob = zstd::bulk::compress(&list, 1).expect("in memory");
+        let blob = zstd1(&list);
         (
             blob,
             built.data,
@@ -265,7 +243,7 @@ fuzz_target!(|bytes: &[u8]| {
             }
             (list.to_vec(), peek_varint(&head))
         } else {
-            let blob = zstd::bulk::compress(list, 1).expect("in memory");
+            let blob = zstd1(list);
             (blob, peek_varint(list))
         };
         (blob, data, target, count, None)

@@ -83,6 +83,53 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// The output length of a raw bsdiff patch (the sum of the adds and copies of its first
+/// `max_entries` control entries at most), read leniently, for harness bookkeeping only: each
+/// varint's value is that of its first 10 bytes ([`peek_varint`]), a varint spans its whole run
+/// of continuation bytes, and past the end everything reads 0. One pass over the bytes (the
+/// harnesses once re-read each varint, and went on through the count after the end).
+pub fn patch_len(patch: &[u8], max_entries: u64) -> u64 {
+    let mut at = 0usize;
+    let next = |at: &mut usize| {
+        let mut v = 0u64;
+        let mut i = 0u32;
+        while let Some(&b) = patch.get(*at) {
+            *at += 1;
+            if i < 10 {
+                v |= u64::from(b & 0x7f).wrapping_shl(7 * i);
+            }
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        v
+    };
+    let count = next(&mut at).min(max_entries);
+    let mut total = 0u64;
+    for _ in 0..count {
+        if at >= patch.len() {
+            break;
+        }
+        total = total
+            .saturating_add(next(&mut at))
+            .saturating_add(next(&mut at));
+        next(&mut at);
+    }
+    total
+}
+
+/// `zstd::bulk::compress(data, 1)` (the same bytes) with a compression context made once per
+/// thread instead of once per call.
+pub fn zstd1(data: &[u8]) -> Vec<u8> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CCTX: RefCell<zstd::bulk::Compressor<'static>> =
+            RefCell::new(zstd::bulk::Compressor::new(1).expect("zstd context"));
+    }
+    CCTX.with(|c| c.borrow_mut().compress(data).expect("in memory"))
+}
+
 /// Reads a LEB128 varint leniently (for harness bookkeeping only, never as an oracle).
 pub fn peek_varint(bytes: &[u8]) -> u64 {
     let mut v = 0u64;
@@ -288,12 +335,15 @@ pub fn base_sha256(len: usize) -> ota_core::Sha256Digest {
 }
 
 /// Largest patch the harnesses compress with bzip2 (kind 5); larger ones go with zstd. bzip2
-/// (a Rust port, instrumented like everything else) costs the harness far more than the
-/// decoder under test: unbounded, it took 84 % of the delta target's time.
+/// compression with the Rust port (instrumented like everything else) cost the harness far
+/// more than the decoder under test: unbounded, it took 84 % of the delta target's time.
 pub const MAX_BZIP2_INPUT: usize = 4 << 10;
 
 /// bzip2 at level 1, remembered for the last few hundred inputs: a mutation elsewhere in the
-/// input leaves a patch unchanged, and its compression need not be redone.
+/// input leaves a patch unchanged, and its compression need not be redone. Compressed with
+/// the C libbzip2 (the `bzip2_c` dependency, not instrumented: the same stream format and
+/// bytes at the same level), so that the harness's compression costs little beside the
+/// decoder under test (libbz2-rs-sys, what devices run).
 pub fn bzip2_cached(data: &[u8]) -> Vec<u8> {
     use std::collections::HashMap;
     use std::hash::{DefaultHasher, Hash, Hasher};
@@ -312,7 +362,7 @@ pub fn bzip2_cached(data: &[u8]) -> Vec<u8> {
             return out.clone();
         }
     }
-    let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    let mut enc = bzip2_c::write::BzEncoder::new(Vec::new(), bzip2_c::Compression::fast());
     enc.write_all(data).expect("in memory");
     let out = enc.finish().expect("in memory");
     if cache.len() >= 512 {
