@@ -322,7 +322,7 @@ impl Repo {
     /// Runs `ota-sign` with `SOURCE_DATE_EPOCH=epoch` (its "now"), or real time for `None`.
     pub fn sign_at(&self, args: &[&str], epoch: Option<u64>) -> String {
         let mut cmd = Command::new(bin("ota-sign"));
-        cmd.args(args);
+        cmd.args(args).env_remove("CI");
         match epoch {
             Some(e) => cmd.env("SOURCE_DATE_EPOCH", e.to_string()),
             None => cmd.env_remove("SOURCE_DATE_EPOCH"),
@@ -497,6 +497,7 @@ impl SimDevice {
             .arg("--config")
             .arg(self.config())
             .args(args)
+            .env_remove("CI")
             .stdin(Stdio::null())
             .output()
             .unwrap()

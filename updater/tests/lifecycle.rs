@@ -121,6 +121,7 @@ impl Device {
         cmd.arg("--config")
             .arg(self.path("updater.toml"))
             .args(args)
+            .env_remove("CI")
             .stdin(Stdio::null());
         cmd
     }

@@ -212,6 +212,7 @@ impl Device {
             .args(args)
             // Any core file of an aborted run lands in the device's directory.
             .current_dir(self.dir.path())
+            .env_remove("CI")
             .stdin(Stdio::null())
             .env_remove("OTA_FAULT_AT")
             .env_remove("OTA_FAULT_LOG")

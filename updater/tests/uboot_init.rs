@@ -100,6 +100,7 @@ impl Board {
             .arg("--config")
             .arg(self.path("updater.toml"))
             .args(args)
+            .env_remove("CI")
             .stdin(Stdio::null())
             .output()
             .unwrap()
