@@ -14,6 +14,8 @@ declare -A NEED=(
   [curl]=curl                  # TLS checks of ota-server
   [systemd-analyze]=systemd    # updater/tests/units.rs verifies the shipped systemd units
   [faketime]=faketime          # updater/tests/tuf_conformance.rs: `ota-update tuf --clock system` at a faked time
+  [softhsm2-util]=softhsm2     # updater/tests/hsm_and_kms.rs: keys in a PKCS#11 token (libsofthsm2.so)
+  [pkcs11-tool]=opensc         # generates those keys inside the token
   [g++]=g++                    # fuzz/run.sh: libfuzzer-sys compiles libFuzzer (C++); nightly and cargo-fuzz come from rustup and crates.io
 )
 missing=()

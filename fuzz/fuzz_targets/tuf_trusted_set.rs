@@ -19,7 +19,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use ota_core::keys::SigningKey;
-use ota_core::tuf::keys::sign_ed25519;
+use ota_core::tuf::keys::sign_role;
 use ota_core::tuf::metadata::MetaFile;
 use ota_core::tuf::trusted::{TrustError, TrustedSet};
 use ota_fuzz::{
@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
 fn envelope(signed: &Value, key: &SigningKey) -> Vec<u8> {
-    match sign_ed25519(key, signed) {
+    match sign_role(key, signed) {
         Ok((keyid, sig)) => serde_json::to_vec(&json!({
             "signatures": [{"keyid": keyid, "sig": sig}],
             "signed": signed,

@@ -216,7 +216,7 @@ pub fn signed_bundle(manifest: &Manifest, key: &SigningKey, payload: &[u8]) -> V
     out.extend_from_slice(&manifest_bytes);
     out.extend_from_slice(&1u32.to_le_bytes());
     out.extend_from_slice(&key.verifying_key().key_id().0 .0);
-    out.extend_from_slice(&key.sign(&manifest_bytes).to_bytes());
+    out.extend_from_slice(&key.sign(&manifest_bytes).expect("a local key signs").to_bytes());
     out.extend_from_slice(payload);
     out
 }

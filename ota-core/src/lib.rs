@@ -16,6 +16,8 @@ pub mod bundle;
 pub mod delta;
 pub mod digest;
 pub mod exit;
+#[cfg(feature = "key-references")]
+pub mod keyref;
 pub mod keys;
 pub mod progress;
 pub mod release;

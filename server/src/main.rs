@@ -65,10 +65,11 @@ enum Command {
         /// disconnected 1 to 2.25 times this long after the server's writes blocked.
         #[arg(long, default_value_t = 30)]
         send_timeout: u64,
-        /// Online timestamp key (PEM): re-sign timestamp.json before it expires.
+        /// Online timestamp key: re-sign timestamp.json before it expires. A key reference: a
+        /// PEM file, env:NAME, pkcs11:URI or cmd:COMMAND (docs/keys.md).
         #[arg(long)]
         timestamp_key: Option<PathBuf>,
-        /// Online snapshot key (PEM): re-sign the snapshot before it expires and when new
+        /// Online snapshot key (a key reference, as --timestamp-key): re-sign the snapshot before it expires and when new
         /// targets metadata was published.
         #[arg(long, requires = "timestamp_key")]
         snapshot_key: Option<PathBuf>,
@@ -146,12 +147,16 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             serve::load_tls(cert, key).map_err(|e| (exit::USAGE, anyhow::anyhow!("TLS: {e}")))?,
         );
     }
+    let key_options = ota_core::keyref::KeyOptions {
+        program: "ota-server",
+        pkcs11_module: None,
+    };
     let online_keys = [timestamp_key, snapshot_key]
         .into_iter()
         .flatten()
-        .map(|p| ota_core::keys::SigningKey::from_file(&p))
+        .map(|p| ota_core::keyref::load_private_key(&p.to_string_lossy(), &key_options))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| (exit::USAGE, e.into()))?;
+        .map_err(|e| (e.exit_code(), e.into()))?;
     if !online_keys.is_empty() {
         // A first pass now: a wrong key or a broken repository stops the server at start,
         // not silently an interval later.

@@ -11,6 +11,10 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "ota-sign", version, about, long_about = None)]
 pub struct Cli {
+    /// The PKCS#11 module (a .so) that `pkcs11:` key references use when the URI has no
+    /// `module-path` (default: $OTA_PKCS11_MODULE).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub pkcs11_module: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -21,6 +25,9 @@ pub struct Cli {
 pub enum Command {
     /// Make an ed25519 key pair: KEY (PKCS#8 PEM, mode 0600) and KEY.pub (PEM public key).
     Keygen(KeygenArgs),
+    /// Key references: show the public key of any private key reference.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Build a signed bundle from one or more images.
     Bundle(BundleArgs),
     /// Check a bundle's signatures, every chunk hash and every image hash; optionally extract.
@@ -36,6 +43,28 @@ pub enum Command {
     /// Fleet views from the repository servers' access logs.
     #[command(subcommand)]
     Fleet(FleetCommand),
+}
+
+/// `ota-sign key ...`.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Write the public key (SPKI PEM) of a private key reference: a file, env:NAME,
+    /// pkcs11:URI or cmd:COMMAND. Trust it on devices (`trusted_keys`) or in `repo init`.
+    Public(KeyPublicArgs),
+}
+
+/// `ota-sign key public`.
+#[derive(Args, Debug)]
+pub struct KeyPublicArgs {
+    /// The private key reference.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Write the PEM here (mode 0644) instead of standard output.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Print {"public_key_pem", "key_id", "algorithm", "file"} as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ota-sign fleet ...`.
@@ -378,6 +407,18 @@ pub struct KeygenArgs {
     /// Replace existing key files.
     #[arg(long)]
     pub force: bool,
+    /// The key's algorithm: ed25519 (the default) or ecdsa-p256 (for fleets whose HSM or KMS
+    /// keys are P-256; devices verify both).
+    #[arg(long, default_value = "ed25519", value_parser = parse_algorithm)]
+    pub algorithm: ota_core::keys::Algorithm,
+    /// Print the result as JSON: {"private_key", "public_key", "key_id", "algorithm"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_algorithm(text: &str) -> Result<ota_core::keys::Algorithm, String> {
+    ota_core::keys::Algorithm::parse(text)
+        .ok_or_else(|| format!("{text:?}: use ed25519 or ecdsa-p256"))
 }
 
 /// `ota-sign bundle`.

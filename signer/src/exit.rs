@@ -14,18 +14,19 @@ use ota_core::tuf::repository::RepoError;
 pub fn code_for(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<BundleError>() {
+            if let BundleError::Key(key) = e {
+                return key.exit_code();
+            }
             return e.class().exit_code();
         }
         if let Some(e) = cause.downcast_ref::<KeyError>() {
-            return match e {
-                KeyError::Read { .. } => IO,
-                _ => USAGE,
-            };
+            return e.exit_code();
         }
         if let Some(e) = cause.downcast_ref::<RepoError>() {
             return match e {
                 RepoError::Io { .. } => IO,
                 RepoError::Usage(_) => USAGE,
+                RepoError::Key(e) => e.exit_code(),
                 // The repository's own metadata is unreadable: corrupt.
                 _ => CORRUPT,
             };

@@ -6,7 +6,7 @@
 mod cli;
 mod commands;
 mod exit;
-mod keyref;
+mod keys;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -698,7 +698,7 @@ fn root_rotation_needs_both_thresholds_and_revokes_old_keys() {
     root3["version"] = json!(3);
     f.sign_ok(&["keygen", "-o", f.key("root3").to_str().unwrap()], None);
     let root3_key = f.signing_key("root3");
-    let tuf_key = ota_core::tuf::keys::TufKey::from_ed25519(&root3_key.verifying_key());
+    let tuf_key = ota_core::tuf::keys::TufKey::from_verifying_key(&root3_key.verifying_key());
     root3["keys"][tuf_key.key_id()] = tuf_key.to_value().clone();
     root3["roles"]["root"]["keyids"] = json!([tuf_key.key_id()]);
     f.write_signed(&f.meta("3.root.json"), &root3, &["root3"]);

@@ -90,7 +90,7 @@ where
     };
     let manifest_bytes = manifest.to_bytes();
     manifest.validate()?;
-    let signature_block = sign_manifest(&manifest_bytes, keys);
+    let signature_block = sign_manifest(&manifest_bytes, keys)?;
     let header = Header {
         manifest_len: len_u32(manifest_bytes.len(), "manifest")?,
         signature_block_len: len_u32(signature_block.len(), "signature block")?,
@@ -322,11 +322,11 @@ fn read_up_to(reader: &mut dyn Read, limit: usize) -> io::Result<Vec<u8>> {
 }
 
 /// The signature block: count, then (key id, signature) sorted by key id, one per distinct key.
-fn sign_manifest(manifest_bytes: &[u8], keys: &[SigningKey]) -> Vec<u8> {
-    let mut entries: Vec<_> = keys
-        .iter()
-        .map(|k| (k.verifying_key().key_id(), k.sign(manifest_bytes)))
-        .collect();
+fn sign_manifest(manifest_bytes: &[u8], keys: &[SigningKey]) -> Result<Vec<u8>, BundleError> {
+    let mut entries = Vec::with_capacity(keys.len());
+    for key in keys {
+        entries.push((key.verifying_key().key_id(), key.sign(manifest_bytes)?));
+    }
     entries.sort_by_key(|(id, _)| *id);
     entries.dedup_by_key(|(id, _)| *id);
     let mut block = Vec::with_capacity(4 + entries.len() * super::SIGNATURE_ENTRY_LEN);
@@ -335,5 +335,5 @@ fn sign_manifest(manifest_bytes: &[u8], keys: &[SigningKey]) -> Vec<u8> {
         block.extend_from_slice(&id.0 .0);
         block.extend_from_slice(&signature.to_bytes());
     }
-    block
+    Ok(block)
 }

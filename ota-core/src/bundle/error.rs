@@ -91,6 +91,9 @@ pub enum BundleError {
     /// Bad input when building (a name, a size, an option).
     #[error("{0}")]
     InvalidInput(String),
+    /// A signing key failed to sign (an HSM or KMS refused or could not be reached).
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
 }
 
 /// Coarse classes of [`BundleError`], one exit code each in the CLIs.
@@ -131,6 +134,8 @@ impl BundleError {
     pub fn class(&self) -> ErrorClass {
         match self {
             BundleError::Io(_) | BundleError::Sink { .. } => ErrorClass::Io,
+            BundleError::Key(e) if e.exit_code() == crate::exit::IO => ErrorClass::Io,
+            BundleError::Key(_) => ErrorClass::Usage,
             BundleError::ThresholdNotMet { .. } => ErrorClass::Signature,
             BundleError::NotABundle
             | BundleError::Truncated { .. }

@@ -157,7 +157,7 @@ impl Envelope {
 mod tests {
     use super::*;
     use crate::keys::SigningKey;
-    use crate::tuf::keys::sign_ed25519;
+    use crate::tuf::keys::sign_role;
     use serde_json::json;
 
     struct Fixture {
@@ -170,7 +170,7 @@ mod tests {
         let signers: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate()).collect();
         let tuf: Vec<TufKey> = signers
             .iter()
-            .map(|s| TufKey::from_ed25519(&s.verifying_key()))
+            .map(|s| TufKey::from_verifying_key(&s.verifying_key()))
             .collect();
         let ids = tuf.iter().map(|k| k.key_id().to_owned()).collect();
         let keys = tuf
@@ -181,10 +181,7 @@ mod tests {
     }
 
     fn envelope(signed: Value, by: &[&SigningKey]) -> Envelope {
-        let signatures = by
-            .iter()
-            .map(|k| sign_ed25519(k, &signed).unwrap())
-            .collect();
+        let signatures = by.iter().map(|k| sign_role(k, &signed).unwrap()).collect();
         Envelope { signed, signatures }
     }
 
@@ -223,13 +220,13 @@ mod tests {
         let f = fixture(1);
         let signer = &f.signers[0];
         let mut upper = f.keys[&f.ids[0]].to_value().clone();
-        upper["keyval"]["public"] = json!(hex::encode_upper(signer.verifying_key().as_bytes()));
+        upper["keyval"]["public"] = json!(hex::encode_upper(signer.verifying_key().raw()));
         let upper = TufKey::from_value(&upper).unwrap();
         let upper_id = upper.key_id().to_owned();
         let mut keys = f.keys.clone();
         keys.insert(upper_id.clone(), upper);
         let signed = json!({"v": 1});
-        let (_, sig) = sign_ed25519(signer, &signed).unwrap();
+        let (_, sig) = sign_role(signer, &signed).unwrap();
         let env = Envelope {
             signed,
             signatures: vec![(f.ids[0].clone(), sig.clone()), (upper_id.clone(), sig)],
@@ -247,7 +244,7 @@ mod tests {
         let mut keys = f.keys.clone();
         keys.insert("custom-label".into(), key);
         let signed = json!({"v": 1});
-        let (_, sig) = sign_ed25519(&f.signers[0], &signed).unwrap();
+        let (_, sig) = sign_role(&f.signers[0], &signed).unwrap();
         let env = Envelope {
             signed,
             signatures: vec![

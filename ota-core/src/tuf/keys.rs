@@ -26,7 +26,7 @@
 //! reaches its threshold with the keys we understand.
 
 use super::canonical::{to_canonical_bytes, CanonicalError};
-use crate::keys::{Signature, SigningKey, VerifyingKey};
+use crate::keys::{Algorithm, Signature, SigningKey, VerifyingKey};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -82,13 +82,29 @@ impl TufKey {
         })
     }
 
-    /// The TUF form of one of our ed25519 keys, as python-tuf 7 writes it (no
-    /// `keyid_hash_algorithms`).
-    pub fn from_ed25519(key: &VerifyingKey) -> Self {
+    /// The TUF form of one of our keys, as python-tuf 7 writes it (no `keyid_hash_algorithms`):
+    /// `ed25519` with the hex public key, or `ecdsa`/`ecdsa-sha2-nistp256` with the SPKI PEM.
+    pub fn from_verifying_key(key: &VerifyingKey) -> Self {
+        match key.algorithm() {
+            Algorithm::Ed25519 => Self::from_ed25519(key),
+            Algorithm::EcdsaP256 => {
+                let value = json!({
+                    "keytype": "ecdsa",
+                    "scheme": "ecdsa-sha2-nistp256",
+                    "keyval": {"public": key.to_pem()},
+                });
+                // A P-256 SPKI PEM we wrote ourselves always decodes, so this never falls back.
+                Self::from_value(&value).unwrap_or_else(|_| Self::from_ed25519(key))
+            }
+        }
+    }
+
+    fn from_ed25519(key: &VerifyingKey) -> Self {
+        let raw = key.raw();
         let value = json!({
             "keytype": "ed25519",
             "scheme": "ed25519",
-            "keyval": {"public": hex::encode(key.as_bytes())},
+            "keyval": {"public": hex::encode(&raw)},
         });
         // A fixed object of strings always has a canonical form.
         let key_id = to_canonical_bytes(&value)
@@ -97,10 +113,10 @@ impl TufKey {
         Self {
             keytype: "ed25519".into(),
             scheme: "ed25519".into(),
-            public: hex::encode(key.as_bytes()),
+            public: hex::encode(&raw),
             raw: value,
             key_id,
-            identity: Some([b"ed25519:".as_slice(), key.as_bytes()].concat()),
+            identity: Some([b"ed25519:".as_slice(), &raw].concat()),
         }
     }
 
@@ -177,13 +193,13 @@ fn verify_ed25519(public_hex: &str, message: &[u8], sig_hex: &str) -> bool {
     let Ok(public) = <[u8; 32]>::try_from(hex::decode(public_hex).unwrap_or_default()) else {
         return false;
     };
-    let Some(key) = VerifyingKey::from_bytes(&public) else {
+    let Some(key) = VerifyingKey::from_ed25519_bytes(&public) else {
         return false;
     };
     let Ok(sig_bytes) = hex::decode(sig_hex) else {
         return false;
     };
-    let Ok(signature) = Signature::from_slice(&sig_bytes) else {
+    let Some(signature) = Signature::from_slice(&sig_bytes) else {
         return false;
     };
     key.verifies(message, &signature)
@@ -276,13 +292,30 @@ fn pss_salt_len(key: &rsa::RsaPublicKey, sig: &[u8]) -> Option<usize> {
     (db[one] == 0x01).then(|| db.len() - one - 1)
 }
 
-/// Signs the canonical bytes of `signed` with an ed25519 key: returns `(keyid, hex signature)`
-/// as they go in a TUF `signatures` entry.
-pub fn sign_ed25519(key: &SigningKey, signed: &Value) -> Result<(String, String), CanonicalError> {
+/// Signs the canonical bytes of `signed`: returns `(keyid, hex signature)` as they go in a TUF
+/// `signatures` entry (Ed25519's 64 bytes; for P-256 the DER signature
+/// `ecdsa-sha2-nistp256` carries).
+pub fn sign_role(
+    key: &SigningKey,
+    signed: &Value,
+) -> Result<(String, String), crate::tuf::repository::RepoError> {
     let bytes = to_canonical_bytes(signed)?;
-    let sig = key.sign(&bytes);
-    let id = TufKey::from_ed25519(&key.verifying_key()).key_id;
-    Ok((id, hex::encode(sig.to_bytes())))
+    let sig = key.sign(&bytes)?;
+    let id = TufKey::from_verifying_key(&key.verifying_key()).key_id;
+    let encoded = match key.algorithm() {
+        Algorithm::Ed25519 => hex::encode(sig.to_bytes()),
+        Algorithm::EcdsaP256 => {
+            let der = p256::ecdsa::Signature::from_slice(&sig.to_bytes())
+                .map(|s| s.to_der().as_bytes().to_vec())
+                .map_err(|e| crate::keys::KeyError::BadExternalSignature {
+                    reference: "P-256 key".into(),
+                    algorithm: Algorithm::EcdsaP256,
+                    detail: e.to_string(),
+                })?;
+            hex::encode(der)
+        }
+    };
+    Ok((id, encoded))
 }
 
 #[cfg(test)]
@@ -293,8 +326,8 @@ mod tests {
     fn ed25519_signature_round_trip_and_tamper() {
         let sk = SigningKey::generate();
         let signed = json!({"_type": "targets", "version": 1, "x": "fw 2.bin"});
-        let (id, sig) = sign_ed25519(&sk, &signed).unwrap();
-        let key = TufKey::from_ed25519(&sk.verifying_key());
+        let (id, sig) = sign_role(&sk, &signed).unwrap();
+        let key = TufKey::from_verifying_key(&sk.verifying_key());
         assert_eq!(id, key.key_id());
         let bytes = to_canonical_bytes(&signed).unwrap();
         assert!(key.verifies(&bytes, &sig));
@@ -329,8 +362,10 @@ mod tests {
     fn unknown_scheme_does_not_count() {
         let sk = SigningKey::generate();
         let signed = json!({"a": 1});
-        let (_, sig) = sign_ed25519(&sk, &signed).unwrap();
-        let mut v = TufKey::from_ed25519(&sk.verifying_key()).to_value().clone();
+        let (_, sig) = sign_role(&sk, &signed).unwrap();
+        let mut v = TufKey::from_verifying_key(&sk.verifying_key())
+            .to_value()
+            .clone();
         v["scheme"] = json!("ed25519-ph");
         let key = TufKey::from_value(&v).unwrap();
         assert!(!key.verifies(&to_canonical_bytes(&signed).unwrap(), &sig));
@@ -514,9 +549,9 @@ mod tests {
     #[test]
     fn one_key_in_several_encodings_has_one_identity() {
         let sk = SigningKey::generate();
-        let lower = TufKey::from_ed25519(&sk.verifying_key());
+        let lower = TufKey::from_verifying_key(&sk.verifying_key());
         let mut upper_value = lower.to_value().clone();
-        upper_value["keyval"]["public"] = json!(hex::encode_upper(sk.verifying_key().as_bytes()));
+        upper_value["keyval"]["public"] = json!(hex::encode_upper(sk.verifying_key().raw()));
         upper_value["x-label"] = json!("same key");
         let upper = TufKey::from_value(&upper_value).unwrap();
         assert_ne!(lower.key_id(), upper.key_id());
@@ -524,9 +559,9 @@ mod tests {
         assert_eq!(lower.identity(), upper.identity());
         // The upper-case spelling verifies too: it is the same key.
         let signed = json!({"a": 1});
-        let (_, sig) = sign_ed25519(&sk, &signed).unwrap();
+        let (_, sig) = sign_role(&sk, &signed).unwrap();
         assert!(upper.verifies(&to_canonical_bytes(&signed).unwrap(), &sig));
-        let other = TufKey::from_ed25519(&SigningKey::generate().verifying_key());
+        let other = TufKey::from_verifying_key(&SigningKey::generate().verifying_key());
         assert_ne!(lower.identity(), other.identity());
 
         // PEM keys: CRLF line ends, surrounding whitespace, the legacy keytype.

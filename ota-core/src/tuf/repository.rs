@@ -17,7 +17,7 @@
 
 use super::canonical::CanonicalError;
 use super::envelope::{Envelope, EnvelopeError};
-use super::keys::{sign_ed25519, TufKey};
+use super::keys::{sign_role, TufKey};
 use super::metadata::{
     format_time, Common, MetaFile, MetadataError, Root, Snapshot, Targets, Timestamp, SPEC_VERSION,
 };
@@ -59,6 +59,9 @@ pub enum RepoError {
     /// The operation cannot be done as asked (wrong key, not initialised, ...).
     #[error("{0}")]
     Usage(String),
+    /// A key could not sign (an HSM or KMS refused or could not be reached).
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
     /// A staging file (`.ota-repo/...`) is not valid targets metadata; nothing was written.
     #[error("malformed staging file {path}: {detail} (fix it, or delete it to start again from the newest signed targets)")]
     Staged {
@@ -145,7 +148,7 @@ pub fn sign_envelope(signed: &Value, keys: &[&SigningKey]) -> Result<Vec<u8>, Re
     let mut signatures = Vec::with_capacity(keys.len());
     let mut seen = std::collections::BTreeSet::new();
     for key in keys {
-        let (keyid, sig) = sign_ed25519(key, signed)?;
+        let (keyid, sig) = sign_role(key, signed)?;
         if seen.insert(keyid.clone()) {
             signatures.push(json!({"keyid": keyid, "sig": sig}));
         }
@@ -166,7 +169,9 @@ fn signers_for<'a>(
     let chosen: Vec<&SigningKey> = available
         .iter()
         .filter(|k| {
-            let id = TufKey::from_ed25519(&k.verifying_key()).key_id().to_owned();
+            let id = TufKey::from_verifying_key(&k.verifying_key())
+                .key_id()
+                .to_owned();
             role.keyids.contains(&id)
         })
         .collect();
@@ -184,7 +189,7 @@ fn keys_and_role(spec: &RoleSpec) -> (Map<String, Value>, Value) {
     let mut keys = Map::new();
     let mut ids = Vec::new();
     for key in &spec.keys {
-        let tuf = TufKey::from_ed25519(key);
+        let tuf = TufKey::from_verifying_key(key);
         ids.push(Value::String(tuf.key_id().to_owned()));
         keys.insert(tuf.key_id().to_owned(), tuf.to_value().clone());
     }
@@ -712,7 +717,7 @@ impl Repository {
         for key in signers_for("root", &new_meta, signers)? {
             if !chosen
                 .iter()
-                .any(|c| c.verifying_key().as_bytes() == key.verifying_key().as_bytes())
+                .any(|c| c.verifying_key() == key.verifying_key())
             {
                 chosen.push(key);
             }

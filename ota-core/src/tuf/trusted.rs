@@ -753,7 +753,7 @@ mod tests {
     const FUTURE: &str = "2100-01-01T00:00:00Z";
 
     fn key_entry(k: &SigningKey) -> (String, Value) {
-        let tuf = TufKey::from_ed25519(&k.verifying_key());
+        let tuf = TufKey::from_verifying_key(&k.verifying_key());
         (tuf.key_id().to_owned(), tuf.to_value().clone())
     }
 
@@ -961,7 +961,7 @@ mod tests {
                 let k = keys
                     .entry(name.to_owned())
                     .or_insert_with(SigningKey::generate);
-                SigningKey::from_pem(&k.to_pem(), "test").unwrap()
+                SigningKey::from_pem(&k.to_pem().unwrap(), "test").unwrap()
             };
             let top = key("top");
             let (id, top_key) = key_entry(&top);

@@ -30,7 +30,7 @@ pub struct Target<'a> {
 /// Lays out header, manifest, a signature by `key` over the manifest, and `payload`.
 pub fn sign(manifest: &Manifest, payload: &[u8], key: &SigningKey) -> Vec<u8> {
     let m = manifest.to_bytes();
-    let sig = key.sign(&m);
+    let sig = key.sign(&m).expect("a local key signs");
     let mut block = 1u32.to_le_bytes().to_vec();
     block.extend_from_slice(&key.verifying_key().key_id().0 .0);
     block.extend_from_slice(&sig.to_bytes());

@@ -208,11 +208,11 @@ pub(super) fn creation_time() -> Result<u64> {
 
 fn load_signing_keys(paths: &[std::path::PathBuf]) -> Result<Vec<SigningKey>> {
     if paths.is_empty() {
-        return Ok(vec![crate::keyref::from_env(SIGNING_KEY_ENV)?]);
+        return Ok(vec![crate::keys::from_env(SIGNING_KEY_ENV)?]);
     }
     paths
         .iter()
-        .map(|p| crate::keyref::load_private_key(p))
+        .map(|p| crate::keys::load_private_key(p))
         .collect()
 }
 

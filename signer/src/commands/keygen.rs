@@ -1,4 +1,4 @@
-//! `ota-sign keygen`: a new ed25519 key pair in the same PEM forms openssl writes.
+//! `ota-sign keygen`: a new Ed25519 or ECDSA P-256 key pair in the PEM forms openssl writes.
 
 use crate::cli::KeygenArgs;
 use crate::exit::UsageError;
@@ -28,15 +28,27 @@ pub fn run(args: KeygenArgs) -> Result<()> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the directory {}", dir.display()))?;
     }
-    let key = SigningKey::generate();
-    write_file(&args.out, key.to_pem().as_bytes(), 0o600)?;
+    let key = SigningKey::generate_with(args.algorithm);
+    let private_pem = key
+        .to_pem()
+        .context("the new key has no PEM encoding (an encoder failure): nothing written")?;
+    write_file(&args.out, private_pem.as_bytes(), 0o600)?;
     write_file(&public_path, key.verifying_key().to_pem().as_bytes(), 0o644)?;
-    println!(
-        "wrote {} and {} (key id {})",
-        args.out.display(),
-        public_path.display(),
-        key.verifying_key().key_id()
-    );
+    let key_id = key.verifying_key().key_id();
+    if args.json {
+        let report = serde_json::json!({
+            "private_key": args.out, "public_key": public_path,
+            "key_id": key_id.to_string(), "algorithm": args.algorithm.to_string(),
+        });
+        println!("{report}");
+    } else {
+        println!(
+            "wrote {} and {} ({} key id {key_id})",
+            args.out.display(),
+            public_path.display(),
+            args.algorithm
+        );
+    }
     Ok(())
 }
 

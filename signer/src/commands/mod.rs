@@ -3,6 +3,7 @@
 mod bundle;
 mod fleet;
 mod inspect;
+mod key;
 mod keygen;
 mod repo;
 mod rollout;
@@ -20,8 +21,10 @@ use std::path::{Path, PathBuf};
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    crate::keys::configure(cli.pkcs11_module);
     match cli.command {
         Command::Keygen(args) => keygen::run(args),
+        Command::Key(command) => key::run(command),
         Command::Bundle(args) => bundle::run(args),
         Command::Verify(args) => verify::run(args),
         Command::Inspect(args) => inspect::run(args),

@@ -66,13 +66,13 @@ fn warn_expired_on_arrival(repo: &Repository, signing_time: SystemTime) {
 
 /// A key file holding either a private key (usable for signing too) or a public one.
 pub(super) fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)> {
-    if path.to_str().is_some_and(|p| p.starts_with("env:")) {
-        let sk = crate::keyref::load_private_key(path)?;
+    if crate::keys::is_reference(path) {
+        let sk = crate::keys::load_private_key(path)?;
         return Ok((sk.verifying_key(), Some(sk)));
     }
     match SigningKey::from_file(path) {
         Ok(_) => {
-            let sk = crate::keyref::load_private_key(path)?;
+            let sk = crate::keys::load_private_key(path)?;
             Ok((sk.verifying_key(), Some(sk)))
         }
         Err(private_err) => match VerifyingKey::from_file(path) {
@@ -85,7 +85,7 @@ pub(super) fn load_key(path: &Path) -> Result<(VerifyingKey, Option<SigningKey>)
 pub(super) fn load_private(paths: &[PathBuf]) -> Result<Vec<SigningKey>> {
     paths
         .iter()
-        .map(|p| crate::keyref::load_private_key(p))
+        .map(|p| crate::keys::load_private_key(p))
         .collect()
 }
 
@@ -353,7 +353,7 @@ fn warn_unrelated_keys(repo: &Repository, keys: &[SigningKey], report: &PublishR
     }
     let root = repo.root();
     for key in keys {
-        let tuf = ota_core::tuf::keys::TufKey::from_ed25519(&key.verifying_key());
+        let tuf = ota_core::tuf::keys::TufKey::from_verifying_key(&key.verifying_key());
         let id = tuf.key_id();
         if !root
             .roles

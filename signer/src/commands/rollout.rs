@@ -59,7 +59,7 @@ fn init(args: RolloutInitArgs) -> Result<()> {
         .map(|r| r.keyids.clone())
         .unwrap_or_default();
     for key in &signers {
-        let id = ota_core::tuf::keys::TufKey::from_ed25519(&key.verifying_key())
+        let id = ota_core::tuf::keys::TufKey::from_verifying_key(&key.verifying_key())
             .key_id()
             .to_owned();
         if targets_ids.contains(&id) {

@@ -253,7 +253,7 @@ impl Repository {
         let delegations = staged.delegations.get_or_insert_with(Delegations::default);
         let mut keyids = Vec::new();
         for key in &spec.keys {
-            let tuf = TufKey::from_ed25519(key);
+            let tuf = TufKey::from_verifying_key(key);
             keyids.push(tuf.key_id().to_owned());
             delegations.keys.insert(tuf.key_id().to_owned(), tuf);
         }
@@ -346,7 +346,9 @@ impl Repository {
         let signers: Vec<&SigningKey> = keys
             .iter()
             .filter(|k| {
-                let id = TufKey::from_ed25519(&k.verifying_key()).key_id().to_owned();
+                let id = TufKey::from_verifying_key(&k.verifying_key())
+                    .key_id()
+                    .to_owned();
                 entry.keys.keyids.contains(&id) && delegations.keys.contains_key(&id)
             })
             .collect();
