@@ -431,6 +431,8 @@ mod tests {
             assert_eq!(public, again.verifying_key());
             assert_eq!(public.algorithm(), algorithm);
             let sig = again.sign(b"manifest").unwrap();
+            // Deterministic (RFC 8032; RFC 6979 for P-256): reproducible bundles.
+            assert_eq!(sig, key.sign(b"manifest").unwrap());
             assert!(public.verifies(b"manifest", &sig));
             assert!(!public.verifies(b"manifesT", &sig));
         }

@@ -389,13 +389,14 @@ fn wrong_pin_missing_object_and_missing_module_are_refused_and_write_nothing() {
 }
 
 /// A KMS stand-in: keeps its key to itself, gives the public key as base64 DER (as
-/// `aws kms get-public-key --output text` does) and the signature as base64 DER.
+/// `aws kms get-public-key --output text` does), signs the SHA-256 it is given in base64 without
+/// reading the message (as `aws kms sign --message-type DIGEST` does) and prints base64 DER.
 fn kms_script(dir: &Path, key: &Path, public: &Path) -> String {
     let script = dir.join("kms.sh");
     fs::write(
         &script,
         format!(
-            "#!/bin/sh\nset -e\ncase \"$OTA_SIGN_ACTION\" in\n  public-key) openssl pkey -pubin -in {public} -outform DER | base64 ;;\n  sign) openssl dgst -sha256 -sign {key} | base64 ;;\n  *) echo \"unknown action $OTA_SIGN_ACTION\" >&2; exit 2 ;;\nesac\n",
+            "#!/bin/sh\nset -e\ncase \"$OTA_SIGN_ACTION\" in\n  public-key) openssl pkey -pubin -in {public} -outform DER | base64 ;;\n  sign) printf %s \"$OTA_SIGN_SHA256_BASE64\" | base64 -d > \"$0.digest\"\n        openssl pkeyutl -sign -inkey {key} -in \"$0.digest\" | base64 ;;\n  *) echo \"unknown action $OTA_SIGN_ACTION\" >&2; exit 2 ;;\nesac\n",
             public = public.display(), key = key.display()
         ),
     )

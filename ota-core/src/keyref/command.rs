@@ -4,7 +4,7 @@
 //! - with `OTA_SIGN_ACTION=public-key`: it prints the public key (SPKI PEM, DER, or DER in
 //!   base64, as `aws kms get-public-key --output text --query PublicKey` gives);
 //! - with `OTA_SIGN_ACTION=sign`: the bytes to sign arrive on standard input, their SHA-256 in
-//!   `OTA_SIGN_SHA256` (hex) and the algorithm in `OTA_SIGN_ALGORITHM` (`ed25519` or
+//!   `OTA_SIGN_SHA256` (hex) and `OTA_SIGN_SHA256_BASE64`, the algorithm in `OTA_SIGN_ALGORITHM` (`ed25519` or
 //!   `ecdsa-p256`); it prints the signature (Ed25519's 64 bytes; for P-256 DER or `r ‖ s` over
 //!   SHA-256 of the input, which is what a KMS signing that digest returns), raw or in base64.
 //!
@@ -41,10 +41,12 @@ struct CommandSigner {
 
 impl ExternalSigner for CommandSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let digest = crate::Sha256Digest::of(message).to_hex();
+        let digest = crate::Sha256Digest::of(message);
+        let (hex, base64) = (digest.to_hex(), base64_encode(&digest.0));
         let env = [
             ("OTA_SIGN_ACTION", "sign"),
-            ("OTA_SIGN_SHA256", digest.as_str()),
+            ("OTA_SIGN_SHA256", hex.as_str()),
+            ("OTA_SIGN_SHA256_BASE64", base64.as_str()),
             ("OTA_SIGN_ALGORITHM", self.algorithm.as_str()),
         ];
         let output = run(&self.command, &self.reference, &env, Some(message))?;
@@ -135,6 +137,12 @@ fn decode_signature(output: Vec<u8>) -> Vec<u8> {
         Some(decoded) => decoded,
         None => output,
     }
+}
+
+/// Standard base64 with padding (what KMS command-line clients take for binary arguments).
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Standard base64 (whitespace ignored); `None` for anything else.

@@ -68,10 +68,11 @@ pub fn from_env(name: &str, options: &KeyOptions) -> Result<SigningKey, KeyError
         reference: format!("${name}"),
         detail,
     };
-    let value = std::env::var_os(name).ok_or_else(|| {
-        refused(
-            "is not set: put a PEM private key (or the path of one) in it, or pass --key".into(),
-        )
+    let value = std::env::var_os(name).ok_or_else(|| KeyError::Refused {
+        reference: format!("${name} is not set"),
+        detail:
+            "put a PEM private key (or the path of one, or a key reference) in it, or pass --key"
+                .into(),
     })?;
     let text = value.to_string_lossy();
     if text.trim_start().starts_with("-----BEGIN") {
