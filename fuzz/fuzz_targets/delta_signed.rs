@@ -280,6 +280,7 @@ fuzz_target!(|bytes: &[u8]| {
         compression: "zstd".into(),
         chunk_size: 4096,
         payload_size: payload.len() as u64,
+        provenance: None,
         images: vec![ImageManifest {
             name: "rootfs".into(),
             size: target_size,

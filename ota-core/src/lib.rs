@@ -20,6 +20,7 @@ pub mod exit;
 pub mod keyref;
 pub mod keys;
 pub mod progress;
+pub mod provenance;
 pub mod release;
 pub mod rollout;
 pub mod tuf;

@@ -37,6 +37,7 @@ fn options(dir: &Path) -> BuildOptions {
         chunk_size: 64 << 10,
         zstd_level: 3,
         temp_dir: dir.to_owned(),
+        provenance: None,
     }
 }
 
@@ -334,6 +335,7 @@ fn hostile(ops: Vec<Op>, data: &[u8], target_size: u64, base: &[u8]) -> BundleEr
         compression: "zstd".into(),
         chunk_size: 65536,
         payload_size: (blob.len() + data.len()) as u64,
+        provenance: None,
         images: vec![ota_core::bundle::ImageManifest {
             name: "rootfs".into(),
             size: target_size,

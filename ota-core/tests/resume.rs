@@ -103,6 +103,7 @@ fn fixture() -> Fixture {
         chunk_size: 16 << 10,
         zstd_level: 3,
         temp_dir: dir.path().to_owned(),
+        provenance: None,
     };
     let images = vec![
         ImageInput {

@@ -332,6 +332,10 @@ pub struct RepoAddArgs {
     pub role: Option<String>,
     /// The bundle.
     pub bundle: PathBuf,
+    /// Publish the provenance document the bundle's manifest names (checked by SHA-256) as
+    /// the target NAME.provenance.json beside it, for auditors.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// Print the target entry as JSON.
     #[arg(long)]
     pub json: bool,
@@ -440,6 +444,11 @@ pub struct BundleArgs {
     /// With --base: also include the full image, for devices holding none of the bases.
     #[arg(long)]
     pub with_full: bool,
+    /// Bind the release to its build provenance: an in-toto Statement (SLSA provenance), a
+    /// DSSE envelope or a Sigstore bundle holding one. Its SHA-256, predicate type and builder
+    /// go in the signed manifest; every image must be one of its subjects.
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// A private key to sign with (repeatable): a PEM file, or env:NAME (the PEM text, or the
     /// path of a PEM file, in that variable). Without it: env:OTA_SIGNING_KEY.
     #[arg(long = "key", value_name = "KEY")]
@@ -478,6 +487,11 @@ pub struct VerifyArgs {
     /// check its image hash).
     #[arg(long = "base", value_name = "NAME=OLD")]
     pub bases: Vec<String>,
+    /// Also check that FILE is the provenance document the signed manifest names (same
+    /// SHA-256) and that it attests every image (auditors: then check its own signature with
+    /// slsa-verifier or cosign).
+    #[arg(long, value_name = "FILE")]
+    pub provenance: Option<PathBuf>,
     /// Print a JSON result on stdout.
     #[arg(long)]
     pub json: bool,

@@ -101,6 +101,7 @@ pub fn sign_rootfs_bundle_from(
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned(),
+        provenance: None,
     };
     let images = vec![ImageInput {
         name: "rootfs".into(),

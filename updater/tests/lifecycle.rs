@@ -608,6 +608,7 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
             chunk_size: 64 * 1024,
             zstd_level: 3,
             temp_dir: dir.to_owned(),
+            provenance: None,
         };
         let path = dir.join(name);
         let mut out = fs::File::create(&path).unwrap();

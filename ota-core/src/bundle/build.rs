@@ -29,6 +29,9 @@ pub struct BuildOptions {
     /// Where delta generation may put temporary files (the output's directory is a good
     /// choice: it has room for the bundle).
     pub temp_dir: std::path::PathBuf,
+    /// Build provenance to bind to the release: its record goes in the signed manifest, and
+    /// every image must be one of its subjects.
+    pub provenance: Option<crate::provenance::ProvenanceDocument>,
 }
 
 /// Anything an image can be read from: read to the end, and rewound when a delta is compared
@@ -78,6 +81,10 @@ where
         };
         manifests.push(manifest);
     }
+    let manifests_for_check: Vec<(String, crate::digest::Sha256Digest)> = manifests
+        .iter()
+        .map(|m| (m.name.clone(), m.sha256))
+        .collect();
     let manifest = Manifest {
         format: FORMAT_VERSION,
         product: options.product.clone(),
@@ -87,6 +94,7 @@ where
         chunk_size: options.chunk_size,
         payload_size: payload_offset,
         images: manifests,
+        provenance: attested_by(options.provenance.as_ref(), &manifests_for_check)?,
     };
     let manifest_bytes = manifest.to_bytes();
     manifest.validate()?;
@@ -312,6 +320,23 @@ fn delta_image<S: Read + Write + Seek>(
         },
         chunks: Vec::new(),
     })
+}
+
+/// The provenance record for the manifest, once every image (name, SHA-256) is one of the
+/// document's subjects.
+fn attested_by(
+    document: Option<&crate::provenance::ProvenanceDocument>,
+    images: &[(String, crate::digest::Sha256Digest)],
+) -> Result<Option<crate::provenance::Provenance>, BundleError> {
+    let Some(document) = document else {
+        return Ok(None);
+    };
+    for (name, sha256) in images {
+        document
+            .require_subject(name, sha256)
+            .map_err(|e| BundleError::InvalidInput(e.to_string()))?;
+    }
+    Ok(Some(document.record.clone()))
 }
 
 /// Reads until `limit` bytes or end of input.

@@ -36,6 +36,10 @@ pub struct Manifest {
     pub payload_size: u64,
     /// The images, in payload order.
     pub images: Vec<ImageManifest>,
+    /// The build provenance this release is bound to (`ota-sign bundle --provenance`). Absent
+    /// from the bytes when there is none, so such bundles read as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<crate::provenance::Provenance>,
 }
 
 /// One image (for instance `rootfs`) carried by a bundle.
@@ -372,6 +376,7 @@ mod tests {
             compression: "zstd".into(),
             chunk_size: 4096,
             payload_size: 30,
+            provenance: None,
             images: vec![ImageManifest {
                 name: "rootfs".into(),
                 size: 5000,

@@ -56,6 +56,7 @@ pub fn delta_bundle(target: &Target, count: u64, blob: &[u8], data: &[u8]) -> Ma
         compression: "zstd".into(),
         chunk_size: 1 << 20,
         payload_size: (blob.len() + data.len()) as u64,
+        provenance: None,
         images: vec![ImageManifest {
             name: "rootfs".into(),
             size: target.image_size,

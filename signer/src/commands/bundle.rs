@@ -1,7 +1,7 @@
 //! `ota-sign bundle`: images in, one signed bundle out (written to a temporary file in the
 //! output's directory and renamed into place, so a failed run leaves no half bundle).
 
-use super::{parse_name_path, progress_bar};
+use super::{parse_name_path, progress_bar, read_provenance};
 use crate::cli::BundleArgs;
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
@@ -57,6 +57,7 @@ fn build_options(args: &BundleArgs) -> Result<BuildOptions> {
         chunk_size: parse_size(&args.chunk_size)?,
         zstd_level: args.level,
         temp_dir: output_dir(&args.out),
+        provenance: read_provenance(args.provenance.as_deref())?,
     })
 }
 

@@ -73,6 +73,19 @@ fn print_manifest(m: &Manifest, key_ids: &[String], unverified: bool) {
             image.payload_len()
         );
     }
+    if let Some(p) = &m.provenance {
+        println!(
+            "provenance:   {} ({}, {} bytes, sha256 {}){}",
+            p.predicate_type,
+            p.envelope,
+            p.size,
+            p.sha256,
+            p.builder_id
+                .as_deref()
+                .map(|b| format!(", builder {b}"))
+                .unwrap_or_default()
+        );
+    }
     let label = if unverified {
         "claimed signer"
     } else {

@@ -105,3 +105,58 @@ fn progress_bar(total: u64, message: &'static str, mode: ProgressMode) -> Progre
         _ => Progress::Hidden,
     }
 }
+
+/// Reads and parses a provenance document (`--provenance FILE`).
+fn read_provenance(
+    path: Option<&Path>,
+) -> Result<Option<ota_core::provenance::ProvenanceDocument>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bytes = read_capped(path, ota_core::provenance::MAX_PROVENANCE_SIZE)?;
+    let document = ota_core::provenance::ProvenanceDocument::parse(&bytes)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    Ok(Some(document))
+}
+
+/// Checks that `path` holds the provenance `manifest` names and that it attests every image.
+fn check_provenance(manifest: &ota_core::bundle::Manifest, path: &Path) -> Result<()> {
+    let Some(document) = read_provenance(Some(path))? else {
+        return Ok(());
+    };
+    let Some(record) = &manifest.provenance else {
+        return Err(UsageError(format!(
+            "{}: the bundle's signed manifest names no provenance (it was built without --provenance)",
+            path.display()
+        ))
+        .into());
+    };
+    if record.sha256 != document.record.sha256 {
+        return Err(UsageError(format!(
+            "{}: not the provenance the bundle names (sha256 {}, the signed manifest says {})",
+            path.display(),
+            document.record.sha256,
+            record.sha256
+        ))
+        .into());
+    }
+    for image in &manifest.images {
+        document
+            .require_subject(&image.name, &image.sha256)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+/// The whole file, refused when larger than `limit`.
+fn read_capped(path: &Path, limit: usize) -> Result<Vec<u8>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() > limit {
+        return Err(UsageError(format!("{} is larger than {limit} bytes", path.display())).into());
+    }
+    Ok(bytes)
+}

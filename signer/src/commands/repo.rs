@@ -230,14 +230,25 @@ fn add(args: RepoAddArgs) -> Result<()> {
             .map(str::to_owned)
             .ok_or_else(|| UsageError("the bundle path has no file name; pass --name".into()))?,
     };
+    if let Some(path) = &args.provenance {
+        super::check_provenance(&manifest, path)?;
+    }
     let mut repo = Repository::open(&args.repo)?;
     let role = args.role.as_deref().unwrap_or("targets");
-    let entry = repo.add_target_to(
-        role,
-        &name,
-        &args.bundle,
-        ReleaseInfo::from_manifest(&manifest, &args.channel).to_custom(),
-    )?;
+    let mut release = ReleaseInfo::from_manifest(&manifest, &args.channel);
+    if let Some(record) = &manifest.provenance {
+        // The record the signed manifest carries, and where its document is published.
+        let mut value = json!(record);
+        if args.provenance.is_some() {
+            value["target"] = json!(format!("{name}.provenance.json"));
+        }
+        release.extra.insert("provenance".into(), value);
+    }
+    if let Some(path) = &args.provenance {
+        let document_name = format!("{name}.provenance.json");
+        repo.add_target_to(role, &document_name, path, json!({"provenance_of": name}))?;
+    }
+    let entry = repo.add_target_to(role, &name, &args.bundle, release.to_custom())?;
     if args.json {
         println!("{}", json!({"name": name, "role": role, "target": entry}));
     } else {

@@ -1,7 +1,7 @@
 //! `ota-sign verify`: signatures, then every chunk and image hash in one streaming pass;
 //! `--extract` keeps chosen images (each renamed into place only once it verified).
 
-use super::{load_trust, open_bundle, parse_name_path, progress_bar};
+use super::{check_provenance, load_trust, open_bundle, parse_name_path, progress_bar};
 use crate::cli::VerifyArgs;
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
@@ -19,6 +19,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let reader = BundleReader::open(open_bundle(&args.bundle)?, &trust)?;
     let manifest = reader.manifest().clone();
     check_extract_known(&manifest, &extract)?;
+    if let Some(path) = &args.provenance {
+        check_provenance(&manifest, path)?;
+    }
     let chosen = choose_entries(&manifest, &bases)?;
     check_extract_chosen(&manifest, &extract, &chosen)?;
     let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
@@ -35,6 +38,8 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             "signed_by": signed_by,
             "threshold": args.threshold,
             "deltas_not_applied": unchecked_images,
+            "provenance": manifest.provenance,
+            "provenance_document_checked": args.provenance.is_some(),
         });
         println!("{result}");
     } else {
@@ -174,6 +179,13 @@ fn print_report(
     );
     for (name, path) in extract {
         println!("extracted {name} to {}", path.display());
+    }
+    if let (Some(record), Some(path)) = (&manifest.provenance, &args.provenance) {
+        println!(
+            "provenance {} is the one the signed manifest names ({}) and attests every image; check its own signature with slsa-verifier or cosign",
+            path.display(),
+            record.predicate_type
+        );
     }
     for name in unchecked_images {
         println!("note: a delta of image '{name}' was checked only up to its operation hashes; pass --base {name}=OLD to apply it and check its image hash");
