@@ -19,9 +19,31 @@ pub mod response;
 pub mod serve;
 pub mod small_files;
 
-/// One line on stderr, prefixed `ota-server: `. Unlike `eprintln!` it never panics: a
+static JSON_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`log_event`] write JSON lines (`serve --json`).
+pub fn set_json_log(json: bool) {
+    JSON_LOG.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// One line on stderr about the server itself: `ota-server: MESSAGE`, or with `--json`
+/// `{"time", "event", "message"}` plus `fields`. Unlike `eprintln!` it never panics: a
 /// supervisor that closed the server's stderr must not take serving or re-signing down.
-pub fn log_line(line: &str) {
+pub fn log_event(event: &str, message: &str, fields: serde_json::Value) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "ota-server: {line}");
+    if !JSON_LOG.load(std::sync::atomic::Ordering::Relaxed) {
+        let _ = writeln!(std::io::stderr(), "ota-server: {message}");
+        return;
+    }
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut line = serde_json::json!({"time": time, "event": event, "message": message});
+    if let (Some(line), Some(extra)) = (line.as_object_mut(), fields.as_object()) {
+        line.extend(extra.clone());
+    }
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// [`log_event`] with the event `log` and no fields.
+pub fn log_line(message: &str) {
+    log_event("log", message, serde_json::Value::Null);
 }

@@ -41,6 +41,11 @@ enum Command {
         /// PEM private key for --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The server's own log lines (listening, re-signed, stopped, ...) as JSON objects on
+        /// standard error: {"time", "event", "message", ...}; a failure to start as
+        /// {"error": {...}} on standard output.
+        #[arg(long)]
+        json: bool,
         /// Access log file (appended to), `-` for standard output, `off` for none.
         #[arg(long, default_value = "-")]
         access_log: String,
@@ -117,7 +122,9 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         timestamp_key,
         snapshot_key,
         resign_interval,
+        json,
     } = cli.command;
+    ota_server::set_json_log(json);
     let root = canonical_root(&repo)
         .with_context(|| format!("repository {}", repo.display()))
         .map_err(|e| (exit::IO, e))?;
@@ -191,15 +198,16 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
             .context("listening address")
             .map_err(|e| (exit::IO, e))?;
         // Tests and scripts read the address from this line (port 0 picks a free one).
-        eprintln!(
-            "ota-server: serving {} on {scheme}://{local}",
-            root.display()
+        ota_server::log_event(
+            "listening",
+            &format!("serving {} on {scheme}://{local}", root.display()),
+            serde_json::json!({"url": format!("{scheme}://{local}"), "repo": root}),
         );
         serve::run(settings, listener, shutdown_signal())
             .await
             .context("serving")
             .map_err(|e| (exit::IO, e))?;
-        ota_server::log_line("stopped");
+        ota_server::log_event("stopped", "stopped", serde_json::Value::Null);
         Ok(())
     })
 }

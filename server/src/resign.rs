@@ -9,8 +9,6 @@ use ota_core::tuf::repository::{PublishReport, RepoError, Repository};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::log_line;
-
 /// One pass over the repository at `dir` with `keys`.
 pub fn resign_once(dir: &Path, keys: &[SigningKey]) -> Result<PublishReport, RepoError> {
     let mut repo = Repository::open(dir)?;
@@ -24,10 +22,14 @@ pub fn spawn(dir: PathBuf, keys: Vec<SigningKey>, interval: Duration) {
         std::thread::sleep(interval);
         match resign_once(&dir, &keys) {
             Ok(report) => log(&report),
-            Err(e) => log_line(&format!(
-                "re-signing failed: {e}; retrying in {} s",
-                interval.as_secs()
-            )),
+            Err(e) => crate::log_event(
+                "resign_failed",
+                &format!(
+                    "re-signing failed: {e}; retrying in {} s",
+                    interval.as_secs()
+                ),
+                serde_json::json!({"retry_in_secs": interval.as_secs()}),
+            ),
         }
     });
 }
@@ -37,10 +39,14 @@ pub fn log(report: &PublishReport) {
     if report.snapshot.is_some() || report.timestamp.is_some() {
         let part =
             |name: &str, v: Option<u64>| v.map(|v| format!(" {name} v{v}")).unwrap_or_default();
-        log_line(&format!(
-            "re-signed{}{}",
-            part("snapshot", report.snapshot),
-            part("timestamp", report.timestamp)
-        ));
+        crate::log_event(
+            "resigned",
+            &format!(
+                "re-signed{}{}",
+                part("snapshot", report.snapshot),
+                part("timestamp", report.timestamp)
+            ),
+            serde_json::json!({"snapshot_version": report.snapshot, "timestamp_version": report.timestamp}),
+        );
     }
 }

@@ -352,6 +352,9 @@ pub struct RepoRemoveArgs {
     /// Remove it from this delegated role instead of the top-level targets.
     #[arg(long)]
     pub role: Option<String>,
+    /// Print {"removed": NAME, "role": ROLE} as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ota-sign repo publish` / `refresh-timestamp`.

@@ -66,6 +66,10 @@ enum Command {
         /// Stop after this many rounds (tests); default: run until stopped.
         #[arg(long, hide = true)]
         rounds: Option<u64>,
+        /// Log each round's outcome as a JSON line on standard output
+        /// ({"time", "event", "message", ...}) instead of text on standard error.
+        #[arg(long)]
+        json: bool,
     },
     /// A generic TUF client for debugging any repository (exit 0 on success, 1 on failure).
     Tuf(TufArgs),
@@ -86,13 +90,20 @@ enum Command {
         json: bool,
     },
     /// Mark the booted slot good by hand.
-    Commit,
+    Commit {
+        /// Print {"committed": SLOT} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make the other slot boot next, if it holds a verified good image. A newer release left
     /// is held: it is not installed again until `release-hold`.
     Rollback {
         /// Reboot into it now.
         #[arg(long)]
         reboot: bool,
+        /// Print {"next_boot": SLOT, "reboot": BOOL} as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Hold updates: the daemon and `install` without a SOURCE install nothing until the hold
     /// ends (`--until`) or is released. An explicit `install SOURCE` still works.
@@ -104,12 +115,18 @@ enum Command {
         /// Why (shown by status and check).
         #[arg(long, default_value = "held by the administrator")]
         reason: String,
+        /// Print {"held": true, "until": TIME or null, "reason"} as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Lift holds: every hold, or only the one on --version (set by a rollback or downgrade).
     ReleaseHold {
         /// Lift only the hold on this release.
         #[arg(long)]
         version: Option<semver::Version>,
+        /// Print {"lifted": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Simulate the bootloader at power-on (file backend, tests and the demo).
     #[command(hide = true)]
@@ -122,6 +139,9 @@ enum Command {
         /// environment area that holds something else.
         #[arg(long)]
         force: bool,
+        /// Print {"summary", "warnings"} as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -152,6 +172,9 @@ struct TufArgs {
     /// chosen, faked time).
     #[arg(long, value_enum, default_value_t = TufClock::Floor)]
     clock: TufClock,
+    /// Print the result as JSON (errors too: {"error": {...}}).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: TufCommand,
 }
@@ -186,7 +209,7 @@ fn main() -> ExitCode {
         return match run_tuf(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("ota-update tuf: error: {err}");
+                ota_core::exit::report_error("ota-update tuf", 1, &err.to_string());
                 ExitCode::FAILURE
             }
         };
@@ -234,27 +257,40 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             progress,
         } => install_from_source(&config, &source, (allow_downgrade, reboot), json, progress),
         Command::Check { json } => check(&config, json),
-        Command::Daemon { rounds } => ota_updater::updates::daemon(&config, rounds),
+        Command::Daemon { rounds, json } => ota_updater::updates::daemon(&config, rounds, json),
         Command::Tuf(_) => Ok(()),
         Command::Status { json } => print_json_or(&lifecycle::status(&config)?, json, print_status),
         Command::Boot { no_reboot, json } => boot(&config, no_reboot, json),
-        Command::Commit => {
+        Command::Commit { json } => {
             let slot = lifecycle::commit(&config)?;
-            println!("slot {slot} committed: marked good");
+            match json {
+                true => json_line(&serde_json::json!({"committed": slot})),
+                false => println!("slot {slot} committed: marked good"),
+            }
             Ok(())
         }
-        Command::Rollback { reboot } => {
+        Command::Rollback { reboot, json } => {
             let slot = lifecycle::rollback(&config)?;
-            println!("slot {slot} verified and set to boot next; a newer release left is held (`ota-update release-hold` lifts it)");
+            match json {
+                true => json_line(&serde_json::json!({"next_boot": slot, "reboot": reboot})),
+                false => println!("slot {slot} verified and set to boot next; a newer release left is held (`ota-update release-hold` lifts it)"),
+            }
             if reboot {
                 lifecycle::request_reboot(&config)?;
             }
             Ok(())
         }
-        Command::Hold { until, reason } => hold(&config, until.as_deref(), &reason),
-        Command::ReleaseHold { version } => {
+        Command::Hold {
+            until,
+            reason,
+            json,
+        } => hold(&config, until.as_deref(), &reason, json),
+        Command::ReleaseHold { version, json } => {
             let released = lifecycle::release_hold(&config, version.as_ref())?;
-            println!("{} hold(s) lifted", released.len());
+            match json {
+                true => json_line(&serde_json::json!({"lifted": released})),
+                false => println!("{} hold(s) lifted", released.len()),
+            }
             Ok(())
         }
         Command::SimulateBoot => {
@@ -262,7 +298,7 @@ fn run(cli: Cli) -> Result<(), UpdateError> {
             println!("simulated bootloader booted slot {slot}");
             Ok(())
         }
-        Command::InitBootloader { force } => init_bootloader(&config, force),
+        Command::InitBootloader { force, json } => init_bootloader(&config, force, json),
     }
 }
 
@@ -548,9 +584,16 @@ fn boot(config: &Config, no_reboot: bool, json: bool) -> Result<(), UpdateError>
 }
 
 /// `hold [--until TIME]`.
-fn hold(config: &Config, until: Option<&str>, reason: &str) -> Result<(), UpdateError> {
+fn hold(config: &Config, until: Option<&str>, reason: &str, json: bool) -> Result<(), UpdateError> {
     let until = until.map(parse_until).transpose()?;
     lifecycle::hold(config, until, reason)?;
+    if json {
+        let until = until.map(|t| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+        });
+        json_line(&serde_json::json!({"held": true, "until": until, "reason": reason}));
+        return Ok(());
+    }
     match until {
         Some(t) => println!(
             "updates held until {}",
@@ -598,7 +641,12 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
                 root_json.display()
             )))?;
             cache.init_root(&bytes, true)?;
-            println!("trusted root stored in {}", args.metadata_dir.display());
+            match args.json {
+                true => {
+                    json_line(&serde_json::json!({"trusted_root_stored_in": args.metadata_dir}))
+                }
+                false => println!("trusted root stored in {}", args.metadata_dir.display()),
+            }
             Ok(())
         }
         TufCommand::Refresh | TufCommand::Download => {
@@ -620,10 +668,16 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
             if matches!(args.command, TufCommand::Refresh) {
                 // Every top-level role; delegated roles wait for a search (spec 5.6.7).
                 client.load_top_targets(&mut set, &mut report)?;
-                println!(
-                    "refreshed: root v{}, timestamp v{}, snapshot v{}",
-                    report.root_version, report.timestamp_version, report.snapshot_version
-                );
+                if args.json {
+                    json_line(&serde_json::json!({"root_version": report.root_version,
+                        "timestamp_version": report.timestamp_version,
+                        "snapshot_version": report.snapshot_version}));
+                } else {
+                    println!(
+                        "refreshed: root v{}, timestamp v{}, snapshot v{}",
+                        report.root_version, report.timestamp_version, report.snapshot_version
+                    );
+                }
                 return Ok(());
             }
             let base = args
@@ -638,6 +692,7 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
                 return Err(missing("--target-name"));
             }
             let consistent = set.root().meta.consistent_snapshot;
+            let mut results = Vec::new();
             for name in &args.target_names {
                 let entry = client.find_target(&mut set, name, &mut report)?;
                 let url = target_url(base, name, &entry, consistent);
@@ -648,12 +703,27 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
                         "target name {name:?} has no usable file name"
                     )));
                 }
-                match download_target_to(&fetcher, &url, &entry, &dir.join(file_name))? {
-                    Downloaded::Fetched => println!("downloaded {name} ({} bytes)", entry.length),
-                    Downloaded::AlreadyPresent => {
-                        println!("{name} already present ({} bytes)", entry.length)
+                let fetched = download_target_to(&fetcher, &url, &entry, &dir.join(file_name))?;
+                let status = match fetched {
+                    Downloaded::Fetched => "downloaded",
+                    Downloaded::AlreadyPresent => "already_present",
+                };
+                if !args.json {
+                    match fetched {
+                        Downloaded::Fetched => {
+                            println!("downloaded {name} ({} bytes)", entry.length)
+                        }
+                        Downloaded::AlreadyPresent => {
+                            println!("{name} already present ({} bytes)", entry.length)
+                        }
                     }
                 }
+                results.push(
+                    serde_json::json!({"name": name, "length": entry.length, "status": status}),
+                );
+            }
+            if args.json {
+                json_line(&serde_json::json!({"targets": results}));
             }
             Ok(())
         }
@@ -661,8 +731,12 @@ fn run_tuf(args: TufArgs) -> Result<(), UpdateError> {
 }
 
 /// `ota-update init-bootloader`: one line on stdout saying what was written, warnings on stderr.
-fn init_bootloader(config: &Config, force: bool) -> Result<(), UpdateError> {
+fn init_bootloader(config: &Config, force: bool, json: bool) -> Result<(), UpdateError> {
     let report = ota_updater::bootloader::init_environment(config, force)?;
+    if json {
+        json_line(&serde_json::json!({"summary": report.summary(), "warnings": report.warnings}));
+        return Ok(());
+    }
     println!("{}", report.summary());
     for warning in &report.warnings {
         eprintln!("ota-update: warning: {warning}");

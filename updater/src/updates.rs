@@ -599,9 +599,27 @@ pub fn device_fetcher(config: &Config) -> Result<Fetcher> {
     Fetcher::new(settings).map_err(UpdateError::Fetch)
 }
 
-/// One line for the log when a daemon round fails.
-fn log_line(what: &str) {
-    eprintln!("ota-update daemon: {what}");
+/// The daemon's log: a text line on standard error, or with `--json` a JSON line on standard
+/// output: `{"time", "event", "message"}` plus the event's own fields.
+struct DaemonLog {
+    json: bool,
+}
+
+impl DaemonLog {
+    fn event(&self, event: &str, message: &str, fields: serde_json::Value) {
+        if !self.json {
+            eprintln!("ota-update daemon: {message}");
+            return;
+        }
+        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let mut line = serde_json::json!({"time": time, "event": event, "message": message});
+        if let (Some(line), Some(extra)) = (line.as_object_mut(), fields.as_object()) {
+            line.extend(extra.clone());
+        }
+        // A closed standard output must not stop the daemon: the line is lost, nothing else.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
 }
 
 /// Random seconds in `0..=max` (jitter), from the OS generator.
@@ -616,9 +634,10 @@ fn jitter(max: u64) -> u64 {
 /// Polls the repository for ever: check, install, reboot (when configured), with jitter
 /// between rounds and exponential back-off after failures. `rounds` bounds the loop (tests);
 /// `None` runs until killed.
-pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
+pub fn daemon(config: &Config, rounds: Option<u64>, json: bool) -> Result<()> {
     let settings = config.daemon.clone();
     let fetcher = device_fetcher(config)?;
+    let log = DaemonLog { json };
     let mut failures: u32 = 0;
     let mut round = 0u64;
     loop {
@@ -627,14 +646,18 @@ pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
         let wait = match outcome {
             Ok((report, Some(installed))) => {
                 failures = 0;
-                log_line(&format!(
-                    "installed {} {} into slot {}",
-                    report.update.as_ref().map_or("", |c| c.name.as_str()),
-                    installed.version,
-                    installed.slot
-                ));
+                let name = report.update.as_ref().map_or("", |c| c.name.as_str());
+                log.event(
+                    "installed",
+                    &format!("installed {name} {} into slot {}", installed.version, installed.slot),
+                    serde_json::json!({"target": name, "version": installed.version.to_string(), "slot": installed.slot}),
+                );
                 if settings.reboot {
-                    log_line("rebooting into the new slot");
+                    log.event(
+                        "rebooting",
+                        "rebooting into the new slot",
+                        serde_json::json!({}),
+                    );
                     lifecycle::request_reboot(config)?;
                 }
                 settings.interval_secs
@@ -642,18 +665,28 @@ pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
             Ok((report, None)) => {
                 failures = 0;
                 if let Some(hold) = &report.held {
-                    log_line(&format!("updates held ({}); idle", hold.reason));
+                    let message = format!("updates held ({}); idle", hold.reason);
+                    log.event("held", &message, serde_json::json!({"reason": hold.reason}));
                 } else if let Some(pending) = &report.reboot_pending {
-                    log_line(&format!(
+                    let message = format!(
                         "slot {} is installed and waits for a reboot; idle",
                         pending.slot
-                    ));
+                    );
+                    log.event(
+                        "reboot_pending",
+                        &message,
+                        serde_json::json!({"slot": pending.slot}),
+                    );
+                } else if log.json {
+                    // A heartbeat for machines; people's logs stay quiet when nothing happens.
+                    log.event("up_to_date", "no update; idle", serde_json::json!({}));
                 }
                 settings.interval_secs
             }
             // Not worth retrying until something changes on the device.
             Err(e @ (UpdateError::Busy(_) | UpdateError::Refused(_))) => {
-                log_line(&format!("{e}; trying again later"));
+                let message = format!("{e}; trying again later");
+                log.event("not_now", &message, serde_json::json!({"exit_code": e.exit_code(), "retry_in_secs": settings.interval_secs}));
                 settings.interval_secs
             }
             Err(e) => {
@@ -663,10 +696,15 @@ pub fn daemon(config: &Config, rounds: Option<u64>) -> Result<()> {
                 let wait = base
                     .saturating_mul(1u64 << failures.min(20))
                     .min(settings.max_backoff_secs);
-                log_line(&format!(
+                let message = format!(
                     "{e} (exit class {}); retrying in about {wait} s",
                     e.exit_code()
-                ));
+                );
+                log.event(
+                    "failed",
+                    &message,
+                    serde_json::json!({"exit_code": e.exit_code(), "retry_in_secs": wait}),
+                );
                 wait
             }
         };

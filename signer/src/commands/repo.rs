@@ -292,6 +292,10 @@ fn remove(args: RepoRemoveArgs) -> Result<()> {
     let mut repo = Repository::open(&args.repo)?;
     let role = args.role.as_deref().unwrap_or("targets");
     repo.remove_target_from(role, &args.name)?;
+    if args.json {
+        println!("{}", json!({"removed": args.name, "role": role}));
+        return Ok(());
+    }
     println!(
         "staged removal of {}{}; `ota-sign repo publish{}` signs it",
         args.name,
