@@ -74,6 +74,10 @@ enum Command {
         /// PEM file, env:NAME, pkcs11:URI or cmd:COMMAND (docs/keys.md).
         #[arg(long)]
         timestamp_key: Option<PathBuf>,
+        /// The PKCS#11 module (a .so) `pkcs11:` key references use when the URI has no
+        /// `module-path` (default: $OTA_PKCS11_MODULE).
+        #[arg(long, value_name = "PATH")]
+        pkcs11_module: Option<PathBuf>,
         /// Online snapshot key (a key reference, as --timestamp-key): re-sign the snapshot before it expires and when new
         /// targets metadata was published.
         #[arg(long, requires = "timestamp_key")]
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
         snapshot_key,
         resign_interval,
         json,
+        pkcs11_module,
     } = cli.command;
     ota_server::set_json_log(json);
     let root = canonical_root(&repo)
@@ -156,7 +161,7 @@ fn run(cli: Cli) -> Result<(), (u8, anyhow::Error)> {
     }
     let key_options = ota_core::keyref::KeyOptions {
         program: "ota-server",
-        pkcs11_module: None,
+        pkcs11_module,
     };
     let online_keys = [timestamp_key, snapshot_key]
         .into_iter()

@@ -154,6 +154,16 @@ impl Vendor {
         Vendor(Repo::with_keys(dir, &[]))
     }
 
+    /// A vendor whose four TUF role keys are ECDSA P-256 (`ecdsa-sha2-nistp256`), as in a KMS.
+    fn new_p256(dir: &Path) -> Self {
+        let repo = Repo::with_keys(dir, &[]);
+        for role in ["root", "targets", "snapshot", "timestamp"] {
+            let key = repo.key(role);
+            repo.sign(&["keygen", "--algorithm", "ecdsa-p256", "--force", "-o", &key]);
+        }
+        Vendor(repo)
+    }
+
     /// The bundle key's public half (the device's `vendor.pub`).
     fn bundle_pub(&self) -> PathBuf {
         self.0.bundle_pub()
@@ -335,6 +345,47 @@ fn python_tuf_repository_is_consumed_by_ota_update_tuf() {
         "refused for another reason than the hash: {stderr}"
     );
     assert_eq!(entries(&refused_dir), Vec::<String>::new());
+}
+
+/// Every role signed with P-256 keys: python-tuf (securesystemslib's `ecdsa-sha2-nistp256`)
+/// accepts the metadata `ota-sign` writes, and downloads the bundle.
+#[test]
+fn p256_signed_repository_is_read_by_python_ngclient() {
+    let work = tempfile::tempdir().unwrap();
+    let vendor = Vendor::new_p256(work.path());
+    let bundle = vendor.bundle("2.0.0");
+    let repo = vendor.repository(&[&bundle]);
+    let root: Value =
+        serde_json::from_slice(&fs::read(repo.join("metadata/1.root.json")).unwrap()).unwrap();
+    let keytypes: Vec<&str> = root["signed"]["keys"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|k| k["scheme"].as_str().unwrap())
+        .collect();
+    assert!(
+        keytypes.iter().all(|s| *s == "ecdsa-sha2-nistp256"),
+        "{keytypes:?}"
+    );
+    let server = ota_server(&repo);
+    let downloads = work.path().join("downloads");
+    let got: Value = serde_json::from_str(&run_ok(&mut python_script(
+        "ngclient_fetch.py",
+        &[
+            arg(&repo.join("metadata/1.root.json")),
+            arg(&work.path().join("cache")),
+            &format!("{}/metadata", server.base),
+            &format!("{}/targets", server.base),
+            arg(&downloads),
+            "acme-router-2.0.0.bundle",
+        ],
+    )))
+    .unwrap();
+    let downloaded = fs::read(got["path"].as_str().unwrap()).unwrap();
+    assert!(
+        downloaded == fs::read(&bundle).unwrap(),
+        "python-tuf downloaded other bytes"
+    );
 }
 
 #[test]
