@@ -16,6 +16,7 @@ declare -A NEED=(
   [faketime]=faketime          # updater/tests/tuf_conformance.rs: `ota-update tuf --clock system` at a faked time
   [softhsm2-util]=softhsm2     # updater/tests/hsm_and_kms.rs: keys in a PKCS#11 token (libsofthsm2.so)
   [pkcs11-tool]=opensc         # generates those keys inside the token
+  [busybox]=busybox            # updater/tests/kit.rs: the init script under BusyBox's sh and start-stop-daemon
   [g++]=g++                    # fuzz/run.sh: libfuzzer-sys compiles libFuzzer (C++); nightly and cargo-fuzz come from rustup and crates.io
 )
 missing=()
