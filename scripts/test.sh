@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite: installs what the tests need (Debian packages, a
 # python-tuf venv in .venv-tuf), runs the end-to-end demo as a smoke test, checks that the
-# release ota-update has no fault injection, runs every unit and integration test of the
+# release ota-update has no fault injection, installs and removes the Debian packages
+# (scripts/test-packages.sh), runs every unit and integration test of the
 # workspace (with the fault-injection feature the power-loss tests need), a fuzz smoke test
 # (every cargo-fuzz target for 20 s: fuzz/run.sh; docs/security.md, "Fuzzing"), then the QEMU
 # device scenarios (real GRUB, real kernel, real reboots and power cuts; qemu/README.md).
@@ -22,6 +23,8 @@ cargo build --release -q --workspace
 faults=$(grep -ac OTA_FAULT_ "$target_dir/release/ota-update" || true)
 [ "$faults" -eq 0 ] || { echo "release ota-update holds $faults OTA_FAULT_ strings: fault injection in a release build" >&2; exit 1; }
 echo "release ota-update: no fault injection"
+# The Debian packages (cargo-deb) install, run and remove on this machine.
+bash scripts/test-packages.sh
 # With the fault injection the power-loss tests need (updater/tests/power_loss.rs); the other
 # tests run the same ota-update, whose fault points do nothing without OTA_FAULT_* variables.
 # Without CI in the environment: CI runners set it, and it turns the tools' automatic progress
