@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/run.sh [SECONDS] -- builds every cargo-fuzz target once, replays the committed crash
+# fuzz/run.sh [SECONDS | --target-dir] -- builds every cargo-fuzz target once, replays the committed crash
 # regressions (fuzz/regressions/TARGET/*), then fuzzes each target for SECONDS (default 30),
 # one after the other, starting from its seed corpus (fuzz/corpus/TARGET/, never written to:
 # new inputs go to a working corpus under the target directory, which later runs reuse).
@@ -13,13 +13,6 @@
 # FUZZ_TARGETS="a b" runs only those targets. Documented in docs/security.md, "Fuzzing".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-30}
-[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: fuzz/run.sh [SECONDS]" >&2; exit 2; }
-
-rustup run nightly rustc --version >/dev/null 2>&1 ||
-  rustup toolchain install nightly --profile minimal
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-
 fuzz_target_dir() {
   cargo metadata --manifest-path fuzz/Cargo.toml --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p'
@@ -29,6 +22,18 @@ if [ "$target_dir" != "$(pwd -P)/fuzz/target" ]; then
   export CARGO_TARGET_DIR=$target_dir/fuzz
   target_dir=$(fuzz_target_dir)
 fi
+# `fuzz/run.sh --target-dir` prints where the builds and working corpora go (scripts/test.sh
+# removes it after the smoke test when told to save disk).
+if [ "${1:-}" = --target-dir ]; then
+  echo "$target_dir"
+  exit 0
+fi
+seconds=${1:-30}
+[[ $seconds =~ ^[0-9]+$ ]] || { echo "usage: fuzz/run.sh [SECONDS | --target-dir]" >&2; exit 2; }
+
+rustup run nightly rustc --version >/dev/null 2>&1 ||
+  rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 # Release code with debug assertions and overflow checks (-a: an overflow in a parser is a
 # finding); no sanitizer: every crate of ours denies unsafe code and the C libraries (zstd,

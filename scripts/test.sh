@@ -30,9 +30,15 @@ bash scripts/test-packages.sh
 # Without CI in the environment: CI runners set it, and it turns the tools' automatic progress
 # into log lines on standard error; the tests that check those lines set CI themselves.
 env -u CI cargo test --workspace --all-targets --features ota-updater/fault-injection
+# OTA_PRUNE_BUILDS=1 (.ci/run sets it): each phase's build output is removed once the phase is
+# done (the test build here, the fuzz build below), so the disk holds one phase's at a time: a CI
+# machine has only a few GB free. The QEMU phase needs only the release build.
+prune() { [ -z "${OTA_PRUNE_BUILDS:-}" ] || rm -rf "$@"; }
+prune "$target_dir/debug"
 # Fuzz smoke test: replays fuzz/regressions/, then fuzzes each target 20 s; exits 1 on a crash.
 if [ -z "${OTA_SKIP_FUZZ:-}" ]; then
   bash fuzz/run.sh 20
+  prune "$(bash fuzz/run.sh --target-dir)"
 fi
 if [ -z "${OTA_SKIP_QEMU:-}" ]; then
   bash qemu/run-tests.sh
