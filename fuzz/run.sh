@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# fuzz/run.sh [SECONDS | --target-dir] -- builds every cargo-fuzz target once, replays the committed crash
-# regressions (fuzz/regressions/TARGET/*), then fuzzes each target for SECONDS (default 30),
+# fuzz/run.sh [SECONDS | --target-dir] -- builds every cargo-fuzz target once, replays the
+# committed crash regressions (fuzz/regressions/TARGET/*), then fuzzes each target for SECONDS (default 30),
 # one after the other, starting from its seed corpus (fuzz/corpus/TARGET/, never written to:
 # new inputs go to a working corpus under the target directory, which later runs reuse).
 # Prints the executions per target and exits non-zero on any crash, naming the input that
