@@ -320,17 +320,25 @@ fn first_install_on_a_fresh_board_creates_the_env_from_the_default_env() {
 }
 
 #[test]
-fn first_install_without_default_env_fails_at_the_switch_and_boots_as_before() {
+fn first_install_without_default_env_is_refused_before_the_slot_is_written() {
     let board = Board::fresh(true, false);
     board.ok(&["boot", "--no-reboot"]);
     let bundle = board.bundle("2.0.0", &[0x5a; 100_000]);
-    // Slot B needs no "unbootable" write (the factory state already says so): the refusal
-    // comes at the switch, after the inactive slot was written, and leaves the flash erased.
+    // The switch at the end could not create the environment: the install learns it before
+    // the inactive slot is touched (no download and write spent for nothing), and the flash
+    // stays erased.
     let err = board.fails(&["install", bundle.to_str().unwrap()], i32::from(exit::IO));
     assert!(err.contains("never saved"), "{err}");
     assert!(err.contains("default_env"), "{err}");
     assert_eq!(board.flash(), vec![0xffu8; FLASH_SIZE]);
+    let slot_b = fs::read(board.path("slot-b.rootfs")).unwrap();
+    assert!(slot_b.iter().all(|&b| b == 0), "slot B was written");
     let json = board.status_json();
     assert_eq!(json["next_boot"], "A");
     assert!(json["bootloader_uninitialised"].is_string());
+
+    // Provisioned, the same install goes through.
+    board.ok(&["init-bootloader"]);
+    board.ok(&["install", bundle.to_str().unwrap()]);
+    assert_eq!(board.status_json()["next_boot"], "B");
 }

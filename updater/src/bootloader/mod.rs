@@ -211,6 +211,12 @@ pub trait Bootloader {
     fn read_state(&self) -> Result<BootState>;
     /// Replaces the boot state in one atomic step.
     fn write_state(&mut self, state: &BootState) -> Result<()>;
+    /// Fails, without writing anything, when [`Bootloader::write_state`] would refuse to write
+    /// (a U-Boot environment that cannot be created safely): asked before an install touches
+    /// the slot, so that such a device learns it before downloading and writing an image.
+    fn ensure_writable(&self) -> Result<()> {
+        Ok(())
+    }
     /// The slot the running system was booted from.
     fn booted_slot(&self) -> Result<SlotName>;
     /// Test and demo helper: records that `slot` was booted, as the real bootloader does by

@@ -107,6 +107,44 @@ impl UbootBootloader {
 }
 
 /// `env` with the boot state's variables set.
+/// What a write of the boot state starts from.
+enum WriteBase {
+    /// The saved environment (the active copy), rewritten with the new boot state.
+    Saved(UbootEnv),
+    /// A blank, never-saved area: a new environment is created from the default one.
+    Create(UbootEnv),
+}
+
+impl UbootBootloader {
+    /// The environment a write would start from, or why writing it is not safe (a never-saved
+    /// area without `default_env`, or an area with no valid copy that is not blank).
+    fn writable_base(&self) -> Result<WriteBase> {
+        match self.probe()? {
+            EnvProbe::Valid(env) => Ok(WriteBase::Saved(env)),
+            EnvProbe::NoValidCopy { blank: true, .. } => {
+                let base = self.default_vars()?.ok_or_else(|| {
+                    UpdateError::Bootloader(format!(
+                        "the U-Boot environment ({}) was never saved, and writing it now would \
+                         replace U-Boot's built-in default environment (bootcmd, the boot \
+                         script) with the OTA variables alone: set [bootloader] default_env to \
+                         the board's u-boot-initial-env, or provision it with `ota-update \
+                         init-bootloader`",
+                        self.location()
+                    ))
+                })?;
+                Ok(WriteBase::Create(base))
+            }
+            EnvProbe::NoValidCopy {
+                blank: false,
+                error,
+            } => Err(UpdateError::Bootloader(format!(
+                "{error}; the area is not blank, so it is not overwritten implicitly: check \
+                 the offsets against fw_env.config, then `ota-update init-bootloader --force`"
+            ))),
+        }
+    }
+}
+
 fn with_state(mut env: UbootEnv, state: &BootState) -> Result<UbootEnv> {
     for (name, value) in state.to_env_vars() {
         env.set(&name, &value).map_err(bootloader_error)?;
@@ -129,38 +167,20 @@ impl Bootloader for UbootBootloader {
     }
 
     fn write_state(&mut self, state: &BootState) -> Result<()> {
-        let env = match self.probe()? {
-            EnvProbe::Valid(env) => env,
-            EnvProbe::NoValidCopy { blank: true, .. } => {
-                let base = self.default_vars()?.ok_or_else(|| {
-                    UpdateError::Bootloader(format!(
-                        "the U-Boot environment ({}) was never saved, and writing it now would \
-                         replace U-Boot's built-in default environment (bootcmd, the boot \
-                         script) with the OTA variables alone: set [bootloader] default_env to \
-                         the board's u-boot-initial-env, or provision it with `ota-update \
-                         init-bootloader`",
-                        self.location()
-                    ))
-                })?;
-                return self.create(base, state);
+        match self.writable_base()? {
+            WriteBase::Saved(env) => {
+                let env = with_state(env, state)?;
+                fault::point("uboot: before env write");
+                env.write(&self.env).map_err(bootloader_error)?;
+                fault::point("uboot: env written");
+                Ok(())
             }
-            EnvProbe::NoValidCopy {
-                blank: false,
-                error,
-            } => {
-                return Err(UpdateError::Bootloader(format!(
-                    "{error}; the area is not blank, so it is not overwritten implicitly: check \
-                     the offsets against fw_env.config, then `ota-update init-bootloader --force`"
-                )))
-            }
-        };
-        let env = with_state(env, state)?;
-        fault::point("uboot: before env write");
-        // Redundant environments: the inactive copy is written with a higher flags byte and
-        // fsynced; that single write is the switch (see ubootenv.rs).
-        env.write(&self.env).map_err(bootloader_error)?;
-        fault::point("uboot: env written");
-        Ok(())
+            WriteBase::Create(base) => self.create(base, state),
+        }
+    }
+
+    fn ensure_writable(&self) -> Result<()> {
+        self.writable_base().map(drop)
     }
 
     fn booted_slot(&self) -> Result<SlotName> {
