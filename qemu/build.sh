@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # qemu/build.sh OUT -- builds the QEMU test device from the project's own material, as a vendor
 # and an integrator would: slot images from testdata/, bundles signed by ota-sign, a GPT disk
-# with an ESP (GRUB EFI made by grub-mkimage, qemu/grub.cfg, a grubenv), rootfs A (factory
-# 1.0.0), rootfs B (empty) and a data partition (state directory, bundles for offline install).
+# with a boot partition, rootfs A (factory 1.0.0), rootfs B (empty) and a data partition (state
+# directory, bundles for offline install). ARCH=x86_64 (default): the ESP holds GRUB EFI made by
+# grub-mkimage, qemu/grub.cfg and a grubenv. ARCH=aarch64: the boot partition holds boot.scr
+# (qemu/boot.cmd), the boot state a redundant U-Boot environment before the first partition.
+# What differs per machine is in qemu/arch/$ARCH.sh.
 #
 # No loop devices, no mounts, no root needed beyond installing packages: truncate + sfdisk +
 # mkfs.ext4 -d + mkfs.vfat -C + mtools + dd conv=notrunc. Expects ota-sign built in
 # OTA_BIN_DIR (default TARGET/release) and, for the guest, ota-update built with
 # `--features fault-injection` in OTA_GUEST_BIN_DIR (default TARGET/fault/release, from
-# `cargo build --release -p ota-updater --features fault-injection --target-dir TARGET/fault`),
-# TARGET being cargo's target directory (CARGO_TARGET_DIR or target/); qemu/run-tests.sh builds
-# both. The Debian kernel .deb is cached in OTA_QEMU_CACHE (default OUT/../cache) so reruns do
+# `cargo build --release -p ota-updater --features fault-injection --target-dir TARGET/fault`,
+# with `--target aarch64-unknown-linux-musl` for ARCH=aarch64: TARGET/fault/aarch64-unknown-
+# linux-musl/release), TARGET being cargo's target directory (CARGO_TARGET_DIR or target/);
+# qemu/run-tests.sh builds both. The Debian kernel .deb is cached in OTA_QEMU_CACHE (default OUT/../cache) so reruns do
 # not download it again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,8 +27,12 @@ mkdir -p "$cache"
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin=${OTA_BIN_DIR:-$target_dir/release}              # ota-sign, on the host
-guest_bin=${OTA_GUEST_BIN_DIR:-$target_dir/fault/release}  # ota-update, in the guest
-export SOURCE_DATE_EPOCH=1793491200 E2FSPROGS_FAKE_TIME=1793491200
+ARCH=${ARCH:-x86_64}
+[ -f "$here/arch/$ARCH.sh" ] || { echo "qemu/build: no machine for ARCH=$ARCH (qemu/arch/)" >&2; exit 2; }
+# shellcheck source=arch/x86_64.sh
+source "$here/arch/$ARCH.sh"
+guest_bin=${OTA_GUEST_BIN_DIR:-$target_dir/fault/${ARCH_RUST_TARGET:+$ARCH_RUST_TARGET/}release}  # ota-update, in the guest
+export SOURCE_DATE_EPOCH=1793491200 E2FSPROGS_FAKE_TIME=1793491200 MTOOLS_SKIP_CHECK=1
 log() { echo "qemu/build: $*" >&2; }
 
 # Disk layout (MiB). A slot holds an image of SLOT_IMAGE_MIB; the partition is larger so that
@@ -32,15 +40,16 @@ log() { echo "qemu/build: $*" >&2; }
 ESP_MIB=16 SLOT_MIB=32 DATA_MIB=96 SLOT_IMAGE_MIB=24
 
 # --- kernel and modules from the Debian package --------------------------------------------------
-kpkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$kpkg" ] || { log "cannot resolve linux-image-amd64 (apt-get update?)"; exit 1; }
-deb=$(ls "$cache/$kpkg"_*.deb 2>/dev/null | head -n1 || true)
+kpkg=$(apt-cache depends "$ARCH_KERNEL_META" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+[ -n "$kpkg" ] || { log "cannot resolve $ARCH_KERNEL_META (apt-get update?)"; exit 1; }
+kname=${kpkg%%:*}   # linux-image-6.1.0-57-arm64:arm64 is downloaded as linux-image-6.1.0-57-arm64_*.deb
+deb=$(ls "$cache/$kname"_*.deb 2>/dev/null | head -n1 || true)
 if [ -z "$deb" ]; then
   log "downloading $kpkg"
   (cd "$cache" && apt-get download -q "$kpkg" 2>/dev/null)
-  deb=$(ls "$cache/$kpkg"_*.deb | head -n1)
+  deb=$(ls "$cache/$kname"_*.deb | head -n1)
 fi
-kdir=$cache/${kpkg}.extracted
+kdir=$cache/${kname}.extracted
 if [ ! -d "$kdir/boot" ]; then
   log "extracting $(basename "$deb")"
   rm -rf "$kdir.tmp" && mkdir -p "$kdir.tmp"
@@ -54,9 +63,8 @@ vmlinuz=$kdir/boot/vmlinuz-$kver
 
 # The modules the init loads, with their dependencies, in load order (modprobe resolves them on
 # the host against the extracted tree; the guest only needs insmod).
-modules=(virtio_pci virtio_blk virtio_net crc32c_generic ext4 vfat nls_cp437 nls_ascii nls_utf8 qemu_fw_cfg)
 modlist=()
-for m in "${modules[@]}"; do
+for m in "${ARCH_GUEST_MODULES[@]}"; do
   while read -r _ path _; do modlist+=("$path"); done \
     < <(modprobe -d "$kdir" -S "$kver" --show-depends "$m" | grep '^insmod')
 done
@@ -68,21 +76,18 @@ done
 grep -aq OTA_FAULT_HOLD "$guest_bin/ota-update" ||
   { log "$guest_bin/ota-update has no fault injection: build it with --features fault-injection"; exit 1; }
 sign=$bin/ota-sign
+busybox=$(arch_busybox)
 
 # --- initramfs (one normal, one for the release whose userspace dies) ----------------------------
 make_initramfs() { # make_initramfs OUT.img [broken]
   local dest=$1 broken=${2:-} st
   st=$(mktemp -d)
   mkdir -p "$st"/{bin,usr/bin,etc/ota,proc,sys,dev,tmp,lib/modules}
-  cp /bin/busybox "$st/bin/busybox"
+  cp "$busybox" "$st/bin/busybox"
   cp "$here/guest/init" "$st/init"
   cp "$guest_bin/ota-update" "$st/usr/bin/ota-update"
-  # glibc binary: copy what ldd lists (the loader included) at the same paths.
-  ldd "$guest_bin/ota-update" | grep -o '/[^ ]*' | while read -r lib; do
-    mkdir -p "$st$(dirname "$lib")"
-    cp -L "$lib" "$st$lib"
-  done
-  cp "$here/guest/updater.toml" "$st/etc/ota/updater.toml"
+  arch_guest_libs "$guest_bin/ota-update" "$st"
+  cp "$ARCH_GUEST_CONFIG" "$st/etc/ota/updater.toml"
   cp "$here/guest/health-check.sh" "$st/etc/ota/health-check.sh"
   cp "$out/keys/vendor.key.pub" "$st/etc/ota/vendor.pub"
   # The TUF trust anchor shipped on the device: root v1 of the repository.
@@ -108,7 +113,7 @@ make_slot_image() { # make_slot_image TESTDATA_DIR VERSION OUT.img [broken]
   [ -f "$st/etc/os-release" ] || { log "could not read $src/rootfs.img"; exit 1; }
   sed -i "s/^VERSION_ID=.*/VERSION_ID=\"$version\"/" "$st/etc/os-release"
   mkdir -p "$st/boot"
-  cp "$vmlinuz" "$st/boot/vmlinuz"
+  arch_slot_kernel "$vmlinuz" "$st"
   make_initramfs "$st/boot/initrd.img" "$broken"
   find "$st" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
   rm -f "$dest"
@@ -151,18 +156,9 @@ log "repository"
 repo add --trusted "$out/keys/vendor.key.pub" "$out/bundles/v2-full.bundle"
 repo publish --key "$out/keys/targets.key" --key "$out/keys/snapshot.key" --key "$out/keys/timestamp.key"
 
-# --- ESP: GRUB EFI image, grub.cfg, empty grubenv -------------------------------------------------
-log "ESP"
-grub-mkimage -O x86_64-efi -p /EFI/BOOT -o "$out/BOOTX64.EFI" \
-  part_gpt fat ext2 normal linux configfile loadenv test echo reboot halt gzio
-rm -f "$out/esp.img" "$out/grubenv"
-grub-editenv "$out/grubenv" create
-mkfs.vfat -C -n ESP "$out/esp.img" $((ESP_MIB * 1024)) >/dev/null
-export MTOOLS_SKIP_CHECK=1
-mmd -i "$out/esp.img" ::/EFI ::/EFI/BOOT
-mcopy -i "$out/esp.img" "$out/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
-mcopy -i "$out/esp.img" "$here/grub.cfg" ::/EFI/BOOT/grub.cfg
-mcopy -i "$out/esp.img" "$out/grubenv" ::/grubenv
+# --- boot partition: the bootloader's files -----------------------------------------------------
+log "boot partition"
+arch_boot_partition "$out/esp.img" "$ESP_MIB"
 
 # --- data partition: bundles for offline install, the updater's state directory -------------------
 log "data partition"
@@ -180,7 +176,7 @@ rm -f "$disk"
 truncate -s $((1 + ESP_MIB + 2 * SLOT_MIB + DATA_MIB + 1))M "$disk"
 sfdisk -q "$disk" <<SFDISK
 label: gpt
-start=2048, size=${ESP_MIB}MiB, type=uefi, name=esp
+start=2048, size=${ESP_MIB}MiB, $ARCH_BOOT_PARTITION
 size=${SLOT_MIB}MiB, type=linux, name=rootfs_a
 size=${SLOT_MIB}MiB, type=linux, name=rootfs_b
 size=${DATA_MIB}MiB, type=linux, name=data
@@ -193,4 +189,5 @@ put() { # put PARTNO IMAGE
 put 1 "$out/esp.img"
 put 2 "$out/images/v1.rootfs.img"   # factory image in slot A; slot B starts empty
 put 4 "$out/data.img"
+arch_provision "$disk"
 log "done: $disk"

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# qemu/run-tests.sh [SCENARIO...] -- boots the QEMU test device (OVMF + GRUB + Debian kernel +
-# our initramfs) and runs the device scenarios with real reboots and real power cuts. Without
-# arguments it runs them all: a e b c d f g (see qemu/README.md). Exit 0 only if all pass.
+# qemu/run-tests.sh [SCENARIO...] -- boots the QEMU test device and runs the device scenarios
+# with real reboots and real power cuts. ARCH=x86_64 (default): OVMF + GRUB + Debian amd64
+# kernel + our initramfs, scenarios a e b c d f g. ARCH=aarch64: an ARM board, U-Boot running
+# qemu/boot.cmd + Debian arm64 kernel + our initramfs with the static aarch64 ota-update,
+# scenarios a e b c d h. Without arguments it runs all of the machine's (qemu/README.md).
+# Exit 0 only if all pass. What differs per machine is in qemu/arch/$ARCH.sh.
 #
 # Every QEMU run has a hard timeout; left-over QEMU processes of this harness are killed on exit
-# and at start (an image's write lock would block the next run). Logs: target/qemu/logs/.
+# and at start (an image's write lock would block the next run). Logs: target/qemu/logs/
+# (target/qemu-aarch64/logs/ for ARCH=aarch64).
 # Environment: OTA_QEMU_ACCEL=tcg|kvm|auto (default auto: KVM only if it really boots),
 # OTA_QEMU_OUT (default target/qemu), OTA_SKIP_BUILD=1 (reuse the last build).
 # The guest's ota-update is a release build with the fault-injection feature (the power cuts of
@@ -17,7 +21,12 @@ root=$(cd "$here/.." && pwd)
 target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
   sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 [ -n "$target_dir" ] || { echo "qemu: cannot find cargo's target directory" >&2; exit 1; }
-out=${OTA_QEMU_OUT:-$root/target/qemu}
+ARCH=${ARCH:-x86_64}
+[ -f "$here/arch/$ARCH.sh" ] || { echo "qemu: no machine for ARCH=$ARCH (qemu/arch/)" >&2; exit 2; }
+export ARCH
+# shellcheck source=arch/x86_64.sh
+source "$here/arch/$ARCH.sh"
+if [ "$ARCH" = x86_64 ]; then out=${OTA_QEMU_OUT:-$root/target/qemu}; else out=${OTA_QEMU_OUT:-$root/target/qemu-$ARCH}; fi
 build=$out/build
 logs=$out/logs
 runs=$out/runs
@@ -26,20 +35,25 @@ say() { echo "qemu: $*" >&2; }
 
 "$here/install-deps.sh"
 if [ -z "${OTA_SKIP_BUILD:-}" ]; then
-  say "building ota-sign and ota-server (release), the guest's ota-update (release, fault injection)"
+  say "building ota-sign and ota-server (release), the guest's ota-update (release, fault injection${ARCH_RUST_TARGET:+, $ARCH_RUST_TARGET})"
   (cd "$root" && cargo build --release --quiet -p ota-updater -p ota-signer -p ota-server)
+  guest_target=()
+  if [ -n "$ARCH_RUST_TARGET" ]; then
+    source "$root/scripts/cross-env.sh"
+    cross_env "$ARCH_RUST_TARGET"
+    guest_target=(--target "$ARCH_RUST_TARGET")
+  fi
   (cd "$root" && cargo build --release --quiet -p ota-updater --features fault-injection \
-    --target-dir "$target_dir/fault")
-  OTA_BIN_DIR=$target_dir/release OTA_GUEST_BIN_DIR=$target_dir/fault/release "$here/build.sh" "$build"
+    "${guest_target[@]}" --target-dir "$target_dir/fault")
+  OTA_BIN_DIR=$target_dir/release \
+    OTA_GUEST_BIN_DIR=$target_dir/fault/${ARCH_RUST_TARGET:+$ARCH_RUST_TARGET/}release "$here/build.sh" "$build"
 fi
 rm -rf "$logs" "$runs"
 mkdir -p "$logs" "$runs"
 
 # The guest has no network unless a scenario gives it one (VM_NET).
 VM_NET=(-net none)
-OVMF_CODE=/usr/share/OVMF/OVMF_CODE.fd
-OVMF_VARS=/usr/share/OVMF/OVMF_VARS.fd
-BOOT_SECS=${OTA_QEMU_BOOT_SECS:-60}   # hard limit per boot; a TCG boot takes ~15 s here
+BOOT_SECS=${OTA_QEMU_BOOT_SECS:-$ARCH_BOOT_SECS}
 
 VM_PIDS=()
 cleanup() {
@@ -48,7 +62,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
-pkill -KILL -f "qemu-system-x86_64 .*$runs/" 2>/dev/null || true
+pkill -KILL -f "$ARCH_QEMU .*$runs/" 2>/dev/null || true
 
 # --- one QEMU process -------------------------------------------------------------------------------
 # vm_start NAME DISK PLAN BOOTS [ACCEL]: starts QEMU in the background with its serial console
@@ -56,17 +70,13 @@ pkill -KILL -f "qemu-system-x86_64 .*$runs/" 2>/dev/null || true
 # to do at each boot of this run ("1=install:B.bundle 2=reboot ..."), through fw_cfg.
 vm_start() {
   local name=$1 disk=$2 plan=$3 boots=$4 accel=${5:-$ACCEL}
-  local vars=${disk%.img}.vars
-  [ -f "$vars" ] || cp "$OVMF_VARS" "$vars"
   VM_LOG=$logs/$name.log
   : > "$VM_LOG"
   rm -f "$logs/$name.timeout"
-  qemu-system-x86_64 -accel "$accel" \
-    -m 512 -smp 1 -nodefaults -no-user-config -display none "${VM_NET[@]}" \
+  arch_qemu_args "$disk"
+  "$ARCH_QEMU" -accel "$accel" "${QEMU_ARGS[@]}" \
+    -nodefaults -no-user-config -display none "${VM_NET[@]}" \
     -serial "file:$VM_LOG" \
-    -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
-    -drive "if=pflash,format=raw,file=$vars" \
-    -drive "file=$disk,format=raw,if=virtio" \
     -fw_cfg "name=opt/ota/plan,string=$name $plan" >/dev/null 2>"$logs/$name.stderr" </dev/null &
   VM_PID=$!
   VM_PIDS+=("$VM_PID")
@@ -112,15 +122,18 @@ fail() {
   exit 1
 }
 console() { tr -d '\r' < "$VM_LOG"; }
-# The slots GRUB chose, in order ("A B B"): printed by qemu/grub.cfg before each boot.
-grub_sequence() { console | sed -n 's/.*ota: booting slot \([A-Z]\).*/\1/p' | xargs; }
+# The slots the bootloader chose, in order ("A B B"): printed by qemu/grub.cfg and
+# qemu/boot.cmd before each boot.
+boot_choices() { console | sed -n 's/.*ota: booting slot \([A-Z]\).*/\1/p' | xargs; }
 # What /init saw at each boot it reached ("A:1.0.0 B:2.0.0").
 boot_sequence() { console | sed -n 's/^OTA-MARK boot n=[0-9]* slot=\([A-Z]*\) version=\(.*\)$/\1:\2/p' | xargs; }
 # section N: the console from boot N's /init marker to the next one.
 section() { console | awk -v n="OTA-MARK boot n=$1 " 'index($0, "OTA-MARK boot n=") == 1 { on = (index($0, n) == 1) } on'; }
 expect_eq() { [ "$2" = "$3" ] || fail "$1: expected '$3', got '$2'"; }
 expect_in() { # expect_in N REGEX WHAT
-  section "$1" | grep -aqE "$2" || fail "boot $1: $3 (no /$2/)"
+  # grep without -q reads to the end: with -q it may stop early, and under pipefail the
+  # writer's SIGPIPE would fail a check whose pattern was found.
+  section "$1" | grep -aE "$2" >/dev/null || fail "boot $1: $3 (no /$2/)"
 }
 
 # --- the accelerator ---------------------------------------------------------------------------------
@@ -130,7 +143,7 @@ detect_accel() {
   local want=${OTA_QEMU_ACCEL:-auto}
   if [ "$want" != auto ]; then ACCEL=$want; return; fi
   ACCEL=tcg
-  [ -w /dev/kvm ] || return 0
+  [ "$ARCH" = x86_64 ] && [ -w /dev/kvm ] || return 0
   cp "$build/disk.img" "$runs/probe.img"
   ( vm_start accel-probe "$runs/probe.img" "1=poweroff" 1 kvm
     for _ in $(seq 1 100); do
@@ -143,8 +156,26 @@ detect_accel() {
   return 0
 }
 
-# fresh NAME: a factory-new device (slot A = 1.0.0, slot B empty, empty grubenv and state).
-fresh() { cp --sparse=always "$build/disk.img" "$runs/$1.img"; echo "$runs/$1.img"; }
+# fresh NAME [DISK]: a factory-new device (slot A = 1.0.0, slot B empty, the factory boot
+# state, no updater state); DISK another factory image of the build.
+fresh() { cp --sparse=always "$build/${2:-disk.img}" "$runs/$1.img"; echo "$runs/$1.img"; }
+
+# host_fw_printenv DISK: the boot state of an ARM board's disk as libubootenv's fw_printenv
+# reads it (the copies at qemu/guest/fw_env.config's offsets, in the disk image).
+host_fw_printenv() {
+  local config=$runs/fw_env.config offset
+  : > "$config"
+  for offset in "${ARCH_ENV_OFFSETS[@]}"; do echo "$1 $offset $ARCH_ENV_SIZE" >> "$config"; done
+  fw_printenv -c "$config" 2>&1
+}
+# expect_env DISK NAME=VALUE...: fw_printenv lists each of these.
+expect_env() {
+  local disk=$1 listing want; shift
+  listing=$(host_fw_printenv "$disk")
+  for want in "$@"; do
+    printf '%s\n' "$listing" | grep -xF "$want" >/dev/null || fail "fw_printenv: no $want in: $(echo $listing)"
+  done
+}
 
 # --- scenarios -----------------------------------------------------------------------------------------
 # a: full install → trial boot of B → health check passes → commit → B again.
@@ -152,13 +183,14 @@ scenario_a() {
   local disk; disk=$(fresh a)
   vm_start a "$disk" "1=install:v2-full.bundle 2=reboot 3=poweroff" 3
   vm_wait
-  expect_eq "GRUB's choices" "$(grub_sequence)" "A B B"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B B"
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
   expect_in 1 '"event":"switched","slot":"B"' "install did not switch to B"
   expect_in 1 'install rc=0' "install failed"
   expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
   expect_in 3 '"result":"steady","slot":"B"' "B is not steady after the commit"
   expect_in 3 '"next_boot": "B"' "B does not boot next"
+  [ "$ARCH" = x86_64 ] || expect_env "$disk" "OTA_ORDER=B A" OTA_B_GOOD=1 OTA_A_GOOD=1
   cp --sparse=always "$disk" "$runs/after-a.img"
 }
 
@@ -167,10 +199,10 @@ scenario_e() {
   [ -f "$runs/after-a.img" ] || fail "needs scenario a's device"
   local disk=$runs/e.img
   cp --sparse=always "$runs/after-a.img" "$disk"
-  cp "$runs/a.vars" "$runs/e.vars"
+  arch_copy_machine "$runs/a.img" "$disk"
   vm_start e "$disk" "1=rollback 2=poweroff" 2
   vm_wait
-  expect_eq "GRUB's choices" "$(grub_sequence)" "B A"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "B A"
   expect_eq "booted releases" "$(boot_sequence)" "B:2.0.0 A:1.0.0"
   expect_in 2 '"result":"steady","slot":"A"' "A is not steady after the rollback"
   expect_in 2 '"kind": "rolled_back"' "status does not report the rollback"
@@ -182,7 +214,7 @@ scenario_b() {
   local disk; disk=$(fresh b)
   vm_start b "$disk" "1=install:v3-unhealthy.bundle 2=poweroff 3=poweroff" 3
   vm_wait
-  expect_eq "GRUB's choices" "$(grub_sequence)" "A B A"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B A"
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:3.0.0 A:1.0.0"
   expect_in 2 '"reason":"[^"]*health says .fail.; slot A boots next","result":"fell_back"' \
     "the updater did not say it falls back, and why"
@@ -196,8 +228,8 @@ scenario_c() {
   local disk; disk=$(fresh c)
   vm_start c "$disk" "1=install:v3.1-panic.bundle 2=poweroff" 3
   vm_wait
-  expect_eq "GRUB's choices" "$(grub_sequence)" "A B A"
-  console | grep -aq 'Kernel panic' || fail "the broken release did not panic"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B A"
+  console | grep -a 'Kernel panic' >/dev/null || fail "the broken release did not panic"
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 A:1.0.0"
   expect_in 2 '"result":"rollback_detected","failed":"B","running":"A"' "the rollback was not detected"
   expect_in 2 '"kind": "rolled_back", *"slot": "B", *"version": "3.1.0"' "status does not report the rollback of B 3.1.0"
@@ -210,8 +242,8 @@ CUTS=(
   "early|slot: piece written#1|A"
   "middle|slot: piece written#3|A"
   "after-slot-write|slot: synced|A"
-  "before-switch|grub: before env write|A"
-  "after-switch|grub: env written|B"
+  "before-switch|$ARCH_ENV_FAULT: before env write|A"
+  "after-switch|$ARCH_ENV_FAULT: env written|B"
 )
 scenario_d() {
   local cut when label expect disk
@@ -243,7 +275,7 @@ scenario_f() {
   local disk; disk=$(fresh f)
   vm_start f "$disk" "1=install:v2-delta.bundle 2=reboot 3=poweroff" 3
   vm_wait
-  expect_eq "GRUB's choices" "$(grub_sequence)" "A B B"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B B"
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
   expect_in 1 'rootfs: delta from the running slot' "the delta payload was not chosen"
   expect_in 1 'install rc=0' "install failed"
@@ -269,12 +301,12 @@ scenario_g() {
   done
   [ -n "$port" ] || fail "ota-server did not start"
   VM_NET=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$port"
-          -device "virtio-net-pci,netdev=n0,romfile=")
+          -device "$ARCH_NIC,netdev=n0")
   vm_start g "$disk" "1=update 2=reboot 3=poweroff" 3
   VM_NET=(-net none)
   vm_wait
   kill "$server" 2>/dev/null || true
-  expect_eq "GRUB's choices" "$(grub_sequence)" "A B B"
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B B"
   expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
   expect_in 1 'install rc=0' "the install from the server failed"
   expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
@@ -285,11 +317,33 @@ scenario_g() {
   done
 }
 
+# h (ARM board): a board whose U-Boot environment was never saved (the factory line skipped
+# provisioning): U-Boot boots the factory state; the install is refused before it writes
+# anything (no default_env to create the environment from), `ota-update init-bootloader`
+# provisions it, the install completes, U-Boot tries B, it is committed.
+scenario_h() {
+  [ "$ARCH" != x86_64 ] || fail "scenario h is the U-Boot board's (ARCH=aarch64)"
+  local disk; disk=$(fresh h disk-unprovisioned.img)
+  [ -z "$(host_fw_printenv "$disk" | grep OTA_)" ] || fail "the unprovisioned disk has a boot state"
+  vm_start h "$disk" "1=init:v2-full.bundle 2=reboot 3=poweroff" 3
+  vm_wait
+  expect_eq "the bootloader's choices" "$(boot_choices)" "A B B"
+  expect_eq "booted releases" "$(boot_sequence)" "A:1.0.0 B:2.0.0 B:2.0.0"
+  expect_in 1 '"bootloader_uninitialised": "the U-Boot environment [^"]*never saved' \
+    "status does not say the environment was never saved"
+  expect_in 1 'first install rc=3' "the install on the unprovisioned board was not refused (exit 3)"
+  expect_in 1 'never saved' "the refusal does not say why"
+  expect_in 1 'init-bootloader rc=0' "init-bootloader failed"
+  expect_in 1 'install rc=0' "the install after init-bootloader failed"
+  expect_in 2 '"result":"committed","slot":"B"' "the trial boot was not committed"
+  expect_env "$disk" "OTA_ORDER=B A" OTA_B_GOOD=1 OTA_A_GOOD=1
+}
+
 # --- main ----------------------------------------------------------------------------------------------
 detect_accel
 say "accelerator: $ACCEL"
 scenarios=("$@")
-[ ${#scenarios[@]} -gt 0 ] || scenarios=(a e b c d f g)
+[ ${#scenarios[@]} -gt 0 ] || scenarios=("${ARCH_SCENARIOS[@]}")
 failed=()
 for s in "${scenarios[@]}"; do
   declare -F "scenario_$s" >/dev/null || { say "no scenario '$s'"; exit 2; }

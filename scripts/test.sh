@@ -5,7 +5,8 @@
 # (scripts/test-packages.sh), runs every unit and integration test of the
 # workspace (with the fault-injection feature the power-loss tests need), a fuzz smoke test
 # (every cargo-fuzz target for 20 s: fuzz/run.sh; docs/security.md, "Fuzzing"), then the QEMU
-# device scenarios (real GRUB, real kernel, real reboots and power cuts; qemu/README.md).
+# device scenarios (real GRUB on x86-64, real U-Boot on aarch64, real kernels, real reboots and
+# power cuts; qemu/README.md).
 # OTA_SKIP_QEMU=1 leaves the QEMU scenarios out (they take several minutes); OTA_SKIP_FUZZ=1 the
 # fuzz smoke test (about 4 min once built, 10 min from a cold fuzz/target on 2 cores).
 set -euo pipefail
@@ -42,4 +43,5 @@ if [ -z "${OTA_SKIP_FUZZ:-}" ]; then
 fi
 if [ -z "${OTA_SKIP_QEMU:-}" ]; then
   bash qemu/run-tests.sh
+  ARCH=aarch64 bash qemu/run-tests.sh
 fi
