@@ -2,7 +2,8 @@
 # scripts/dist.sh [TARGET...] -- static release binaries for device and server targets, and one
 # tarball per target in dist/: bin/ (ota-update, ota-sign, ota-server), the systemd units and
 # the BusyBox/SysV init script, example configurations (x86 GRUB board, ARM U-Boot board with
-# its fw_env.config), the GRUB and U-Boot boot scripts, and a README. Sizes go to
+# its fw_env.config), the GRUB and U-Boot boot scripts, the man pages and bash/zsh/fish
+# completions the build scripts generated (scripts/cli-docs.sh), and a README. Sizes go to
 # dist/SIZES.md (docs/packaging.md records them).
 #
 # Default targets: x86_64-unknown-linux-musl and aarch64-unknown-linux-musl (rustup targets;
@@ -22,24 +23,10 @@ mkdir -p dist
 sizes=dist/SIZES.md
 printf '| target | ota-update | ota-sign | ota-server |\n|---|---:|---:|---:|\n' > "$sizes"
 
-# The C compiler and linker cargo uses for TARGET (env names as cargo and cc-rs read them).
-toolchain_env() {
-  local target=$1 upper=${1^^}
-  upper=${upper//-/_}
-  case "$target" in
-    x86_64-unknown-linux-musl) cc=musl-gcc; linker= ;;
-    aarch64-unknown-linux-musl) cc=aarch64-linux-gnu-gcc; linker=aarch64-linux-gnu-gcc ;;
-    armv7-unknown-linux-musleabihf) cc=arm-linux-gnueabihf-gcc; linker=arm-linux-gnueabihf-gcc ;;
-    *) echo "dist.sh: unknown target $target" >&2; exit 2 ;;
-  esac
-  command -v "$cc" >/dev/null || { echo "dist.sh: $cc missing (Debian: musl-tools, gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf)" >&2; exit 2; }
-  export "CC_${target//-/_}=$cc"
-  [ -z "$linker" ] || export "CARGO_TARGET_${upper}_LINKER=$linker"
-}
+source scripts/cross-env.sh
 
 for target in "${targets[@]}"; do
-  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
-  toolchain_env "$target"
+  cross_env "$target"
   cargo build --release --locked --target "$target" -p ota-updater
   cargo build --release --locked --target "$target" -p ota-signer -p ota-server
   out="$target_dir/$target/release"
@@ -59,7 +46,16 @@ for target in "${targets[@]}"; do
   cp updater/systemd/health-check.example.sh "$stage/share/ota/examples/"
   cp updater/sysvinit/ota-update "$stage/etc/init.d/"
   cp updater/examples/* "$stage/share/ota/examples/"
-  cp qemu/grub.cfg qemu/u-boot-ota.env "$stage/share/ota/boot/"
+  cp qemu/grub.cfg qemu/boot.cmd qemu/u-boot-ota.env "$stage/share/ota/boot/"
+  # The man pages and completions the build scripts generated for this target's build.
+  bash scripts/cli-docs.sh "$out" "$stage/generated"
+  mkdir -p "$stage/share/man/man1" "$stage/share/bash-completion/completions" \
+    "$stage/share/zsh/site-functions" "$stage/share/fish/vendor_completions.d"
+  mv "$stage"/generated/man/* "$stage/share/man/man1/"
+  mv "$stage"/generated/bash/* "$stage/share/bash-completion/completions/"
+  mv "$stage"/generated/zsh/* "$stage/share/zsh/site-functions/"
+  mv "$stage"/generated/fish/* "$stage/share/fish/vendor_completions.d/"
+  rm -rf "$stage/generated"
   cat > "$stage/README" <<README
 ota $version for $target: static binaries (no shared libraries needed).
 bin/ota-update          the device updater; bin/ota-sign, bin/ota-server for vendors' hosts.
@@ -67,7 +63,12 @@ lib/systemd/system/     ota-boot.service (the verdict at boot), ota-update.servi
 etc/init.d/ota-update   the same for BusyBox/SysV init
 share/ota/examples/     updater.toml for an x86 GRUB board and an ARM U-Boot board, fw_env.config,
                         an example health check
-share/ota/boot/         the GRUB script (grub.cfg) and the U-Boot script (u-boot-ota.env)
+share/ota/boot/         the GRUB script (grub.cfg) and the U-Boot scripts: boot.cmd (its own redundant
+                        environment at raw offsets; mkimage makes boot.scr) or u-boot-ota.env (in
+                        U-Boot's own redundant environment, saveenv)
+share/man/man1/          a man page per command and subcommand (man ota-update-install)
+share/bash-completion/, share/zsh/site-functions/, share/fish/vendor_completions.d/
+                        shell completions
 Documentation: docs/updater.md and docs/packaging.md in the source tree.
 README
   tar -C dist -czf "dist/$name.tar.gz" "$name"

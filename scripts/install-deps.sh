@@ -17,6 +17,9 @@ declare -A NEED=(
   [softhsm2-util]=softhsm2     # updater/tests/hsm_and_kms.rs: keys in a PKCS#11 token (libsofthsm2.so)
   [pkcs11-tool]=opensc         # generates those keys inside the token
   [busybox]=busybox            # updater/tests/kit.rs: the init script under BusyBox's sh and start-stop-daemon
+  [man]=man-db                 # scripts/test-packages.sh, tests/cli_docs.rs: the generated man pages render
+  [zsh]=zsh                    # tests/cli_docs.rs: the generated zsh completions parse
+  [fish]=fish                  # ... and the fish ones
   [g++]=g++                    # fuzz/run.sh: libfuzzer-sys compiles libFuzzer (C++); nightly and cargo-fuzz come from rustup and crates.io
 )
 missing=()

@@ -19,6 +19,8 @@ out="$(bash scripts/target-dir.sh)/debian"
 rm -rf "$out"
 mkdir -p "$out"
 cargo build --release -q --workspace
+# The man pages and completions the build scripts wrote, where the packages' assets expect them.
+bash scripts/cli-docs.sh "$(bash scripts/target-dir.sh)/release" "$(bash scripts/target-dir.sh)/release/cli-docs"
 cargo deb -p ota-updater --no-build -o "$out/" >/dev/null
 cargo deb -p ota-signer --no-build -o "$out/" >/dev/null
 remove() { $SUDO dpkg -P ota-update ota-sign >/dev/null 2>&1 || true; }
@@ -34,6 +36,21 @@ code=$?
 set -e
 [ "$code" -eq 2 ] || { echo "ota-update status with the packaged config: exit $code, want 2: $message" >&2; exit 1; }
 [ "$(printf '%s\n' "$message" | wc -l)" -eq 1 ] || { echo "not one line: $message" >&2; exit 1; }
+# Every installed man page renders (man-db; groff warnings are failures), the page of each
+# program is found by `man NAME`, and the completions are where bash, zsh and fish look.
+pages=$(dpkg -L ota-update ota-sign | grep '^/usr/share/man/man1/.*\.1\.gz$')
+[ "$(echo "$pages" | wc -l)" -ge 30 ] || { echo "too few man pages installed: $pages" >&2; exit 1; }
+for page in $pages; do
+  warnings=$(MANWIDTH=80 man --warnings -l "$page" 2>&1 >/dev/null)
+  [ -z "$warnings" ] || { echo "man -l $page: $warnings" >&2; exit 1; }
+done
+for program in ota-update ota-sign ota-server; do
+  man -w "$program" >/dev/null || { echo "man $program: no page found" >&2; exit 1; }
+  for file in /usr/share/bash-completion/completions/$program /usr/share/zsh/vendor-completions/_$program \
+      /usr/share/fish/vendor_completions.d/$program.fish; do
+    [ -s "$file" ] || { echo "no completion $file" >&2; exit 1; }
+  done
+done
 # The installed units are valid for systemd, with the installed binaries.
 systemd-analyze verify /lib/systemd/system/ota-boot.service /lib/systemd/system/ota-update.service \
   /lib/systemd/system/ota-server.service
@@ -46,4 +63,4 @@ done
 $SUDO dpkg -P ota-update >/dev/null
 [ ! -e /etc/ota/updater.toml ] || { echo "dpkg -P left /etc/ota/updater.toml" >&2; exit 1; }
 trap - EXIT
-echo "packages: $(cd "$out" && ls *.deb | tr '\n' ' ')installed, ran, verified, removed"
+echo "packages: $(cd "$out" && ls *.deb | tr '\n' ' ')installed, ran, $(echo "$pages" | wc -l) man pages rendered, verified, removed"

@@ -1,9 +1,44 @@
 //! Records the build time as the updater's lowest believable "now" (see `src/clock.rs`):
-//! `SOURCE_DATE_EPOCH` when set (reproducible builds), the current time otherwise.
+//! `SOURCE_DATE_EPOCH` when set (reproducible builds), the current time otherwise. Writes the
+//! man pages and shell completions of `ota-update` from its command line (`src/cli.rs`) into
+//! OUT_DIR (build-support/cli_docs.rs).
 
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+#[path = "src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+#[path = "../build-support/cli_docs.rs"]
+mod cli_docs;
+
+/// Stand-ins for the library types `src/cli.rs` names: the pages need only their help texts.
+mod cli_types {
+    /// The same as `ota_updater::config::DEFAULT_CONFIG_PATH` (tests/cli_docs.rs checks the
+    /// page shows that one).
+    pub const DEFAULT_CONFIG_PATH: &str = "/etc/ota/updater.toml";
+    pub type Version = String;
+    #[derive(Clone, Debug)]
+    pub struct ProgressMode;
+    impl ProgressMode {
+        pub fn parse(_: &str) -> Result<Self, String> {
+            Ok(ProgressMode)
+        }
+    }
+}
+
 fn main() {
+    use clap::CommandFactory;
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if let Err(e) = cli_docs::write(cli::Cli::command(), "ota-update", &out_dir) {
+        panic!(
+            "cannot write the man pages and completions to {}: {e}",
+            out_dir.display()
+        );
+    }
+    println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=../build-support/cli_docs.rs");
+
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())

@@ -1,7 +1,9 @@
-//! Command-line arguments.
+//! The command line of `ota-sign` (clap): compiled into the program, and into its build script
+//! (build.rs), which writes the man pages and shell completions from it. It uses only clap,
+//! std and the few items of `crate::cli_types`, which the build script stands in for.
 
+use crate::cli_types::{parse_algorithm, Algorithm, ProgressMode, Version, DEFAULT_ZSTD_LEVEL};
 use clap::{Args, Parser, Subcommand};
-use ota_core::progress::ProgressMode;
 use std::path::PathBuf;
 
 /// Signs firmware bundles for over-the-air updates, and checks them.
@@ -152,7 +154,7 @@ pub struct RolloutReleaseArgs {
     pub product: String,
     /// Release version.
     #[arg(long)]
-    pub version: semver::Version,
+    pub version: Version,
     /// Channel the rollout offers the release on.
     #[arg(long, default_value = "stable")]
     pub channel: String,
@@ -417,15 +419,10 @@ pub struct KeygenArgs {
     /// The key's algorithm: ed25519 (the default) or ecdsa-p256 (for fleets whose HSM or KMS
     /// keys are P-256; devices verify both).
     #[arg(long, default_value = "ed25519", value_parser = parse_algorithm)]
-    pub algorithm: ota_core::keys::Algorithm,
+    pub algorithm: Algorithm,
     /// Print the result as JSON: {"private_key", "public_key", "key_id", "algorithm"}.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_algorithm(text: &str) -> Result<ota_core::keys::Algorithm, String> {
-    ota_core::keys::Algorithm::parse(text)
-        .ok_or_else(|| format!("{text:?}: use ed25519 or ecdsa-p256"))
 }
 
 /// `ota-sign bundle`.
@@ -463,7 +460,7 @@ pub struct BundleArgs {
     #[arg(long, default_value = "4M")]
     pub chunk_size: String,
     /// zstd compression level (1..=22).
-    #[arg(long, default_value_t = ota_core::bundle::DEFAULT_ZSTD_LEVEL)]
+    #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
     pub level: i32,
     /// Print a JSON summary on stdout.
     #[arg(long)]

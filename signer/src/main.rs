@@ -5,6 +5,19 @@
 
 mod cli;
 mod commands;
+
+/// The types and parsers the command line needs from ota-core (build.rs has stand-ins).
+mod cli_types {
+    pub use ota_core::bundle::DEFAULT_ZSTD_LEVEL;
+    pub use ota_core::keys::Algorithm;
+    pub use ota_core::progress::ProgressMode;
+    pub use semver::Version;
+
+    /// `--algorithm`: ed25519 or ecdsa-p256.
+    pub fn parse_algorithm(text: &str) -> Result<Algorithm, String> {
+        Algorithm::parse(text).ok_or_else(|| format!("{text:?}: use ed25519 or ecdsa-p256"))
+    }
+}
 mod exit;
 mod keys;
 

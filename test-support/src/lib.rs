@@ -7,6 +7,8 @@
 //! Everything panics with the command and its stderr on failure: these are test fixtures.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod cli_docs;
+
 use ota_core::bundle::{build_bundle, BuildOptions, ImageInput};
 use ota_core::keys::SigningKey;
 use serde_json::Value;
