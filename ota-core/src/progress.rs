@@ -1,7 +1,9 @@
 //! Progress for logs, shared by the command-line tools: where a terminal gets a progress bar
 //! (drawn by the binaries), a CI log or a supervising program gets one line per 10 % on
 //! standard error, as text (`bundling: 40 % (123 of 308 MiB, 12.3 s)`) or as JSON
-//! (`{"event":"progress","what":"bundling","percent":40,"done":...,"total":...}`).
+//! (`{"event":"progress","what":"bundling","percent":40,"done":...,"total":...}`); and the one
+//! JSON log line the long-running programs (`ota-update daemon --json`, `ota-server serve
+//! --json`) write per event: [`json_log_line`].
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +121,17 @@ impl ProgressLines {
     }
 }
 
+/// A JSON log line `{"time", "event", "message", ...fields}` (time in RFC 3339 UTC seconds;
+/// `fields`, an object, adds its members), as the daemon and the server write them.
+pub fn json_log_line(event: &str, message: &str, fields: serde_json::Value) -> String {
+    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let mut line = serde_json::json!({"time": time, "event": event, "message": message});
+    if let (Some(line), serde_json::Value::Object(extra)) = (line.as_object_mut(), fields) {
+        line.extend(extra);
+    }
+    line.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +154,16 @@ mod tests {
         lines.finish();
         assert_eq!(lines.done.load(Ordering::Relaxed), 1000);
         assert_eq!(*lines.next.lock().unwrap(), 110);
+    }
+
+    #[test]
+    fn json_log_line_has_time_event_message_and_the_fields() {
+        let line = json_log_line("round", "no update", serde_json::json!({"round": 3}));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["event"], "round");
+        assert_eq!(value["message"], "no update");
+        assert_eq!(value["round"], 3);
+        assert!(value["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(!line.contains('\n'));
     }
 }

@@ -101,6 +101,17 @@ impl ProvenanceDocument {
         })
     }
 
+    /// Refuses unless every image, `(name, sha256)`, is a subject (the first missing one is
+    /// named): at `bundle --provenance` and at `verify --provenance`.
+    pub fn require_subjects<'a>(
+        &self,
+        images: impl IntoIterator<Item = (&'a str, &'a Sha256Digest)>,
+    ) -> Result<(), ProvenanceError> {
+        images
+            .into_iter()
+            .try_for_each(|(name, sha256)| self.require_subject(name, sha256))
+    }
+
     /// Refuses unless an image of SHA-256 `sha256` (named `name` in errors) is a subject.
     pub fn require_subject(
         &self,

@@ -35,11 +35,7 @@ pub fn log_event(event: &str, message: &str, fields: serde_json::Value) {
         let _ = writeln!(std::io::stderr(), "ota-server: {message}");
         return;
     }
-    let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let mut line = serde_json::json!({"time": time, "event": event, "message": message});
-    if let (Some(line), Some(extra)) = (line.as_object_mut(), fields.as_object()) {
-        line.extend(extra.clone());
-    }
+    let line = ota_core::progress::json_log_line(event, message, fields);
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 

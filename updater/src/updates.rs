@@ -611,11 +611,7 @@ impl DaemonLog {
             eprintln!("ota-update daemon: {message}");
             return;
         }
-        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let mut line = serde_json::json!({"time": time, "event": event, "message": message});
-        if let (Some(line), Some(extra)) = (line.as_object_mut(), fields.as_object()) {
-            line.extend(extra.clone());
-        }
+        let line = ota_core::progress::json_log_line(event, message, fields);
         // A closed standard output must not stop the daemon: the line is lost, nothing else.
         use std::io::Write;
         let _ = writeln!(std::io::stdout(), "{line}");

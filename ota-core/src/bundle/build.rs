@@ -331,11 +331,9 @@ fn attested_by(
     let Some(document) = document else {
         return Ok(None);
     };
-    for (name, sha256) in images {
-        document
-            .require_subject(name, sha256)
-            .map_err(|e| BundleError::InvalidInput(e.to_string()))?;
-    }
+    document
+        .require_subjects(images.iter().map(|(name, sha256)| (name.as_str(), sha256)))
+        .map_err(|e| BundleError::InvalidInput(e.to_string()))?;
     Ok(Some(document.record.clone()))
 }
 

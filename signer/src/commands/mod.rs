@@ -140,11 +140,10 @@ fn check_provenance(manifest: &ota_core::bundle::Manifest, path: &Path) -> Resul
         ))
         .into());
     }
-    for image in &manifest.images {
-        document
-            .require_subject(&image.name, &image.sha256)
-            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
-    }
+    let images = manifest.images.iter().map(|i| (i.name.as_str(), &i.sha256));
+    document
+        .require_subjects(images)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
     Ok(())
 }
 
