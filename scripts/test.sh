@@ -43,5 +43,6 @@ if [ -z "${OTA_SKIP_FUZZ:-}" ]; then
 fi
 if [ -z "${OTA_SKIP_QEMU:-}" ]; then
   bash qemu/run-tests.sh
+  prune target/qemu       # the x86-64 device's disks and logs (kept when a scenario failed)
   ARCH=aarch64 bash qemu/run-tests.sh
 fi
