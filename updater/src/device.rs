@@ -204,8 +204,12 @@ impl<'c> Device<'c> {
     /// Order: bootloader (the other slot can no longer boot), then records (`writing`).
     pub fn begin_writing(&mut self, version: &semver::Version) -> Result<SlotName> {
         self.ensure_installable()?;
-        // The switch at the end must be possible: learn it before the slot is overwritten.
-        self.bootloader.ensure_writable()?;
+        // The switch at the end must be possible: learn it before the slot is overwritten,
+        // and say so in `status` (nothing was written).
+        if let Err(err) = self.bootloader.ensure_writable() {
+            self.record_refusal(Some(version), &err.to_string());
+            return Err(err);
+        }
         let target = self.other.clone();
         let mut boot = self.boot.clone();
         boot.make_unbootable(&target);

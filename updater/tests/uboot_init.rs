@@ -336,6 +336,14 @@ fn first_install_without_default_env_is_refused_before_the_slot_is_written() {
     let json = board.status_json();
     assert_eq!(json["next_boot"], "A");
     assert!(json["bootloader_uninitialised"].is_string());
+    // The refusal is what status reports as the last result.
+    let last = &json["last_result"];
+    assert_eq!(last["kind"], "install_refused", "{json}");
+    let reason = last["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("never saved") && reason.contains("nothing was written"),
+        "{reason}"
+    );
 
     // Provisioned, the same install goes through.
     board.ok(&["init-bootloader"]);
