@@ -3,7 +3,36 @@
 //! `OUT_DIR/man` (one page per command and subcommand, clap_mangen) and `OUT_DIR/completions`
 //! (bash, zsh, fish; clap_complete). `scripts/cli-docs.sh` copies them out for packaging.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Stand-ins for library types a `cli.rs` names, shared by the build scripts: the pages need
+/// only the help texts, never a parsed value.
+#[allow(dead_code)]
+pub mod stand_ins {
+    /// `ota_core::progress::ProgressMode`, for `--progress`.
+    #[derive(Clone, Debug)]
+    pub struct ProgressMode;
+    impl ProgressMode {
+        pub fn parse(_: &str) -> Result<Self, String> {
+            Ok(ProgressMode)
+        }
+    }
+}
+
+/// A build script's whole job for the pages: [`write`] into OUT_DIR (a failure stops the
+/// build, saying where), and rerun when the command line or this file changes.
+pub fn build_script(command: clap::Command, bin: &str) {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if let Err(e) = write(command, bin, &out_dir) {
+        panic!(
+            "cannot write the man pages and completions to {}: {e}",
+            out_dir.display()
+        );
+    }
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/cli.rs");
+    println!("cargo:rerun-if-changed=../build-support/cli_docs.rs");
+}
 
 /// Writes the pages and completions of `command`, whose program is called `bin`.
 pub fn write(mut command: clap::Command, bin: &str, out_dir: &Path) -> std::io::Result<()> {

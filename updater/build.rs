@@ -3,7 +3,6 @@
 //! man pages and shell completions of `ota-update` from its command line (`src/cli.rs`) into
 //! OUT_DIR (build-support/cli_docs.rs).
 
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[path = "src/cli.rs"]
@@ -14,30 +13,16 @@ mod cli_docs;
 
 /// Stand-ins for the library types `src/cli.rs` names: the pages need only their help texts.
 mod cli_types {
+    pub use crate::cli_docs::stand_ins::ProgressMode;
     /// The same as `ota_updater::config::DEFAULT_CONFIG_PATH` (tests/cli_docs.rs checks the
     /// page shows that one).
     pub const DEFAULT_CONFIG_PATH: &str = "/etc/ota/updater.toml";
     pub type Version = String;
-    #[derive(Clone, Debug)]
-    pub struct ProgressMode;
-    impl ProgressMode {
-        pub fn parse(_: &str) -> Result<Self, String> {
-            Ok(ProgressMode)
-        }
-    }
 }
 
 fn main() {
     use clap::CommandFactory;
-    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    if let Err(e) = cli_docs::write(cli::Cli::command(), "ota-update", &out_dir) {
-        panic!(
-            "cannot write the man pages and completions to {}: {e}",
-            out_dir.display()
-        );
-    }
-    println!("cargo:rerun-if-changed=src/cli.rs");
-    println!("cargo:rerun-if-changed=../build-support/cli_docs.rs");
+    cli_docs::build_script(cli::Cli::command(), "ota-update");
 
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
@@ -50,5 +35,4 @@ fn main() {
         });
     println!("cargo:rustc-env=OTA_BUILD_EPOCH={epoch}");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
-    println!("cargo:rerun-if-changed=build.rs");
 }
