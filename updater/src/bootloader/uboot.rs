@@ -106,7 +106,6 @@ impl UbootBootloader {
     }
 }
 
-/// `env` with the boot state's variables set.
 /// What a write of the boot state starts from.
 enum WriteBase {
     /// The saved environment (the active copy), rewritten with the new boot state.
@@ -145,6 +144,7 @@ impl UbootBootloader {
     }
 }
 
+/// `env` with the boot state's variables set.
 fn with_state(mut env: UbootEnv, state: &BootState) -> Result<UbootEnv> {
     for (name, value) in state.to_env_vars() {
         env.set(&name, &value).map_err(bootloader_error)?;
