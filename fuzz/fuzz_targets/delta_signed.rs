@@ -4,12 +4,13 @@
 //! discarding sink and an in-memory base, as an updater holding that key would. So the fuzzer
 //! reaches the op list decoder (`open_compressed`, `OpDecoder`), the checks against the image
 //! and the base, and every operation's apply code (copy, zero, replace, zstd_ref, bsdiff with
-//! zstd or bzip2), which only trusted-key holders can reach on a device.
+//! zstd or bzip2, gzip), which only trusted-key holders can reach on a device.
 //!
 //! Input (at most 16 KiB): `flags`, `base_len` (u16, x4 bytes of the fixed base), then
 //! - structured (flags & 1 == 0): operations, each a kind byte (low 3 bits: copy, zero,
-//!   replace, zstd_ref, then bsdiff with zstd when even, bzip2 when odd (for patches up to
-//!   4 KiB; larger ones go with zstd); bit 7: take lengths, offsets and windows as given
+//!   replace, zstd_ref, bsdiff with zstd (4), bsdiff with bzip2 (5, 7; for patches up to
+//!   4 KiB, larger ones go with zstd), gzip (6: an old gzip file in the base, a fuzzed
+//!   frame); bit 7: take lengths, offsets and windows as given
 //!   instead of fitting them to the base) and its fields. The harness compresses the
 //!   data and fills in every SHA-256, so the fuzzer is not stopped by hashes it cannot forge.
 //!   When every operation was fitted and none is bsdiff, the expected image is known: the
@@ -151,6 +152,34 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                     len,
                     src,
                     window,
+                    stored: stored.len() as u32,
+                    sha256: Sha256Digest::of(&stored),
+                };
+                data.extend_from_slice(&stored);
+                op
+            }
+            6 => {
+                // gzip: an old "gzip file" somewhere in the (fuzzed) base, a fuzzed frame.
+                let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
+                let (header_len, raw_len) = (u64::from(input.u32()), u64::from(input.u32()));
+                let frame = input.blob();
+                let (src, window, header_len, raw_len) = if raw || base_len == 0 {
+                    (src, window, header_len, raw_len)
+                } else {
+                    let window = 1 + window % base_len;
+                    let header_len = 10 + header_len % 32;
+                    let raw_len = (frame.len() as u64).saturating_sub(header_len);
+                    (src % (base_len - window + 1), window, header_len, raw_len)
+                };
+                let len = u64::from(input.u32()) % (1 << 21);
+                expected = None;
+                let stored = zstd1(frame);
+                let op = Op::Gzip {
+                    len,
+                    src,
+                    window,
+                    header_len,
+                    raw_len,
                     stored: stored.len() as u32,
                     sha256: Sha256Digest::of(&stored),
                 };

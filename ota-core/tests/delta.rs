@@ -38,6 +38,7 @@ fn options(dir: &Path) -> BuildOptions {
         zstd_level: 3,
         temp_dir: dir.to_owned(),
         provenance: None,
+        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
     }
 }
 
@@ -425,6 +426,83 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
     // Valid ops but the image hash is wrong: refused at the end (nothing declared valid).
     let e = hostile(vec![Op::Copy { len: 4096, src: 0 }], &[], 4096, &base);
+    assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
+}
+
+/// `gzip` operations under a trusted key: a base that holds no gzip file there, an old file
+/// that inflates past the cap (a gzip bomb in the base), declared sizes over the caps, and a
+/// frame that re-creates other bytes: each a clean refusal.
+#[test]
+fn hostile_gzip_operations_fail_cleanly() {
+    use std::io::Write;
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    };
+    let frame = |header: &[u8], raw: &[u8]| {
+        let mut f = header.to_vec();
+        f.extend_from_slice(raw);
+        zstd::bulk::compress(&f, 3).unwrap()
+    };
+    let new_gz = gz(b"new content");
+    let header = &new_gz[..10];
+    let op = |window: u64, header_len: u64, raw_len: u64, data: &[u8]| Op::Gzip {
+        len: new_gz.len() as u64,
+        src: 0,
+        window,
+        header_len,
+        raw_len,
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(data),
+    };
+    // The base holds no gzip file at the window.
+    let base = firmware(8192, 16);
+    let data = frame(header, b"new content");
+    let e = hostile(
+        vec![op(100, 10, 11, &data)],
+        &data,
+        new_gz.len() as u64,
+        &base,
+    );
+    assert!(e.to_string().contains("holds no gzip file"), "{e}");
+    // A gzip bomb in the base: 64 MiB of zeros in 64 KB; refused at the 4 MiB cap.
+    let bomb = gz(&vec![0u8; 64 << 20]);
+    let e = hostile(
+        vec![op(bomb.len() as u64, 10, 11, &data)],
+        &data,
+        new_gz.len() as u64,
+        &bomb,
+    );
+    assert!(e.to_string().contains("more than 4194304 bytes"), "{e}");
+    // Declared content over the cap, and a header shorter than gzip's.
+    let old_gz = gz(b"old content");
+    for (header_len, raw_len) in [(10, (4 << 20) + 1), (9, 11), (2000, 11)] {
+        let e = hostile(
+            vec![op(old_gz.len() as u64, header_len, raw_len, &data)],
+            &data,
+            new_gz.len() as u64,
+            &old_gz,
+        );
+        assert!(e.to_string().contains("declares a gzip header"), "{e}");
+    }
+    // A frame whose content deflates to another length than the operation writes.
+    let other = frame(header, b"some other, longer content than before");
+    let e = hostile(
+        vec![op(old_gz.len() as u64, 10, 38, &other)],
+        &other,
+        new_gz.len() as u64,
+        &old_gz,
+    );
+    assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+    assert!(e.to_string().contains("re-created"), "{e}");
+    // The same honest operation applies (the hostile cases fail for their reason only).
+    let e = hostile(
+        vec![op(old_gz.len() as u64, 10, 11, &data)],
+        &data,
+        new_gz.len() as u64,
+        &old_gz,
+    );
     assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
 }
 

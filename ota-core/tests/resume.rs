@@ -104,6 +104,7 @@ fn fixture() -> Fixture {
         zstd_level: 3,
         temp_dir: dir.path().to_owned(),
         provenance: None,
+        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
     };
     let images = vec![
         ImageInput {

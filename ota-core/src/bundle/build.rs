@@ -32,6 +32,9 @@ pub struct BuildOptions {
     /// Build provenance to bind to the release: its record goes in the signed manifest, and
     /// every image must be one of its subjects.
     pub provenance: Option<crate::provenance::ProvenanceDocument>,
+    /// Delta operations a delta may use ([`crate::delta::DELTA_FORMAT_LATEST`]; 1 for fleets
+    /// whose updaters predate the `gzip` operation).
+    pub delta_format: u8,
 }
 
 /// Anything an image can be read from: read to the end, and rewound when a delta is compared
@@ -269,6 +272,7 @@ fn delta_image<S: Read + Write + Seek>(
             base,
             &mut image.reader,
             options.zstd_level,
+            options.delta_format,
             &mut writer,
             progress,
         )?;

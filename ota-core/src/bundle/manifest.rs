@@ -93,9 +93,10 @@ pub struct DeltaOps {
 }
 
 impl DeltaOps {
-    /// Largest decoded op list for `count` operations (kind byte, four 10-byte varints, digest).
+    /// Largest decoded op list for `count` operations (kind byte, six 10-byte varints (a
+    /// `gzip` operation's fields), digest).
     pub fn max_decoded_len(count: u64) -> u64 {
-        count.saturating_mul(1 + 4 * 10 + 32).saturating_add(10)
+        count.saturating_mul(1 + 6 * 10 + 32).saturating_add(10)
     }
 }
 

@@ -605,7 +605,8 @@ impl<R: Read> BundleReader<R> {
         let data = match op {
             Op::Replace { stored, sha256, .. }
             | Op::ZstdRef { stored, sha256, .. }
-            | Op::Bsdiff { stored, sha256, .. } => {
+            | Op::Bsdiff { stored, sha256, .. }
+            | Op::Gzip { stored, sha256, .. } => {
                 // Hashed before it is decompressed or applied.
                 let data =
                     self.read_verified(*stored as usize, sha256, || BundleError::OpHashMismatch {
@@ -621,7 +622,8 @@ impl<R: Read> BundleReader<R> {
             return Ok(());
         };
         if !data.is_empty() {
-            // A data operation needs up to 12 MiB (a zstd_ref window, its data and output):
+            // A data operation needs up to 12 MiB (a zstd_ref window, its data and output; a
+            // gzip operation's old content, frame and output):
             // let the writer finish the previous output first, so that they never add up.
             out.drained()?;
         }

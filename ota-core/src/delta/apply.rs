@@ -122,6 +122,18 @@ pub fn apply_op(
             drop((patch, old));
             emit(out).map_err(emit_err)?;
         }
+        Op::Gzip {
+            len,
+            src,
+            window,
+            header_len,
+            raw_len,
+            ..
+        } => {
+            check_len(len)?;
+            let out = super::gzip::apply(data, base, (src, window), header_len, raw_len, len)?;
+            emit(out).map_err(emit_err)?;
+        }
     }
     Ok(())
 }
@@ -224,7 +236,11 @@ fn read_window(base: &dyn BaseRead, src: u64, window: u64) -> Result<Vec<u8>, Ap
     Ok(buf)
 }
 
-fn decompress_with_prefix(data: &[u8], window: &[u8], len: u64) -> Result<Vec<u8>, ApplyError> {
+pub(super) fn decompress_with_prefix(
+    data: &[u8],
+    window: &[u8],
+    len: u64,
+) -> Result<Vec<u8>, ApplyError> {
     let err = |code: usize| {
         ApplyError::Data(format!(
             "zstd_ref data does not decompress: {}",

@@ -13,6 +13,8 @@
 //! and per worker one extent, its window and a zstd context: a few hundred MiB at level 19,
 //! whatever the image size. The base is read by `pread`, never loaded whole.
 
+use super::ext4::{Ext4Error, SeekReader};
+use super::fshints::FsHints;
 use super::index::{block_key, for_each_anchor, read_full, BaseIndex};
 use super::{bsdiff, encode_ops, Op, BLOCK, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
 use crate::digest::Sha256Digest;
@@ -68,22 +70,48 @@ impl GeneratedDelta {
 
 enum Run {
     Zero(u64),
-    Copy { len: u64, src: u64 },
-    New { start: usize, len: usize },
+    Copy {
+        len: u64,
+        src: u64,
+    },
+    /// A gzip file re-created by the `gzip` operation `index` of the pre-pass.
+    Gzip {
+        index: usize,
+        len: u64,
+    },
+    /// New bytes; `hint` is the filesystem's diagonal to their old version, if known.
+    New {
+        start: usize,
+        len: usize,
+        hint: Option<i64>,
+    },
 }
 
+/// Hinted blocks whose diagonals differ by more than this start a new extent: one extent is
+/// diffed against one base window.
+const SPLIT_DIAG: i64 = 64 << 10;
+
 /// Generates a delta from `base` to `target`, writing operation data to `data_out` in
-/// operation order. `progress` gets target bytes processed.
-pub fn generate(
+/// operation order, with the operations of `delta_format` ([`super::DELTA_FORMAT_LATEST`]).
+/// `progress` gets target bytes processed.
+pub fn generate<T: Read + Seek>(
     base: &File,
-    target: &mut dyn Read,
+    target: &mut T,
     zstd_level: i32,
+    delta_format: u8,
     data_out: &mut dyn Write,
     progress: &(dyn Fn(u64) + Sync),
 ) -> io::Result<GeneratedDelta> {
     let mut base_reader = base;
     base_reader.seek(SeekFrom::Start(0))?;
     let index = BaseIndex::build(&mut base_reader)?;
+    let hints = filesystem_hints(base, index.size, target)?;
+    let mut gzip_ops = if delta_format >= 2 {
+        encode_gzip_files(base, target, &hints, zstd_level)?
+    } else {
+        Vec::new()
+    };
+    target.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let mut ops: Vec<Op> = Vec::new();
     let mut data_size = 0u64;
@@ -96,14 +124,16 @@ pub fn generate(
         }
         let seg = &segment[..n];
         hasher.update(seg);
-        let runs = merge_new_runs(classify(seg, base, &index)?);
+        let classified = classify(seg, offset, base, &index, &gzip_ops)?;
+        let runs = split_by_hints(merge_new_runs(classified), offset, &hints);
         // Encode the new extents in parallel; order is kept by collect.
         let encoded: Vec<Option<(Op, Vec<u8>)>> = runs
             .par_iter()
             .map(|run| match run {
-                Run::New { start, len } => encode_extent(
+                Run::New { start, len, hint } => encode_extent(
                     &seg[*start..*start + *len],
                     offset + *start as u64,
+                    *hint,
                     base,
                     &index,
                     zstd_level,
@@ -116,6 +146,15 @@ pub fn generate(
             match (run, enc) {
                 (Run::Zero(len), _) => push_op(&mut ops, Op::Zero { len }),
                 (Run::Copy { len, src }, _) => push_op(&mut ops, Op::Copy { len, src }),
+                (Run::Gzip { index, .. }, _) => {
+                    let (op, data) = gzip_ops[index]
+                        .1
+                        .take()
+                        .ok_or_else(|| io::Error::other("gzip operation used twice"))?;
+                    data_out.write_all(&data)?;
+                    data_size += data.len() as u64;
+                    ops.push(op);
+                }
                 (Run::New { .. }, Some((op, data))) => {
                     data_out.write_all(&data)?;
                     data_size += data.len() as u64;
@@ -158,36 +197,55 @@ fn push_op(ops: &mut Vec<Op>, op: Op) {
     }
 }
 
-/// Classifies each block of a segment and collapses neighbours into runs.
-fn classify(seg: &[u8], base: &File, index: &BaseIndex) -> io::Result<Vec<Run>> {
+/// Classifies each block of a segment (at target offset `seg_offset`) and collapses
+/// neighbours into runs. A gzip file of the pre-pass that lies wholly in the segment becomes
+/// one run; the rest of its last block is classified on its own.
+fn classify(
+    seg: &[u8],
+    seg_offset: u64,
+    base: &File,
+    index: &BaseIndex,
+    gzip_ops: &[GzipOp],
+) -> io::Result<Vec<Run>> {
     let mut runs: Vec<Run> = Vec::new();
     let mut check = vec![0u8; BLOCK];
-    for (i, block) in seg.chunks(BLOCK).enumerate() {
-        let start = i * BLOCK;
-        let len = block.len() as u64;
-        let run = if block.iter().all(|&b| b == 0) {
-            Run::Zero(len)
-        } else {
-            let found = if block.len() == BLOCK {
-                match index.blocks.get(&block_key(block)) {
-                    Some(&b) => {
-                        let src = u64::from(b) * BLOCK as u64;
-                        base.read_exact_at(&mut check, src)?;
-                        (check == block).then_some(src)
-                    }
-                    None => None,
+    let mut next_gzip = gzip_ops.partition_point(|g| g.0 < seg_offset);
+    let mut start = 0usize;
+    while start < seg.len() {
+        let at = seg_offset + start as u64;
+        while gzip_ops.get(next_gzip).is_some_and(|g| g.0 < at) {
+            next_gzip += 1;
+        }
+        if let Some((g_at, Some((op, _)))) = gzip_ops.get(next_gzip) {
+            let end = start as u64 + op.len();
+            if *g_at == at && end <= seg.len() as u64 {
+                runs.push(Run::Gzip {
+                    index: next_gzip,
+                    len: op.len(),
+                });
+                next_gzip += 1;
+                // The rest of the file's last block (zeros in a fresh image).
+                let end = end as usize;
+                let tail_end = end.next_multiple_of(BLOCK).min(seg.len());
+                if tail_end > end {
+                    let tail = &seg[end..tail_end];
+                    runs.push(if tail.iter().all(|&b| b == 0) {
+                        Run::Zero(tail.len() as u64)
+                    } else {
+                        Run::New {
+                            start: end,
+                            len: tail.len(),
+                            hint: None,
+                        }
+                    });
                 }
-            } else {
-                None
-            };
-            match found {
-                Some(src) => Run::Copy { len, src },
-                None => Run::New {
-                    start,
-                    len: block.len(),
-                },
+                start = tail_end;
+                continue;
             }
-        };
+        }
+        let block = &seg[start..(start + BLOCK).min(seg.len())];
+        let run = classify_block(block, start, base, index, &mut check)?;
+        start += block.len();
         match (runs.last_mut(), run) {
             (Some(Run::Zero(l)), Run::Zero(more)) => *l += more,
             (
@@ -197,11 +255,121 @@ fn classify(seg: &[u8], base: &File, index: &BaseIndex) -> io::Result<Vec<Run>> 
                     src: next,
                 },
             ) if *src + *len == next => *len += more,
-            (Some(Run::New { len, .. }), Run::New { len: more, .. }) => *len += more,
+            (Some(Run::New { start: s, len, .. }), Run::New { len: more, .. })
+                if *s + *len == start - block.len() =>
+            {
+                *len += more
+            }
             (_, run) => runs.push(run),
         }
     }
     Ok(runs)
+}
+
+/// One block: all zero, found in the base (hash hit confirmed by comparing bytes), or new.
+fn classify_block(
+    block: &[u8],
+    start: usize,
+    base: &File,
+    index: &BaseIndex,
+    check: &mut [u8],
+) -> io::Result<Run> {
+    let len = block.len() as u64;
+    if block.iter().all(|&b| b == 0) {
+        return Ok(Run::Zero(len));
+    }
+    if block.len() == BLOCK {
+        if let Some(&b) = index.blocks.get(&block_key(block)) {
+            let src = u64::from(b) * BLOCK as u64;
+            base.read_exact_at(check, src)?;
+            if check == block {
+                return Ok(Run::Copy { len, src });
+            }
+        }
+    }
+    Ok(Run::New {
+        start,
+        len: block.len(),
+        hint: None,
+    })
+}
+
+/// A `gzip` operation made before the target is read in segments: its target offset, and
+/// the operation with its data until a segment uses it.
+type GzipOp = (u64, Option<(Op, Vec<u8>)>);
+
+/// Encodes the paired gzip files the filesystem hints found, where the `gzip` operation
+/// re-creates them exactly and is smaller than zstd with the old file as prefix (what the
+/// generic encoders would get at best). Reads the candidates in batches of at most 64 MiB and
+/// encodes each batch on all cores.
+fn encode_gzip_files<T: Read + Seek>(
+    base: &File,
+    target: &mut T,
+    hints: &FsHints,
+    level: i32,
+) -> io::Result<Vec<GzipOp>> {
+    let mut out = Vec::new();
+    let mut batch: Vec<(u64, Vec<u8>, u64, Vec<u8>)> = Vec::new();
+    let mut batch_bytes = 0u64;
+    let flush = |batch: &mut Vec<(u64, Vec<u8>, u64, Vec<u8>)>, out: &mut Vec<GzipOp>| {
+        let encoded: Vec<Option<GzipOp>> = batch
+            .par_iter()
+            .map(|(at, new, src, old)| encode_gzip_file(*at, new, *src, old, level))
+            .collect();
+        out.extend(encoded.into_iter().flatten());
+        batch.clear();
+    };
+    for pair in &hints.gzip {
+        let (at, len) = pair.target;
+        let (src, old_len) = pair.base;
+        let mut new = vec![0u8; len as usize];
+        target.seek(SeekFrom::Start(at))?;
+        target.read_exact(&mut new)?;
+        let mut old = vec![0u8; old_len as usize];
+        base.read_exact_at(&mut old, src)?;
+        if new == old {
+            continue;
+        }
+        batch_bytes += len + old_len;
+        batch.push((at, new, src, old));
+        if batch_bytes > 64 << 20 {
+            flush(&mut batch, &mut out);
+            batch_bytes = 0;
+        }
+    }
+    flush(&mut batch, &mut out);
+    if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
+        let stored: u64 = out
+            .iter()
+            .filter_map(|g| g.1.as_ref())
+            .map(|g| g.0.stored())
+            .sum();
+        eprintln!(
+            "gzip: {} of {} paired .gz files re-created from their content, {stored} bytes",
+            out.len(),
+            hints.gzip.len()
+        );
+    }
+    Ok(out)
+}
+
+fn encode_gzip_file(at: u64, new: &[u8], src: u64, old: &[u8], level: i32) -> Option<GzipOp> {
+    let old_raw = super::gzip::inflate(old).ok()?;
+    let (stored, header_len, raw_len) = super::gzip::encode(new, &old_raw, level)?;
+    let generic = compress_with_prefix(new, old, level).ok()?;
+    if stored.len() >= generic.len() {
+        return None;
+    }
+    let op = Op::Gzip {
+        len: new.len() as u64,
+        src,
+        window: old.len() as u64,
+        header_len,
+        raw_len,
+        stored: u32::try_from(stored.len()).ok()?,
+        sha256: Sha256Digest::of(&stored),
+    };
+    Some((at, Some((op, stored))))
 }
 
 /// Merges new extents separated by small gaps and splits extents longer than
@@ -211,17 +379,18 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
     let mut out: Vec<Run> = Vec::new();
     let mut i = 0;
     while i < runs.len() {
-        if let Run::New { start, mut len } = runs[i] {
+        if let Run::New { start, mut len, .. } = runs[i] {
             // Absorb `gap, New` pairs while the gap is small and the extent stays bounded.
             let mut j = i + 1;
             while j + 1 < runs.len() {
                 let gap = match runs[j] {
-                    Run::Zero(l) | Run::Copy { len: l, .. } => l,
+                    Run::Zero(l) | Run::Copy { len: l, .. } | Run::Gzip { len: l, .. } => l,
                     Run::New { .. } => break,
                 };
                 let Run::New {
                     start: next,
                     len: next_len,
+                    ..
                 } = runs[j + 1]
                 else {
                     break;
@@ -240,6 +409,7 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
                 out.push(Run::New {
                     start: at,
                     len: piece,
+                    hint: None,
                 });
                 at += piece;
             }
@@ -248,6 +418,7 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
             out.push(match runs[i] {
                 Run::Zero(l) => Run::Zero(l),
                 Run::Copy { len, src } => Run::Copy { len, src },
+                Run::Gzip { index, len } => Run::Gzip { index, len },
                 Run::New { .. } => unreachable!("handled above"),
             });
             i += 1;
@@ -256,39 +427,127 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
     out
 }
 
+/// The filesystem hints for this pair: none when either image is not a sound ext2/3/4, or
+/// when `OTA_DELTA_NO_FS_HINTS` is set (to measure what the hints are worth).
+fn filesystem_hints<T: Read + Seek + ?Sized>(
+    base: &File,
+    base_len: u64,
+    target: &mut T,
+) -> io::Result<FsHints> {
+    if std::env::var_os("OTA_DELTA_NO_FS_HINTS").is_some() {
+        return Ok(FsHints::default());
+    }
+    let target_len = target.seek(SeekFrom::End(0))?;
+    let mut base = base;
+    let hints = FsHints::for_images(&mut base, base_len, &mut SeekReader(target), target_len);
+    let debug = std::env::var_os("OTA_DELTA_DEBUG").is_some();
+    match hints {
+        Ok(h) => {
+            if debug {
+                eprintln!(
+                    "ext4 hints: files paired by path {}, by name shape {}",
+                    h.paired.0, h.paired.1
+                );
+            }
+            Ok(h)
+        }
+        // A read error of the base or target is an error of the build, not a format question.
+        Err(Ext4Error::Io(e)) if e.kind() != io::ErrorKind::UnexpectedEof => Err(e),
+        Err(e) => {
+            if debug {
+                eprintln!("no filesystem hints: {e}");
+            }
+            Ok(FsHints::default())
+        }
+    }
+}
+
+/// Splits new extents where the hinted diagonal changes: each piece gets the diagonal of its
+/// first hinted block; unhinted blocks (metadata, new files) stay with their neighbours.
+fn split_by_hints(runs: Vec<Run>, seg_offset: u64, hints: &FsHints) -> Vec<Run> {
+    if hints.is_empty() {
+        return runs;
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    for run in runs {
+        let Run::New { start, len, .. } = run else {
+            out.push(run);
+            continue;
+        };
+        let mut piece_start = start;
+        let mut current: Option<i64> = None;
+        for at in (start..start + len).step_by(BLOCK) {
+            let Some(d) = hints.diag_at(seg_offset + at as u64) else {
+                continue;
+            };
+            match current {
+                Some(c) if (d - c).abs() > SPLIT_DIAG => {
+                    out.push(Run::New {
+                        start: piece_start,
+                        len: at - piece_start,
+                        hint: current,
+                    });
+                    piece_start = at;
+                    current = Some(d);
+                }
+                Some(_) => {}
+                None => current = Some(d),
+            }
+        }
+        out.push(Run::New {
+            start: piece_start,
+            len: start + len - piece_start,
+            hint: current,
+        });
+    }
+    out
+}
+
 /// The base window most likely to hold the old version of `data` (at target `offset`): the
-/// diagonal (base position − target position) most anchors agree on, or the same offset when
-/// no anchor matches.
-fn find_window(data: &[u8], offset: u64, index: &BaseIndex) -> Option<(u64, u64)> {
+/// filesystem's diagonal when hinted, else the diagonal (base position − target position)
+/// most anchors agree on, else the same offset.
+fn find_window(
+    data: &[u8],
+    offset: u64,
+    hint: Option<i64>,
+    index: &BaseIndex,
+) -> Option<(u64, u64)> {
     if index.size == 0 {
         return None;
     }
-    let mut diags: Vec<i64> = Vec::new();
-    for_each_anchor(data, |pos, key| {
-        if let Some(&(spos, _)) = index.anchors.get(&key) {
-            diags.push(spos as i64 - (offset + pos as u64) as i64);
-        }
-    });
-    let diag = if diags.is_empty() {
-        0
-    } else {
-        let mut votes: HashMap<i64, usize> = HashMap::new();
-        for d in &diags {
-            *votes.entry(d >> 16).or_default() += 1;
-        }
-        let best = votes
-            .iter()
-            .max_by_key(|(bucket, count)| (**count, -(bucket.abs())))
-            .map(|(b, _)| *b)?;
-        let mut in_bucket: Vec<i64> = diags.into_iter().filter(|d| d >> 16 == best).collect();
-        in_bucket.sort_unstable();
-        in_bucket[in_bucket.len() / 2]
+    let diag = match hint {
+        Some(d) => d,
+        None => anchor_diagonal(data, offset, index)?,
     };
     let len = data.len() as u64;
     let want = (len * 4).clamp(64 << 10, MAX_WINDOW).min(index.size);
     let center = offset as i64 + diag + len as i64 / 2;
     let start = (center - want as i64 / 2).clamp(0, (index.size - want) as i64) as u64;
     Some((start, want))
+}
+
+/// The diagonal most anchors of `data` vote for (0 when none matches).
+fn anchor_diagonal(data: &[u8], offset: u64, index: &BaseIndex) -> Option<i64> {
+    let mut diags: Vec<i64> = Vec::new();
+    for_each_anchor(data, |pos, key| {
+        if let Some(&(spos, _)) = index.anchors.get(&key) {
+            diags.push(spos as i64 - (offset + pos as u64) as i64);
+        }
+    });
+    if diags.is_empty() {
+        return Some(0);
+    }
+    let mut votes: HashMap<i64, usize> = HashMap::new();
+    for d in &diags {
+        *votes.entry(d >> 16).or_default() += 1;
+    }
+    let best = votes
+        .iter()
+        .max_by_key(|(bucket, count)| (**count, -(bucket.abs())))
+        .map(|(b, _)| *b)?;
+    let mut in_bucket: Vec<i64> = diags.into_iter().filter(|d| d >> 16 == best).collect();
+    in_bucket.sort_unstable();
+    Some(in_bucket[in_bucket.len() / 2])
 }
 
 /// Encodes one new extent with the smallest of `replace`, `bsdiff` and `zstd_ref`.
@@ -300,6 +559,7 @@ fn find_window(data: &[u8], offset: u64, index: &BaseIndex) -> Option<(u64, u64)
 fn encode_extent(
     data: &[u8],
     offset: u64,
+    hint: Option<i64>,
     base: &File,
     index: &BaseIndex,
     level: i32,
@@ -315,7 +575,7 @@ fn encode_extent(
         },
         replace,
     );
-    let Some((src, window_len)) = find_window(data, offset, index) else {
+    let Some((src, window_len)) = find_window(data, offset, hint, index) else {
         return Ok(best);
     };
     let mut window = vec![0u8; window_len as usize];
@@ -367,7 +627,7 @@ fn encode_extent(
     }
     if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
         eprintln!(
-            "extent @{offset} len {len} window {src}+{window_len}: tried {tried:?}, replace {replace_len}, chose {} {}",
+            "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}: tried {tried:?}, replace {replace_len}, chose {} {}",
             best.0.kind_name(),
             best.1.len()
         );
@@ -387,7 +647,8 @@ pub(super) fn window_log(window: u64, len: u64) -> u32 {
     (64 - (total - 1).leading_zeros()).clamp(10, 27)
 }
 
-fn compress_with_prefix(data: &[u8], window: &[u8], level: i32) -> io::Result<Vec<u8>> {
+/// zstd at `level` with `window` as reference prefix (the `zstd_ref` and `gzip` encoders).
+pub(super) fn compress_with_prefix(data: &[u8], window: &[u8], level: i32) -> io::Result<Vec<u8>> {
     let err = |code: usize| io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)));
     let mut cctx = zstd_safe::CCtx::create();
     cctx.set_parameter(zstd_safe::CParameter::CompressionLevel(level))

@@ -6,7 +6,9 @@
 //! - `zero`: zero bytes;
 //! - `replace`: zstd-compressed new bytes;
 //! - `zstd_ref`: zstd with a window of the base as prefix (like `zstd --patch-from`, bounded);
-//! - `bsdiff`: a raw bsdiff patch against a window of the base, zstd-compressed.
+//! - `bsdiff`: a raw bsdiff patch against a window of the base, zstd-compressed;
+//! - `gzip`: a gzip file re-created bit for bit from its content, carried as a zstd delta
+//!   against the old file's content ([`gzip`]).
 //!
 //! Data-carrying operations have their SHA-256 in the (hash-verified) op list, checked before
 //! the data is decompressed or applied. Sizes are bounded ([`MAX_DATA_OP_LEN`], [`MAX_WINDOW`],
@@ -16,7 +18,10 @@
 
 pub mod apply;
 mod bsdiff;
+pub mod ext4;
+mod fshints;
 pub mod generate;
+pub mod gzip;
 mod index;
 mod oplist;
 
@@ -26,6 +31,10 @@ pub use oplist::{
 };
 
 use crate::digest::Sha256Digest;
+
+/// The newest set of delta operations: 1 = copy, zero, replace, zstd_ref, bsdiff (every
+/// ota-update); 2 = also `gzip` (ota-update from the release that added it).
+pub const DELTA_FORMAT_LATEST: u8 = 2;
 
 /// Block size of the source index and of block classification.
 pub const BLOCK: usize = 4096;
@@ -93,6 +102,25 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
+    /// Re-creates a gzip file from its content: `stored` bytes of zstd data (the new gzip
+    /// header, then the content) with the content of the old gzip file `base[src..src+window]`
+    /// as prefix, deflated again by zlib ([`gzip`]).
+    Gzip {
+        /// Target bytes written (the whole gzip file).
+        len: u64,
+        /// Where the old gzip file starts in the base.
+        src: u64,
+        /// Length of the old gzip file.
+        window: u64,
+        /// Length of the new gzip header, at the start of the decompressed data.
+        header_len: u64,
+        /// Length of the new uncompressed content, after the header.
+        raw_len: u64,
+        /// Compressed length in the payload.
+        stored: u32,
+        /// SHA-256 of the compressed bytes.
+        sha256: Sha256Digest,
+    },
 }
 
 const KIND_COPY: u8 = 0;
@@ -101,6 +129,7 @@ const KIND_REPLACE: u8 = 2;
 const KIND_ZSTD_REF: u8 = 3;
 const KIND_BSDIFF: u8 = 4;
 const KIND_BSDIFF_BZ2: u8 = 5;
+const KIND_GZIP: u8 = 6;
 
 impl Op {
     /// Target bytes this operation writes.
@@ -110,7 +139,8 @@ impl Op {
             | Op::Zero { len }
             | Op::Replace { len, .. }
             | Op::ZstdRef { len, .. }
-            | Op::Bsdiff { len, .. } => len,
+            | Op::Bsdiff { len, .. }
+            | Op::Gzip { len, .. } => len,
         }
     }
 
@@ -122,9 +152,10 @@ impl Op {
     /// Payload bytes this operation consumes (0 for copy and zero).
     pub fn stored(&self) -> u64 {
         match *self {
-            Op::Replace { stored, .. } | Op::ZstdRef { stored, .. } | Op::Bsdiff { stored, .. } => {
-                u64::from(stored)
-            }
+            Op::Replace { stored, .. }
+            | Op::ZstdRef { stored, .. }
+            | Op::Bsdiff { stored, .. }
+            | Op::Gzip { stored, .. } => u64::from(stored),
             _ => 0,
         }
     }
@@ -137,6 +168,7 @@ impl Op {
             Op::Replace { .. } => "replace",
             Op::ZstdRef { .. } => "zstd_ref",
             Op::Bsdiff { .. } => "bsdiff",
+            Op::Gzip { .. } => "gzip",
         }
     }
 }
@@ -201,6 +233,28 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
                 put_varint(&mut out, u64::from(*stored));
                 out.extend_from_slice(&sha256.0);
             }
+            Op::Gzip {
+                len,
+                src,
+                window,
+                header_len,
+                raw_len,
+                stored,
+                sha256,
+            } => {
+                out.push(KIND_GZIP);
+                for v in [
+                    *len,
+                    *src,
+                    *window,
+                    *header_len,
+                    *raw_len,
+                    u64::from(*stored),
+                ] {
+                    put_varint(&mut out, v);
+                }
+                out.extend_from_slice(&sha256.0);
+            }
         }
     }
     out
@@ -237,6 +291,15 @@ mod tests {
                 stored: 9,
                 sha256: Sha256Digest::of(b"b"),
             },
+            Op::Gzip {
+                len: 30,
+                src: 300,
+                window: 40,
+                header_len: 10,
+                raw_len: 50,
+                stored: 12,
+                sha256: Sha256Digest::of(b"g"),
+            },
         ]
     }
 
@@ -244,20 +307,20 @@ mod tests {
     fn op_list_round_trip() {
         let ops = sample();
         let bytes = encode_ops(&ops);
-        assert_eq!(decode_ops(&bytes, 8192 + 161, 16384, 36).unwrap(), ops);
+        assert_eq!(decode_ops(&bytes, 8192 + 191, 16384, 48).unwrap(), ops);
     }
 
     #[test]
     fn hostile_lists_are_refused() {
         let bytes = encode_ops(&sample());
         // Wrong target size, base too small for the copy, wrong data size, truncation, trailing.
-        assert!(decode_ops(&bytes, 8192 + 160, 16384, 36).is_err());
-        assert!(decode_ops(&bytes, 8192 + 161, 8192, 36).is_err());
-        assert!(decode_ops(&bytes, 8192 + 161, 16384, 35).is_err());
-        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 161, 16384, 36).is_err());
+        assert!(decode_ops(&bytes, 8192 + 190, 16384, 48).is_err());
+        assert!(decode_ops(&bytes, 8192 + 191, 8192, 48).is_err());
+        assert!(decode_ops(&bytes, 8192 + 191, 16384, 47).is_err());
+        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 191, 16384, 48).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_ops(&longer, 8192 + 161, 16384, 36).is_err());
+        assert!(decode_ops(&longer, 8192 + 191, 16384, 48).is_err());
         let huge = encode_ops(&[Op::Copy {
             len: 10,
             src: u64::MAX - 5,

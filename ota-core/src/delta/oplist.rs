@@ -4,8 +4,9 @@
 //! (≤ [`MAX_OPS_STORED`]), the decoder's window (≤ 2^[`OPS_WINDOW_LOG_MAX`]) and one
 //! operation. Nothing proportional to the operation count is ever held.
 
+use super::gzip::{MAX_GZIP_HEADER, MAX_GZIP_RAW};
 use super::{
-    Op, KIND_BSDIFF, KIND_BSDIFF_BZ2, KIND_COPY, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF,
+    Op, KIND_BSDIFF, KIND_BSDIFF_BZ2, KIND_COPY, KIND_GZIP, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF,
     MAX_DATA_OP_LEN, MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
 };
 use crate::bundle::zstd_compress_bound;
@@ -318,7 +319,21 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
                 }
             }
         }
-        other => return bad(format!("operation {index} has unknown kind {other}")),
+        KIND_GZIP => Op::Gzip {
+            len,
+            src: varint(input)?,
+            window: varint(input)?,
+            header_len: varint(input)?,
+            raw_len: varint(input)?,
+            stored: stored_u32(varint(input)?)?,
+            sha256: digest(input)?,
+        },
+        other => {
+            return bad(format!(
+                "operation {index} has unknown kind {other} (made by a newer ota-sign? update \
+                 ota-update, or build the delta with `--delta-format 1`)"
+            ))
+        }
     })
 }
 
@@ -342,6 +357,28 @@ fn check_op(op: &Op, index: u64, limits: &OpLimits) -> Result<(), OpListError> {
         {
             return bad(format!(
                 "operation {index} has an invalid base window {src}+{window}"
+            ));
+        }
+        Op::Gzip { src, window, .. }
+            if !(18..=MAX_REF_WINDOW).contains(&window) || !in_base(src, window) =>
+        {
+            return bad(format!(
+                "operation {index} has an invalid old gzip file {src}+{window}"
+            ));
+        }
+        Op::Gzip {
+            header_len,
+            raw_len,
+            stored,
+            ..
+        } if !(10..=MAX_GZIP_HEADER).contains(&header_len)
+            || raw_len > MAX_GZIP_RAW
+            || u64::from(stored) > zstd_compress_bound(header_len + raw_len) =>
+        {
+            return bad(format!(
+                "operation {index} declares a gzip header of {header_len} bytes, {raw_len} bytes \
+                 of content and {stored} bytes of data (header 10..={MAX_GZIP_HEADER}, content \
+                 ≤ {MAX_GZIP_RAW})"
             ));
         }
         Op::ZstdRef { window, .. } if window > MAX_REF_WINDOW => {

@@ -58,6 +58,7 @@ fn build_options(args: &BundleArgs) -> Result<BuildOptions> {
         zstd_level: args.level,
         temp_dir: output_dir(&args.out),
         provenance: read_provenance(args.provenance.as_deref())?,
+        delta_format: args.delta_format,
     })
 }
 
