@@ -2,14 +2,16 @@
 # bench/delta.sh DATA_DIR [PAIR...] -- delta size, generation and apply cost against the
 # reference tools, on the pairs made by ../shared/bench/make-data.sh DATA_DIR.
 #
-# PAIR is one of ext4 sqfs arrow numpy (default: all). For each pair, in one run:
-#   ota-sign bundle --base (the whole signed bundle: manifest, signature, op list, data)
+# PAIR is one of ext4 ext4-trixie sqfs arrow numpy (default: all but ext4-trixie, which
+# bench/make-ext4-pair.sh DATA_DIR/trixie makes). For each pair, in one run:
+#   ota-sign bundle --base (the whole signed bundle: manifest, signature, op list, data), and
+#   on ext4 pairs also with OTA_DELTA_NO_FS_HINTS=1 (the generic engine alone)
 #   bsdiff (Debian; killed after $BSDIFF_TIMEOUT s, default 600), xdelta3 -9 -S lzma,
 #   zstd -19 --long=31 --patch-from, zstd --ultra -22 --long=31 --patch-from
 # and reports size, generation wall/CPU time and peak RSS, apply wall time and peak RSS, and
 # whether the applied output matches the new image. Needs bsdiff, xdelta3, zstd, /usr/bin/time.
 set -uo pipefail
-[ $# -ge 1 ] || { echo "usage: $0 DATA_DIR [ext4|sqfs|arrow|numpy ...]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 DATA_DIR [ext4|ext4-trixie|sqfs|arrow|numpy ...]" >&2; exit 2; }
 DATA=$1; shift
 PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(ext4 sqfs arrow numpy)
 for t in bsdiff bspatch xdelta3 zstd /usr/bin/time; do
@@ -35,6 +37,7 @@ run() {
 pair_files() {
   case $1 in
     ext4) echo "$DATA/A.ext4 $DATA/B.ext4" ;;
+    ext4-trixie) echo "$DATA/trixie/A.ext4 $DATA/trixie/B.ext4" ;;   # bench/make-ext4-pair.sh DATA/trixie
     sqfs) echo "$DATA/A.sqfs $DATA/B.sqfs" ;;
     arrow) echo "$DATA/arrow_A.so $DATA/arrow_B.so" ;;
     numpy) echo "$DATA/numpy_A.so $DATA/numpy_B.so" ;;
@@ -63,6 +66,19 @@ for pair in "${PAIRS[@]}"; do
       --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.bundle")
   SIZE[ota-sign]=$(stat -c %s "$OUT/$pair.bundle"); GEN[ota-sign]=$g; APPLY[ota-sign]=$a
   OK[ota-sign]=$(check "$OUT/$pair.ours")
+  # On filesystem images, also the generic engine alone: what the ext4 hints and the gzip
+  # operations are worth on this pair.
+  tools=(ota-sign)
+  if [ "${pair%%-*}" = ext4 ]; then
+    g=$(run "$OUT/g.log" env OTA_DELTA_NO_FS_HINTS=1 "$SIGN" bundle --product bench --version 2.0.0 \
+        --image rootfs="$new" --base rootfs="$old" --key "$OUT/k" -o "$OUT/$pair.generic.bundle")
+    rm -f "$OUT/$pair.ours"
+    a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
+        --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.generic.bundle")
+    SIZE[generic]=$(stat -c %s "$OUT/$pair.generic.bundle"); GEN[generic]=$g; APPLY[generic]=$a
+    OK[generic]=$(check "$OUT/$pair.ours")
+    tools+=(generic)
+  fi
 
   g=$(run "$OUT/g.log" timeout "$BSDIFF_TIMEOUT" bsdiff "$old" "$new" "$OUT/$pair.bsdiff")
   if [ "${g##* }" = 0 ]; then
@@ -89,11 +105,12 @@ for pair in "${PAIRS[@]}"; do
     case ${SIZE[$t]} in (*[!0-9]*) continue ;; esac
     if [ -z "$best" ] || [ "${SIZE[$t]}" -lt "$best" ]; then best=${SIZE[$t]}; fi
   done
-  for t in ota-sign bsdiff xdelta3 zstd-19 zstd-22; do
+  for t in "${tools[@]}" bsdiff xdelta3 zstd-19 zstd-22; do
     read -r gw gc gr _ <<<"${GEN[$t]}"; read -r aw _ ar _ <<<"${APPLY[$t]}"
     ratio=$(case ${SIZE[$t]} in (*[!0-9]*) echo - ;; (*) awk -v a="${SIZE[$t]}" -v b="$best" 'BEGIN{printf "%.3f", a/b}' ;; esac)
     label=$t; [ $t = zstd-19 ] && label="zstd -19 --long=31 --patch-from"; [ $t = zstd-22 ] && label="zstd --ultra -22 --long=31 --patch-from"
     [ $t = xdelta3 ] && label="xdelta3 -9 -S lzma"
+    [ $t = generic ] && label="ota-sign, generic engine (OTA_DELTA_NO_FS_HINTS=1)"
     echo "| $pair | $size | $label | ${SIZE[$t]} | $ratio | $gw | $gc | $gr | $aw | $ar | ${OK[$t]} |"
   done
   unset SIZE GEN APPLY OK

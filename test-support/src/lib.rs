@@ -104,6 +104,7 @@ pub fn sign_rootfs_bundle_from(
             .unwrap_or(Path::new("."))
             .to_owned(),
         provenance: None,
+        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
     };
     let images = vec![ImageInput {
         name: "rootfs".into(),

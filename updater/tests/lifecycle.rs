@@ -609,6 +609,7 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
             zstd_level: 3,
             temp_dir: dir.to_owned(),
             provenance: None,
+            delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
         };
         let path = dir.join(name);
         let mut out = fs::File::create(&path).unwrap();
