@@ -384,8 +384,9 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
             let mut j = i + 1;
             while j + 1 < runs.len() {
                 let gap = match runs[j] {
-                    Run::Zero(l) | Run::Copy { len: l, .. } | Run::Gzip { len: l, .. } => l,
-                    Run::New { .. } => break,
+                    Run::Zero(l) | Run::Copy { len: l, .. } => l,
+                    // Merging across a re-created gzip file would encode its bytes again.
+                    Run::New { .. } | Run::Gzip { .. } => break,
                 };
                 let Run::New {
                     start: next,
@@ -662,4 +663,50 @@ pub(super) fn compress_with_prefix(data: &[u8], window: &[u8], level: i32) -> io
     let mut out = Vec::with_capacity(zstd_safe::compress_bound(data.len()));
     cctx.compress2(&mut out, data).map_err(err)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(start: usize, len: usize) -> Run {
+        Run::New {
+            start,
+            len,
+            hint: None,
+        }
+    }
+
+    fn shape(runs: &[Run]) -> Vec<(char, u64)> {
+        runs.iter()
+            .map(|r| match r {
+                Run::Zero(l) => ('z', *l),
+                Run::Copy { len, .. } => ('c', *len),
+                Run::Gzip { len, .. } => ('g', *len),
+                Run::New { len, .. } => ('n', *len as u64),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_runs_merge_across_small_copies_but_never_across_a_gzip_file() {
+        let runs = vec![
+            new(0, 4096),
+            Run::Copy { len: 4096, src: 0 },
+            new(8192, 4096),
+        ];
+        assert_eq!(shape(&merge_new_runs(runs)), vec![('n', 12288)]);
+        let runs = vec![
+            new(0, 4096),
+            Run::Gzip {
+                index: 0,
+                len: 4096,
+            },
+            new(8192, 4096),
+        ];
+        assert_eq!(
+            shape(&merge_new_runs(runs)),
+            vec![('n', 4096), ('g', 4096), ('n', 4096)]
+        );
+    }
 }
