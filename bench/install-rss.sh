@@ -11,7 +11,8 @@
 # ota-core/examples/hostile_bundles.rs (op-list bomb, control-triple bomb, 2^63-byte zero
 # operation, 2^63-byte image) and on the most memory a valid signed delta may take
 # (max-window: zstd_ref operations with 8 MiB windows; max-memory: the same after an op list
-# needing the largest zstd window from a list near its 1 MiB bound), each run also under
+# needing the largest zstd window from a list near its 1 MiB bound; max-lzma: a bsdiff whose
+# LZMA2 data decompresses to the largest patch allowed), each run also under
 # `ulimit -v 131072`: exit code (124: stopped after 120 s), the device's last result, peak
 # RSS, wall time.
 #
@@ -132,7 +133,7 @@ PY
   echo "| bundle | size | command | limit | exit | last result | peak RSS | wall |"
   echo "|---|---:|---|---|---:|---|---:|---:|"
   local b size r code rss wall
-  for b in oplist-bomb control-bomb zero-op zero-image max-window max-memory delta; do
+  for b in oplist-bomb control-bomb zero-op zero-image max-window max-memory max-lzma delta; do
     size=$(stat -c %s "$OUT/repo/$b.bundle")
     for LIMIT in 0 1; do
       read -r code rss wall < <(LIMIT=$LIMIT measure "$BIN/ota-sign" verify \

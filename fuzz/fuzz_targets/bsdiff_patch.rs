@@ -5,7 +5,8 @@
 //! reference implementation gives (`ota_fuzz::reference_bsdiff`), and `len` bytes.
 //!
 //! Input (at most 16 KiB): `flags` (bits 0 and 7: bzip2 instead of zstd, for patches up to
-//! 4 KiB; bit 1: take `len` from the input instead of
+//! 4 KiB; else bit 6: LZMA2, bit 5 with it: the sparse layout, checked against
+//! `ota_fuzz::sparse_to_plain`; bit 1: take `len` from the input instead of
 //! the patch's own adds + copies), `len` (u32, when bit 1), `src` and `window` (u32 each,
 //! fitted to the base unless bit 2), then the patch (the rest), which the harness compresses
 //! and hashes like the signer would.
@@ -13,10 +14,11 @@
 
 use libfuzzer_sys::fuzz_target;
 use ota_core::delta::apply::apply_op;
-use ota_core::delta::Op;
+use ota_core::delta::{Op, PatchCodec};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
-    base_bytes, bzip2_cached, patch_len, reference_bsdiff, zstd1, Cursor, SliceBase,
+    base_bytes, bzip2_cached, lzma2_fast, patch_len, reference_bsdiff, sparse_to_plain, zstd1,
+    Cursor, SliceBase,
     MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
 };
 
@@ -48,13 +50,19 @@ fuzz_target!(|bytes: &[u8]| {
     // bzip2 (kind 5) for one input in four, and small patches only: compressing in the
     // harness costs more than the apply under test, and the control data is the same either way.
     let bzip = flags & 0x81 == 0x81 && patch.len() <= MAX_BZIP2_INPUT;
-    let stored = if bzip {
-        bzip2_cached(patch)
-    } else {
-        zstd1(patch)
+    let codec = match (bzip, flags & 0x60) {
+        (true, _) => PatchCodec::Bzip2,
+        (false, 0x40) => PatchCodec::Lzma2,
+        (false, 0x60) => PatchCodec::Lzma2Sparse,
+        _ => PatchCodec::Zstd,
+    };
+    let stored = match codec {
+        PatchCodec::Bzip2 => bzip2_cached(patch),
+        PatchCodec::Lzma2 | PatchCodec::Lzma2Sparse => lzma2_fast(patch),
+        PatchCodec::Zstd => zstd1(patch),
     };
     let op = Op::Bsdiff {
-        bzip2: bzip,
+        codec,
         len,
         src,
         window,
@@ -67,7 +75,7 @@ fuzz_target!(|bytes: &[u8]| {
         Ok(())
     });
     if ota_fuzz::debug() {
-        eprintln!("bsdiff len {len} src {src} window {window} bzip2 {bzip}: {result:?}");
+        eprintln!("bsdiff len {len} src {src} window {window} {codec:?}: {result:?}");
     }
     if result.is_ok() {
         assert_eq!(out.len() as u64, len, "bsdiff wrote another length");
@@ -75,7 +83,11 @@ fuzz_target!(|bytes: &[u8]| {
         // successful apply can have read.
         let end = (src + window).min(base_len) as usize;
         let old = &base[(src as usize).min(end)..end];
-        let reference = reference_bsdiff(old, patch, len as usize);
+        let reference = if codec == PatchCodec::Lzma2Sparse {
+            sparse_to_plain(patch).and_then(|plain| reference_bsdiff(old, &plain, len as usize))
+        } else {
+            reference_bsdiff(old, patch, len as usize)
+        };
         assert!(
             reference.as_deref() == Some(&out[..]),
             "bsdiff output differs from the reference"

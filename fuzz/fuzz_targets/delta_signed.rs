@@ -8,8 +8,9 @@
 //!
 //! Input (at most 16 KiB): `flags`, `base_len` (u16, x4 bytes of the fixed base), then
 //! - structured (flags & 1 == 0): operations, each a kind byte (low 3 bits: copy, zero,
-//!   replace, zstd_ref, bsdiff with zstd (4), bsdiff with bzip2 (5, 7; for patches up to
-//!   4 KiB, larger ones go with zstd), gzip (6: an old gzip file in the base, a fuzzed
+//!   replace, zstd_ref, bsdiff with zstd (4), bsdiff with bzip2 (5; for patches up to
+//!   4 KiB, larger ones go with zstd), bsdiff with LZMA2 in the sparse layout (7; kind 8
+//!   on a device), gzip (6: an old gzip file in the base, a fuzzed
 //!   frame); bit 7: take lengths, offsets and windows as given
 //!   instead of fitting them to the base) and its fields. The harness compresses the
 //!   data and fills in every SHA-256, so the fuzzer is not stopped by hashes it cannot forge.
@@ -27,10 +28,11 @@ use ota_core::bundle::{
     BundleReader, DeltaOps, DiscardSink, ImageAction, ImageManifest, Manifest, PayloadKind,
     TrustPolicy,
 };
-use ota_core::delta::{encode_ops, Op};
+use ota_core::delta::{encode_ops, Op, PatchCodec};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
-    base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, patch_len, peek_varint,
+    base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, lzma2_fast, patch_len,
+    peek_varint,
     signed_bundle, zstd1, Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
 };
 use std::io::Read;
@@ -187,7 +189,7 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 op
             }
             k => {
-                let bzip = k % 2 == 1;
+                let (bzip, lzma) = (k == 5, k == 7);
                 let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
                 let patch = input.blob();
                 let (src, window) = if raw || base_len == 0 {
@@ -207,13 +209,18 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 expected = None;
                 // Kind 5 for patches bzip2 compresses cheaply enough; kind 4 otherwise.
                 let bzip = bzip && patch.len() <= MAX_BZIP2_INPUT;
-                let stored = if bzip {
-                    bzip2_cached(patch)
-                } else {
-                    zstd1(patch)
+                let codec = match (bzip, lzma) {
+                    (_, true) => PatchCodec::Lzma2Sparse,
+                    (true, false) => PatchCodec::Bzip2,
+                    (false, false) => PatchCodec::Zstd,
+                };
+                let stored = match codec {
+                    PatchCodec::Bzip2 => bzip2_cached(patch),
+                    PatchCodec::Zstd => zstd1(patch),
+                    _ => lzma2_fast(patch),
                 };
                 let op = Op::Bsdiff {
-                    bzip2: bzip,
+                    codec,
                     len,
                     src,
                     window,

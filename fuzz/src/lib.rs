@@ -130,6 +130,73 @@ pub fn zstd1(data: &[u8]) -> Vec<u8> {
     CCTX.with(|c| c.borrow_mut().compress(data).expect("in memory"))
 }
 
+/// Raw LZMA2 at preset 0 with a 64 KiB dictionary (kinds 7 and 8: the decoder's dictionary
+/// is larger, as the format allows), as the signer would store a patch.
+pub fn lzma2_fast(data: &[u8]) -> Vec<u8> {
+    use liblzma::stream::{Filters, LzmaOptions, Stream};
+    use std::io::Write;
+    let mut options = LzmaOptions::new_preset(0).expect("preset 0");
+    options.dict_size(64 << 10);
+    let mut filters = Filters::new();
+    filters.lzma2(&options);
+    let stream = Stream::new_raw_encoder(&filters).expect("lzma2 encoder");
+    let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+    enc.write_all(data).expect("in memory");
+    enc.finish().expect("in memory")
+}
+
+/// The plain layout of a sparse-layout bsdiff patch (control block; run count, gaps, lengths,
+/// run bytes; extra bytes), written independently of ota-core as the harnesses' oracle:
+/// `None` when it does not parse. Permissive where the decoder is strict (empty runs, any
+/// run count): an accepted patch must still give what this gives.
+pub fn sparse_to_plain(patch: &[u8]) -> Option<Vec<u8>> {
+    let mut at = 0usize;
+    let varint = |at: &mut usize| -> Option<u64> {
+        let mut v = 0u128;
+        for shift in (0..70).step_by(7) {
+            let b = *patch.get(*at)?;
+            *at += 1;
+            v |= u128::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return u64::try_from(v).ok();
+            }
+        }
+        None
+    };
+    let count = varint(&mut at)?;
+    let mut adds = 0u64;
+    for _ in 0..count.min(1 << 20) {
+        adds = adds.checked_add(varint(&mut at)?)?;
+        varint(&mut at)?;
+        varint(&mut at)?;
+    }
+    if count > 1 << 20 || adds > 16 << 20 {
+        return None;
+    }
+    let control_end = at;
+    let runs = varint(&mut at)?;
+    if runs > adds {
+        return None;
+    }
+    let gaps: Vec<u64> = (0..runs).map(|_| varint(&mut at)).collect::<Option<_>>()?;
+    let lens: Vec<u64> = (0..runs).map(|_| varint(&mut at)).collect::<Option<_>>()?;
+    let mut diff = vec![0u8; adds as usize];
+    let mut pos = 0u64;
+    for (gap, len) in gaps.iter().zip(&lens) {
+        let start = pos.checked_add(*gap)?;
+        let end = start.checked_add(*len)?;
+        let bytes = patch.get(at..at.checked_add(usize::try_from(*len).ok()?)?)?;
+        diff.get_mut(usize::try_from(start).ok()?..usize::try_from(end).ok()?)?
+            .copy_from_slice(bytes);
+        at += bytes.len();
+        pos = end;
+    }
+    let mut plain = patch[..control_end].to_vec();
+    plain.extend_from_slice(&diff);
+    plain.extend_from_slice(&patch[at..]);
+    Some(plain)
+}
+
 /// Reads a LEB128 varint leniently (for harness bookkeeping only, never as an oracle).
 pub fn peek_varint(bytes: &[u8]) -> u64 {
     let mut v = 0u64;

@@ -12,7 +12,8 @@
 //! 2^63-byte image of zeros), `max-window.bundle`: the most memory operations may take (two
 //! `zstd_ref` operations with 8 MiB windows: BASE must be 8 MiB or more), and
 //! `max-memory.bundle`: the same after an op list needing the largest zstd window (4 MiB) from
-//! a compressed list near its 1 MiB bound.
+//! a compressed list near its 1 MiB bound, and `max-lzma.bundle`: one 2 MiB bsdiff operation
+//! whose LZMA2 data decompresses to the largest patch a reader accepts.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/support/hostile.rs"]
@@ -61,6 +62,10 @@ fn main() {
         (
             "max-memory.bundle",
             hostile::max_memory(&key, &base, product, version),
+        ),
+        (
+            "max-lzma.bundle",
+            hostile::max_lzma_op(&key, &base, product, version),
         ),
     ];
     for (name, bytes) in bundles {

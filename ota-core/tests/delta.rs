@@ -9,7 +9,7 @@ use ota_core::bundle::{
     build_bundle, BuildOptions, BundleError, BundleReader, DeltaOps, FileImageSink, ImageAction,
     ImageInput, ImageSink, Manifest, PayloadKind, TrustPolicy,
 };
-use ota_core::delta::{encode_ops, Op};
+use ota_core::delta::{encode_ops, Op, PatchCodec};
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use proptest::prelude::*;
@@ -191,6 +191,59 @@ fn incompressible_data_shifted_by_an_insertion() {
         "a shifted 4 MiB of noise cost {} bytes",
         m.payload_size
     );
+}
+
+/// Recompiled code: a 1 MiB pair in which an insertion shifts everything after it and one
+/// pointer-sized word in ~40 changes by a small address offset (the shape bsdiff is for).
+/// Delta format 3 stores the patches with LZMA2 (kinds 7, 8) and is smaller than format 2,
+/// which keeps to zstd and bzip2; the format-3 bundle rebuilds the image exactly.
+#[test]
+fn recompiled_code_gets_lzma2_patches_in_delta_format_3_only() {
+    let base = firmware(1 << 20, 11);
+    let mut target = base.clone();
+    target.splice(300_000..300_000, b"new function body".iter().copied());
+    let mut x = 7u64;
+    for word in target.chunks_exact_mut(8) {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        if (x >> 58) == 0 {
+            word[1] = word[1].wrapping_add(0x40);
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("base");
+    std::fs::write(&bp, &base).unwrap();
+    let generate = |format: u8| {
+        let mut data = Vec::new();
+        let delta = ota_core::delta::generate::generate(
+            &File::open(&bp).unwrap(),
+            &mut Cursor::new(&target),
+            3,
+            format,
+            &mut data,
+            &|_| {},
+        )
+        .unwrap();
+        let codecs: Vec<PatchCodec> = delta
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Bsdiff { codec, .. } => Some(*codec),
+                _ => None,
+            })
+            .collect();
+        (codecs, data.len())
+    };
+    let lzma = |c: &PatchCodec| matches!(c, PatchCodec::Lzma2 | PatchCodec::Lzma2Sparse);
+    let (codecs2, size2) = generate(2);
+    let (codecs3, size3) = generate(3);
+    assert!(
+        !codecs2.is_empty() && !codecs2.iter().any(lzma),
+        "{codecs2:?}"
+    );
+    assert!(codecs3.iter().any(lzma), "{codecs3:?}");
+    assert!(size3 < size2, "format 3: {size3} bytes, format 2: {size2}");
+    let m = round_trip(&base, &target);
+    assert!(matches!(kinds(&m), PayloadKind::Delta { .. }));
 }
 
 #[test]
@@ -440,7 +493,7 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     // A bsdiff patch that reads outside its window.
     let e = hostile(
         vec![Op::Bsdiff {
-            bzip2: false,
+            codec: PatchCodec::Zstd,
             len: 10,
             src: 0,
             window: 16,
@@ -452,6 +505,28 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
         &base,
     );
     assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+    // An LZMA2 patch (kind 8) that expands past the most a 100-byte operation's patch may.
+    let bomb = {
+        use liblzma::stream::{Filters, LzmaOptions, Stream};
+        let mut options = LzmaOptions::new_preset(1).unwrap();
+        options.dict_size(1 << 20);
+        let mut filters = Filters::new();
+        filters.lzma2(&options);
+        let stream = Stream::new_raw_encoder(&filters).unwrap();
+        let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
+        enc.write_all(&vec![0u8; 10 << 20]).unwrap();
+        enc.finish().unwrap()
+    };
+    let op = Op::Bsdiff {
+        codec: PatchCodec::Lzma2Sparse,
+        len: 100,
+        src: 0,
+        window: 4096,
+        stored: bomb.len() as u32,
+        sha256: Sha256Digest::of(&bomb),
+    };
+    let e = hostile(vec![op], &bomb, 100, &base);
+    assert!(e.to_string().contains("expands past"), "{e}");
     // Valid ops but the image hash is wrong: refused at the end (nothing declared valid).
     let e = hostile(vec![Op::Copy { len: 4096, src: 0 }], &[], 4096, &base);
     assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
@@ -738,7 +813,12 @@ fn op_list_encoding_round_trips_random_ops() {
                 sha256: Sha256Digest::of(b"z"),
             },
             _ => Op::Bsdiff {
-                bzip2: i % 2 == 0,
+                codec: [
+                    PatchCodec::Zstd,
+                    PatchCodec::Bzip2,
+                    PatchCodec::Lzma2,
+                    PatchCodec::Lzma2Sparse,
+                ][(i / 5 % 4) as usize],
                 len: i + 1,
                 src: 0,
                 window: 100,

@@ -462,10 +462,10 @@ pub struct BundleArgs {
     /// zstd compression level (1..=22).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
     pub level: i32,
-    /// Delta operations to use: 2 (the default) adds `gzip`, which re-creates changed .gz
-    /// files from their content; 1 keeps to the operations every ota-update applies (for
-    /// fleets still running updaters older than the `gzip` operation).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// Delta operations to use: 3 (the default) adds bsdiff patches compressed with LZMA2;
+    /// 2 keeps to those of ota-update 2026-12-03 (adds `gzip`, which re-creates changed .gz
+    /// files from their content); 1 to the operations every ota-update applies.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub delta_format: u8,
     /// Print a JSON summary on stdout.
     #[arg(long)]

@@ -8,7 +8,7 @@
 
 use super::bsdiff::{self, OldBytes, PatchError, OLD_PIECE};
 use super::generate::window_log;
-use super::{Op, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
+use super::{lzma, Op, PatchCodec, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -100,22 +100,22 @@ pub fn apply_op(
             len,
             src,
             window,
-            bzip2,
+            codec,
             ..
         } => {
             check_len(len)?;
             check_window(window)?;
-            let limit = max_patch_len(len);
-            let patch = if bzip2 {
-                bunzip_bounded(&data, limit)
-            } else {
-                zstd::bulk::decompress(&data, limit as usize).map_err(|e| e.to_string())
-            }
-            .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
+            let patch = decompress_patch(codec, &data, max_patch_len(len))
+                .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
             drop(data);
             let mut out = vec![0u8; len as usize];
             let mut old = WindowReader::new(base, src, window);
-            bsdiff::apply(&mut old, &patch, &mut out).map_err(|e| match e {
+            let applied = if codec == PatchCodec::Lzma2Sparse {
+                bsdiff::apply_sparse(&mut old, &patch, &mut out)
+            } else {
+                bsdiff::apply(&mut old, &patch, &mut out)
+            };
+            applied.map_err(|e| match e {
                 PatchError::Old(e) => ApplyError::Base(e),
                 PatchError::Bad(m) => ApplyError::Data(m),
             })?;
@@ -183,6 +183,15 @@ impl OldBytes for WindowReader<'_> {
         }
         let start = (at - self.cache_at) as usize;
         Ok(&self.cache[start..start + n])
+    }
+}
+
+/// Decompresses a bsdiff patch of at most `limit` bytes; more is an error, not an allocation.
+fn decompress_patch(codec: PatchCodec, data: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    match codec {
+        PatchCodec::Zstd => zstd::bulk::decompress(data, limit as usize).map_err(|e| e.to_string()),
+        PatchCodec::Bzip2 => bunzip_bounded(data, limit),
+        PatchCodec::Lzma2 | PatchCodec::Lzma2Sparse => lzma::decompress_bounded(data, limit),
     }
 }
 

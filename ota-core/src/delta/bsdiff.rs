@@ -1,5 +1,10 @@
 //! The `bsdiff` operation's patch: bsdiff's control/diff/extra streams, stored raw (varints)
-//! and compressed with zstd instead of bzip2.
+//! in one of two layouts and compressed with zstd, bzip2 or LZMA2 (the op kind says which).
+//!
+//! - *plain*: varint count, the control triples, the diff bytes, the extra bytes;
+//! - *sparse* (LZMA2 only, delta format 3): the diff bytes, mostly zeros in recompiled code,
+//!   are stored as runs of changed bytes: varint run count, every run's gap (zero bytes
+//!   since the previous run) then every run's length as varints, then the runs' bytes.
 //!
 //! The diff itself is computed by the `qbsdiff` crate (suffix-array bsdiff, BSDIFF40 output);
 //! we unpack its bzip2 blocks into our raw form. Applying is our own small, bounds-checked loop.
@@ -31,8 +36,61 @@ fn bunzip(data: &[u8]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Diffs `target` against `window` and returns the raw patch (uncompressed).
-pub(super) fn diff(window: &[u8], target: &[u8]) -> io::Result<Vec<u8>> {
+/// A computed patch, before it is laid out.
+pub(super) struct RawPatch {
+    /// Varint count, then the control triples.
+    control: Vec<u8>,
+    /// One byte per byte taken from the old data: new minus old, wrapping.
+    diff: Vec<u8>,
+    /// New bytes written as they are.
+    extra: Vec<u8>,
+}
+
+impl RawPatch {
+    /// Bytes of the plain layout.
+    pub(super) fn plain_len(&self) -> usize {
+        self.control.len() + self.diff.len() + self.extra.len()
+    }
+
+    /// The plain layout: control, diff, extra.
+    pub(super) fn plain(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.plain_len());
+        out.extend_from_slice(&self.control);
+        out.extend_from_slice(&self.diff);
+        out.extend_from_slice(&self.extra);
+        out
+    }
+
+    /// The sparse layout: control, the diff's runs of non-zero bytes, extra.
+    pub(super) fn sparse(&self) -> Vec<u8> {
+        let (mut gaps, mut lens, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut runs, mut at, mut last_end) = (0u64, 0usize, 0usize);
+        while at < self.diff.len() {
+            if self.diff[at] == 0 {
+                at += 1;
+                continue;
+            }
+            let start = at;
+            while at < self.diff.len() && self.diff[at] != 0 {
+                at += 1;
+            }
+            put_varint(&mut gaps, (start - last_end) as u64);
+            put_varint(&mut lens, (at - start) as u64);
+            bytes.extend_from_slice(&self.diff[start..at]);
+            runs += 1;
+            last_end = at;
+        }
+        let mut out = self.control.clone();
+        put_varint(&mut out, runs);
+        for part in [&gaps, &lens, &bytes, &self.extra] {
+            out.extend_from_slice(part);
+        }
+        out
+    }
+}
+
+/// Diffs `target` against `window`.
+pub(super) fn diff(window: &[u8], target: &[u8]) -> io::Result<RawPatch> {
     let mut patch = Vec::new();
     qbsdiff::Bsdiff::new(window, target)
         .compression_level(1)
@@ -53,19 +111,21 @@ pub(super) fn diff(window: &[u8], target: &[u8]) -> io::Result<Vec<u8>> {
     if ctrl.len() % 24 != 0 {
         return Err(bad());
     }
-    let mut out = Vec::with_capacity(ctrl.len() / 2 + diff.len() + extra.len());
-    put_varint(&mut out, (ctrl.len() / 24) as u64);
+    let mut control = Vec::with_capacity(ctrl.len() / 2);
+    put_varint(&mut control, (ctrl.len() / 24) as u64);
     for triple in ctrl.chunks_exact(24) {
         let add = u64::try_from(offtin(&triple[0..8])).map_err(|_| bad())?;
         let copy = u64::try_from(offtin(&triple[8..16])).map_err(|_| bad())?;
         let seek = offtin(&triple[16..24]);
-        put_varint(&mut out, add);
-        put_varint(&mut out, copy);
-        put_varint(&mut out, ((seek << 1) ^ (seek >> 63)) as u64);
+        put_varint(&mut control, add);
+        put_varint(&mut control, copy);
+        put_varint(&mut control, ((seek << 1) ^ (seek >> 63)) as u64);
     }
-    out.extend_from_slice(&diff);
-    out.extend_from_slice(&extra);
-    Ok(out)
+    Ok(RawPatch {
+        control,
+        diff,
+        extra,
+    })
 }
 
 /// Most control entries a patch may have for `len` output bytes. bsdiff emits an entry per
@@ -126,9 +186,7 @@ impl From<String> for PatchError {
 fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, PatchError> {
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *bytes
-            .get(*at)
-            .ok_or("patch ends inside its control block")?;
+        let b = *bytes.get(*at).ok_or("patch ends inside a varint")?;
         *at += 1;
         value |= u64::from(b & 0x7f)
             .checked_shl(shift)
@@ -149,10 +207,21 @@ fn triple(patch: &[u8], at: &mut usize) -> Result<(u64, u64, i64), PatchError> {
     Ok((add, copy, ((zz >> 1) as i64) ^ -((zz & 1) as i64)))
 }
 
-/// Reads the control block once without keeping it: the entry count and empty entries are
-/// bounded, and the entries write exactly `out_len` bytes from exactly the data that follows.
-/// Returns (where the entries start, where the diff bytes start, total diff bytes).
-fn check_control(patch: &[u8], out_len: u64) -> Result<(usize, usize, u64), PatchError> {
+/// A patch's control block, read once to check it (it is never collected).
+struct Control<'a> {
+    /// Number of triples.
+    count: u64,
+    /// The triples' bytes.
+    entries: &'a [u8],
+    /// Σ add: diff bytes the entries consume.
+    adds: u64,
+    /// Σ copy: extra bytes the entries consume.
+    copies: u64,
+}
+
+/// Reads the control block at the start of `patch`: the entry count and empty entries are
+/// bounded and the entries write exactly `out_len` bytes. Returns it and where it ends.
+fn read_control(patch: &[u8], out_len: u64) -> Result<(Control<'_>, usize), PatchError> {
     let mut at = 0usize;
     let count = varint(patch, &mut at)?;
     if count > max_control_entries(out_len) {
@@ -162,7 +231,7 @@ fn check_control(patch: &[u8], out_len: u64) -> Result<(usize, usize, u64), Patc
         )
         .into());
     }
-    let entries = at;
+    let start = at;
     let (mut adds, mut copies, mut empty) = (0u64, 0u64, 0u64);
     for _ in 0..count {
         let (add, copy, _) = triple(patch, &mut at)?;
@@ -185,30 +254,103 @@ fn check_control(patch: &[u8], out_len: u64) -> Result<(usize, usize, u64), Patc
         )
         .into());
     }
-    if (patch.len() - at) as u64 != out_len {
-        return Err("patch data does not match its control block".into());
-    }
-    Ok((entries, at, adds))
+    let control = Control {
+        count,
+        entries: &patch[start..at],
+        adds,
+        copies,
+    };
+    Ok((control, at))
 }
 
-/// Applies a raw patch to the `old` window, producing exactly `out.len()` bytes. The control
-/// block is read twice (checked, then applied) and never collected; old bytes are read piece
-/// by piece. Every index is checked: a hostile patch gets an error, never a read or write
-/// out of bounds.
+/// Applies a plain-layout patch to the `old` window, producing exactly `out.len()` bytes.
 pub(super) fn apply(
     old: &mut dyn OldBytes,
     patch: &[u8],
     out: &mut [u8],
 ) -> Result<(), PatchError> {
-    let (mut at, diff_start, adds) = check_control(patch, out.len() as u64)?;
-    let count = varint(patch, &mut 0)?;
-    // Both fit in the patch (checked above): usize.
-    let mut diff = diff_start;
-    let mut extra = diff_start + adds as usize;
+    let (control, end) = read_control(patch, out.len() as u64)?;
+    let data = &patch[end..];
+    if data.len() as u64 != out.len() as u64 {
+        return Err("patch data does not match its control block".into());
+    }
+    // Σ add ≤ out.len() = data.len() (checked above).
+    let (diff, extra) = data.split_at(control.adds as usize);
+    run(old, &control, diff, extra, out)
+}
+
+/// Applies a sparse-layout patch: its diff runs are expanded into one buffer of Σ add bytes
+/// (at most the output's length) and applied as a plain patch.
+pub(super) fn apply_sparse(
+    old: &mut dyn OldBytes,
+    patch: &[u8],
+    out: &mut [u8],
+) -> Result<(), PatchError> {
+    let (control, end) = read_control(patch, out.len() as u64)?;
+    let (diff, extra_at) = expand_runs(&patch[end..], control.adds)?;
+    let extra = &patch[end + extra_at..];
+    if extra.len() as u64 != control.copies {
+        return Err("patch data does not match its control block".into());
+    }
+    run(old, &control, &diff, extra, out)
+}
+
+/// Expands a sparse diff (run count, gaps, lengths, bytes) into `adds` bytes. Returns them
+/// and where the runs' bytes end in `sparse`.
+fn expand_runs(sparse: &[u8], adds: u64) -> Result<(Vec<u8>, usize), PatchError> {
+    let mut at = 0usize;
+    let runs = varint(sparse, &mut at)?;
+    if runs > adds {
+        return Err(format!("patch has {runs} diff runs for {adds} diff bytes").into());
+    }
+    let mut lens_at = at;
+    for _ in 0..runs {
+        varint(sparse, &mut lens_at)?;
+    }
+    let (mut bytes_at, mut total) = (lens_at, 0u64);
+    for _ in 0..runs {
+        let n = varint(sparse, &mut bytes_at)?;
+        total = total
+            .checked_add(n)
+            .filter(|t| n > 0 && *t <= adds)
+            .ok_or("patch has an empty diff run or more run bytes than diff bytes")?;
+    }
+    if ((sparse.len() - bytes_at) as u64) < total {
+        return Err("patch ends inside its diff runs".into());
+    }
+    let mut diff = vec![0u8; adds as usize];
+    let (mut gap_at, mut len_at, mut pos) = (at, lens_at, 0u64);
+    for _ in 0..runs {
+        let gap = varint(sparse, &mut gap_at)?;
+        let n = varint(sparse, &mut len_at)?;
+        let start = pos
+            .checked_add(gap)
+            .filter(|s| s.checked_add(n).is_some_and(|end| end <= adds))
+            .ok_or("patch has a diff run past its diff bytes")?;
+        // Within `adds` and within `sparse` (Σ n checked above): usize.
+        let (start, n) = (start as usize, n as usize);
+        diff[start..start + n].copy_from_slice(&sparse[bytes_at..bytes_at + n]);
+        bytes_at += n;
+        pos = (start + n) as u64;
+    }
+    Ok((diff, bytes_at))
+}
+
+/// Runs checked control entries over `diff` (Σ add bytes) and `extra` (Σ copy bytes), whose
+/// lengths the caller checked, reading old bytes piece by piece. Every index is checked: a
+/// hostile patch gets an error, never a read or write out of bounds.
+fn run(
+    old: &mut dyn OldBytes,
+    control: &Control<'_>,
+    diff: &[u8],
+    extra: &[u8],
+    out: &mut [u8],
+) -> Result<(), PatchError> {
+    let (mut at, mut diff_at, mut extra_at) = (0usize, 0usize, 0usize);
     let mut new_pos = 0usize;
     let mut old_pos = 0i64;
-    for _ in 0..count {
-        let (add, copy, seek) = triple(patch, &mut at)?;
+    for _ in 0..control.count {
+        let (add, copy, seek) = triple(control.entries, &mut at)?;
         let (add, copy) = (add as usize, copy as usize);
         let mut done = 0usize;
         while done < add {
@@ -221,17 +363,17 @@ pub(super) fn apply(
             let old_bytes = old.get(start, n).map_err(PatchError::Old)?;
             for ((o, d), w) in old_bytes
                 .iter()
-                .zip(&patch[diff..diff + n])
+                .zip(&diff[diff_at..diff_at + n])
                 .zip(&mut out[new_pos..new_pos + n])
             {
                 *w = d.wrapping_add(*o);
             }
-            diff += n;
+            diff_at += n;
             new_pos += n;
             done += n;
         }
-        out[new_pos..new_pos + copy].copy_from_slice(&patch[extra..extra + copy]);
-        extra += copy;
+        out[new_pos..new_pos + copy].copy_from_slice(&extra[extra_at..extra_at + copy]);
+        extra_at += copy;
         new_pos += copy;
         old_pos = old_pos
             .checked_add(add as i64)
@@ -252,8 +394,11 @@ mod tests {
         new[100..110].copy_from_slice(b"0123456789");
         new.splice(2000..2000, b"inserted bytes".iter().copied());
         new.drain(30_000..30_500);
-        let patch = diff(&old, &new).unwrap();
+        let raw = diff(&old, &new).unwrap();
         let mut out = vec![0u8; new.len()];
+        apply_sparse(&mut &old[..], &raw.sparse(), &mut out).unwrap();
+        assert_eq!(out, new);
+        let patch = raw.plain();
         apply(&mut &old[..], &patch, &mut out).unwrap();
         assert_eq!(out, new);
         // A patch for another length, or a truncated one, is refused.
@@ -274,6 +419,72 @@ mod tests {
         }
         p.extend_from_slice(data);
         p
+    }
+
+    /// A sparse patch: `triples`, then `runs` (gap, bytes) as the layout stores them, `extra`.
+    fn sparse(triples: &[(u64, u64, u64)], runs: &[(u64, &[u8])], extra: &[u8]) -> Vec<u8> {
+        let mut p = raw(triples, &[]);
+        put_varint(&mut p, runs.len() as u64);
+        for (gap, _) in runs {
+            put_varint(&mut p, *gap);
+        }
+        for (_, bytes) in runs {
+            put_varint(&mut p, bytes.len());
+        }
+        for (_, bytes) in runs {
+            p.extend_from_slice(bytes);
+        }
+        p.extend_from_slice(extra);
+        p
+    }
+
+    #[test]
+    fn sparse_patches_expand_exactly_and_hostile_ones_are_refused() {
+        let old = [10u8; 64];
+        let mut out = vec![0u8; 20];
+        // 16 bytes from old with +1 at 3..5 and +2 at 15, then 4 extra bytes.
+        let p = sparse(&[(16, 4, 0)], &[(3, &[1, 1]), (10, &[2])], b"abcd");
+        apply_sparse(&mut &old[..], &p, &mut out).unwrap();
+        let mut want = vec![10u8; 16];
+        want[3..5].fill(11);
+        want[15] = 12;
+        want.extend_from_slice(b"abcd");
+        assert_eq!(out, want);
+        let mut refused = |p: &[u8], why: &str| {
+            let e = apply_sparse(&mut &old[..], p, &mut out).unwrap_err();
+            assert!(
+                matches!(e, PatchError::Bad(ref m) if m.contains(why)),
+                "{e:?}"
+            );
+        };
+        // A run past the diff bytes; more runs than diff bytes; an empty run.
+        refused(
+            &sparse(&[(16, 4, 0)], &[(15, &[1, 1])], b"abcd"),
+            "past its diff",
+        );
+        let many: Vec<(u64, &[u8])> = (0..17).map(|_| (0, &[1u8][..])).collect();
+        refused(&sparse(&[(16, 4, 0)], &many, b"abcd"), "diff runs for");
+        refused(
+            &sparse(&[(16, 4, 0)], &[(0, &[])], b"abcd"),
+            "empty diff run",
+        );
+        // Run bytes missing; extra bytes missing or left over.
+        let mut p = sparse(&[(16, 4, 0)], &[(3, &[1, 1])], b"");
+        p.truncate(p.len() - 1);
+        refused(&p, "ends inside its diff runs");
+        refused(
+            &sparse(&[(16, 4, 0)], &[(3, &[1])], b"abc"),
+            "does not match",
+        );
+        refused(
+            &sparse(&[(16, 4, 0)], &[(3, &[1])], b"abcde"),
+            "does not match",
+        );
+        // A huge gap overflows nothing.
+        refused(
+            &sparse(&[(16, 4, 0)], &[(u64::MAX, &[1])], b"abcd"),
+            "past its diff",
+        );
     }
 
     #[test]

@@ -13,10 +13,14 @@
 //! and per worker one extent, its window and a zstd context: a few hundred MiB at level 19,
 //! whatever the image size. The base is read by `pread`, never loaded whole.
 
+use super::bsdiff::RawPatch;
 use super::ext4::{Ext4Error, SeekReader};
 use super::fshints::FsHints;
 use super::index::{block_key, for_each_anchor, read_full, BaseIndex};
-use super::{bsdiff, encode_ops, Op, BLOCK, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
+use super::lzma::{self, PLAIN_TUNING, SPARSE_TUNINGS};
+use super::{
+    bsdiff, encode_ops, Op, PatchCodec, BLOCK, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW,
+};
 use crate::digest::Sha256Digest;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -137,6 +141,7 @@ pub fn generate<T: Read + Seek>(
                     base,
                     &index,
                     zstd_level,
+                    delta_format >= 3,
                 )
                 .map(Some),
                 _ => Ok(None),
@@ -575,6 +580,7 @@ fn encode_extent(
     base: &File,
     index: &BaseIndex,
     level: i32,
+    lzma_patches: bool,
 ) -> io::Result<(Op, Vec<u8>)> {
     let len = data.len() as u64;
     // Already-compressed data (squashfs-xz blocks, media) leaves only exact matches to find:
@@ -602,29 +608,13 @@ fn encode_extent(
     base.read_exact_at(&mut window, src)?;
     let mut tried = vec!["replace"];
     let patch = bsdiff::diff(&window, data)?;
-    if (patch.len() as u64) <= super::apply::max_patch_len(len) {
-        // bsdiff's diff stream is mostly zeros with scattered bytes: bzip2's BWT often beats
-        // zstd there (measured in docs/delta.md), so keep whichever is smaller.
-        let zstd_patch = zstd::bulk::compress(&patch, level)?;
-        let bz2_patch = bzip2_compress(&patch)?;
-        if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
-            eprintln!(
-                "bsdiff patch {} zstd {} bzip2 {}",
-                patch.len(),
-                zstd_patch.len(),
-                bz2_patch.len()
-            );
-        }
-        let (bzip2, stored) = if bz2_patch.len() < zstd_patch.len() {
-            (true, bz2_patch)
-        } else {
-            (false, zstd_patch)
-        };
+    if (patch.plain_len() as u64) <= super::apply::max_patch_len(len) {
         tried.push("bsdiff");
+        let (codec, stored) = encode_patch(&patch, level, lzma_patches)?;
         if stored.len() < best.1.len() {
             best = (
                 Op::Bsdiff {
-                    bzip2,
+                    codec,
                     len,
                     src,
                     window: window_len,
@@ -662,6 +652,41 @@ fn encode_extent(
         );
     }
     Ok(best)
+}
+
+/// Stores a bsdiff patch with the smallest of zstd, bzip2 and (`lzma_patches`: delta format
+/// 3) LZMA2 in the plain and the sparse layout. bsdiff's diff stream is mostly zeros with
+/// scattered bytes: bzip2's BWT often beats zstd there, and LZMA2 beats both on most code;
+/// the sparse layout wins where changes are few and far apart (measured in docs/delta.md).
+fn encode_patch(
+    patch: &RawPatch,
+    level: i32,
+    lzma_patches: bool,
+) -> io::Result<(PatchCodec, Vec<u8>)> {
+    let plain = patch.plain();
+    let mut candidates = vec![
+        (PatchCodec::Zstd, zstd::bulk::compress(&plain, level)?),
+        (PatchCodec::Bzip2, bzip2_compress(&plain)?),
+    ];
+    if lzma_patches {
+        let sparse = patch.sparse();
+        candidates.push((PatchCodec::Lzma2, lzma::compress(&plain, PLAIN_TUNING)?));
+        for tuning in SPARSE_TUNINGS {
+            candidates.push((PatchCodec::Lzma2Sparse, lzma::compress(&sparse, tuning)?));
+        }
+    }
+    if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
+        let sizes: Vec<String> = candidates
+            .iter()
+            .map(|(codec, stored)| format!("{codec:?} {}", stored.len()))
+            .collect();
+        eprintln!("bsdiff patch {}: {}", plain.len(), sizes.join(", "));
+    }
+    let smallest = candidates
+        .into_iter()
+        .min_by_key(|(_, stored)| stored.len())
+        .ok_or_else(|| io::Error::other("no patch encoding"))?;
+    Ok(smallest)
 }
 
 fn bzip2_compress(data: &[u8]) -> io::Result<Vec<u8>> {

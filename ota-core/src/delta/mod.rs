@@ -6,7 +6,8 @@
 //! - `zero`: zero bytes;
 //! - `replace`: zstd-compressed new bytes;
 //! - `zstd_ref`: zstd with a window of the base as prefix (like `zstd --patch-from`, bounded);
-//! - `bsdiff`: a raw bsdiff patch against a window of the base, zstd-compressed;
+//! - `bsdiff`: a raw bsdiff patch against a window of the base, compressed with zstd, bzip2
+//!   or LZMA2 ([`PatchCodec`]);
 //! - `gzip`: a gzip file re-created bit for bit from its content, carried as a zstd delta
 //!   against the old file's content ([`gzip`]).
 //!
@@ -23,6 +24,7 @@ mod fshints;
 pub mod generate;
 pub mod gzip;
 mod index;
+mod lzma;
 mod oplist;
 
 pub use oplist::{
@@ -32,9 +34,10 @@ pub use oplist::{
 
 use crate::digest::Sha256Digest;
 
-/// The newest set of delta operations: 1 = copy, zero, replace, zstd_ref, bsdiff (every
-/// ota-update); 2 = also `gzip` (ota-update from the release that added it).
-pub const DELTA_FORMAT_LATEST: u8 = 2;
+/// The newest set of delta operations: 1 = copy, zero, replace, zstd_ref, bsdiff with zstd or
+/// bzip2 (every ota-update); 2 = also `gzip`; 3 = also bsdiff with LZMA2, plain or sparse
+/// (each: ota-update from the release that added it).
+pub const DELTA_FORMAT_LATEST: u8 = 3;
 
 /// Block size of the source index and of block classification.
 pub const BLOCK: usize = 4096;
@@ -86,11 +89,10 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
-    /// Applies a raw bsdiff patch, compressed with zstd or (when measurably smaller: bsdiff's
-    /// sparse diff stream suits the BWT) bzip2, to `base[src..src+window]`.
+    /// Applies a raw bsdiff patch, stored as `codec` says, to `base[src..src+window]`.
     Bsdiff {
-        /// The patch is bzip2-compressed (kind 5) rather than zstd (kind 4).
-        bzip2: bool,
+        /// How the patch is compressed and laid out (the operation's kind).
+        codec: PatchCodec,
         /// Target bytes written.
         len: u64,
         /// Window start in the base.
@@ -123,6 +125,41 @@ pub enum Op {
     },
 }
 
+/// How a `bsdiff` operation's patch is stored: each is its own operation kind. The generator
+/// keeps the smallest; which wins depends on the code (measured in docs/delta.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchCodec {
+    /// Kind 4: plain layout, zstd.
+    Zstd,
+    /// Kind 5: plain layout, bzip2 (its BWT suits the mostly-zero diff stream).
+    Bzip2,
+    /// Kind 7 (delta format 3): plain layout, raw LZMA2.
+    Lzma2,
+    /// Kind 8 (delta format 3): sparse layout (the diff's non-zero runs), raw LZMA2.
+    Lzma2Sparse,
+}
+
+impl PatchCodec {
+    fn kind(self) -> u8 {
+        match self {
+            PatchCodec::Zstd => KIND_BSDIFF,
+            PatchCodec::Bzip2 => KIND_BSDIFF_BZ2,
+            PatchCodec::Lzma2 => KIND_BSDIFF_LZMA2,
+            PatchCodec::Lzma2Sparse => KIND_BSDIFF_LZMA2_SPARSE,
+        }
+    }
+
+    fn of_kind(kind: u8) -> Option<PatchCodec> {
+        match kind {
+            KIND_BSDIFF => Some(PatchCodec::Zstd),
+            KIND_BSDIFF_BZ2 => Some(PatchCodec::Bzip2),
+            KIND_BSDIFF_LZMA2 => Some(PatchCodec::Lzma2),
+            KIND_BSDIFF_LZMA2_SPARSE => Some(PatchCodec::Lzma2Sparse),
+            _ => None,
+        }
+    }
+}
+
 const KIND_COPY: u8 = 0;
 const KIND_ZERO: u8 = 1;
 const KIND_REPLACE: u8 = 2;
@@ -130,6 +167,8 @@ const KIND_ZSTD_REF: u8 = 3;
 const KIND_BSDIFF: u8 = 4;
 const KIND_BSDIFF_BZ2: u8 = 5;
 const KIND_GZIP: u8 = 6;
+const KIND_BSDIFF_LZMA2: u8 = 7;
+const KIND_BSDIFF_LZMA2_SPARSE: u8 = 8;
 
 impl Op {
     /// Target bytes this operation writes.
@@ -223,9 +262,8 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
                 ..
             } => {
                 out.push(match op {
-                    Op::ZstdRef { .. } => KIND_ZSTD_REF,
-                    Op::Bsdiff { bzip2: true, .. } => KIND_BSDIFF_BZ2,
-                    _ => KIND_BSDIFF,
+                    Op::Bsdiff { codec, .. } => codec.kind(),
+                    _ => KIND_ZSTD_REF,
                 });
                 put_varint(&mut out, *len);
                 put_varint(&mut out, *src);
@@ -284,7 +322,7 @@ mod tests {
                 sha256: Sha256Digest::of(b"z"),
             },
             Op::Bsdiff {
-                bzip2: true,
+                codec: PatchCodec::Bzip2,
                 len: 1,
                 src: 100,
                 window: 200,

@@ -6,8 +6,8 @@
 
 use super::gzip::{MAX_GZIP_HEADER, MAX_GZIP_RAW};
 use super::{
-    Op, KIND_BSDIFF, KIND_BSDIFF_BZ2, KIND_COPY, KIND_GZIP, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF,
-    MAX_DATA_OP_LEN, MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
+    Op, PatchCodec, KIND_COPY, KIND_GZIP, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF, MAX_DATA_OP_LEN,
+    MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
 };
 use crate::bundle::zstd_compress_bound;
 use crate::digest::Sha256Digest;
@@ -295,30 +295,13 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
                 sha256: digest(input)?,
             }
         }
-        KIND_ZSTD_REF | KIND_BSDIFF | KIND_BSDIFF_BZ2 => {
-            let src = varint(input)?;
-            let window = varint(input)?;
-            let stored = stored_u32(varint(input)?)?;
-            let sha256 = digest(input)?;
-            if kind == KIND_ZSTD_REF {
-                Op::ZstdRef {
-                    len,
-                    src,
-                    window,
-                    stored,
-                    sha256,
-                }
-            } else {
-                Op::Bsdiff {
-                    bzip2: kind == KIND_BSDIFF_BZ2,
-                    len,
-                    src,
-                    window,
-                    stored,
-                    sha256,
-                }
-            }
-        }
+        KIND_ZSTD_REF => Op::ZstdRef {
+            len,
+            src: varint(input)?,
+            window: varint(input)?,
+            stored: stored_u32(varint(input)?)?,
+            sha256: digest(input)?,
+        },
         KIND_GZIP => Op::Gzip {
             len,
             src: varint(input)?,
@@ -328,12 +311,22 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
             stored: stored_u32(varint(input)?)?,
             sha256: digest(input)?,
         },
-        other => {
-            return bad(format!(
-                "operation {index} has unknown kind {other} (made by a newer ota-sign? update \
-                 ota-update, or build the delta with `--delta-format 1`)"
-            ))
-        }
+        other => match PatchCodec::of_kind(other) {
+            Some(codec) => Op::Bsdiff {
+                codec,
+                len,
+                src: varint(input)?,
+                window: varint(input)?,
+                stored: stored_u32(varint(input)?)?,
+                sha256: digest(input)?,
+            },
+            None => {
+                return bad(format!(
+                    "operation {index} has unknown kind {other} (made by a newer ota-sign? \
+                     update ota-update, or build the delta with an older `--delta-format`)"
+                ))
+            }
+        },
     })
 }
 

@@ -9,7 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use ota_core::bundle::{DeltaOps, Header, ImageManifest, Manifest, PayloadKind};
-use ota_core::delta::{compress_ops, encode_ops, Op};
+use ota_core::delta::{compress_ops, encode_ops, Op, PatchCodec};
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use std::io::Read;
@@ -178,7 +178,7 @@ pub fn control_triple_bomb(key: &SigningKey, target: &Target, len: u64) -> Vec<u
     // Plain zstd (compress_ops is zstd at a level; the bytes need not be an op list).
     let data = compress_ops(&mut &patch[..], Some(patch.len() as u64), 3).unwrap();
     let op = Op::Bsdiff {
-        bzip2: false,
+        codec: PatchCodec::Zstd,
         len,
         src: 0,
         window: target.base.len().min(1 << 20) as u64,
@@ -191,6 +191,50 @@ pub fn control_triple_bomb(key: &SigningKey, target: &Target, len: u64) -> Vec<u
 /// One zero operation of `len` bytes (2^63 in the original report).
 pub fn huge_zero_op(key: &SigningKey, target: &Target, len: u64) -> Vec<u8> {
     signed_ops(key, target, &[Op::Zero { len }], &[])
+}
+
+/// One 2 MiB `bsdiff` operation in the sparse LZMA2 layout (kind 8) whose data is the largest
+/// patch a reader accepts for it (3 × 2 MiB + 64 KiB of noise, which LZMA2 stores as it is):
+/// the most a patch holds while it decompresses (data, the decoder's dictionary, the patch).
+/// The noise is no valid sparse patch: refused once decompressed.
+pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
+    use liblzma::stream::{Filters, LzmaOptions, Stream};
+    use std::io::Write;
+    let len = 2u64 << 20;
+    let mut x = 0x853c_49e6_748f_ea9bu64;
+    let noise: Vec<u8> = (0..ota_core::delta::apply::max_patch_len(len))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut options = LzmaOptions::new_preset(0).unwrap();
+    options.dict_size(1 << 20);
+    let mut filters = Filters::new();
+    filters.lzma2(&options);
+    let mut enc = liblzma::write::XzEncoder::new_stream(
+        Vec::new(),
+        Stream::new_raw_encoder(&filters).unwrap(),
+    );
+    enc.write_all(&noise).unwrap();
+    let data = enc.finish().unwrap();
+    let op = Op::Bsdiff {
+        codec: PatchCodec::Lzma2Sparse,
+        len,
+        src: 0,
+        window: (base.len() as u64).min(1 << 20),
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(&data),
+    };
+    let target = Target {
+        product,
+        version,
+        base,
+        image_size: len,
+    };
+    signed_ops(key, &target, &[op], &data)
 }
 
 /// A `zstd_ref` operation with the largest window (8 MiB, so the base must be that long)
