@@ -55,7 +55,7 @@ for b in full delta delta-full; do cp "$work/$b.bundle" "$corpus/bundle_manifest
 # Manifests alone, op lists and operation data out of the delta bundle (for the delta and
 # bsdiff targets), hand-made op programs and patches.
 python3 - "$work" "$corpus" <<'EOF'
-import bz2, hashlib, json, struct, subprocess, sys
+import bz2, hashlib, json, lzma, struct, subprocess, sys
 w, corpus = sys.argv[1], sys.argv[2]
 
 def varint(v):
@@ -109,16 +109,20 @@ for name in ["full", "delta", "delta-full"]:
             kind = oplist[at]; at += 1
             length, at = read_varint(oplist, at)
             fields = []
-            n = {0: 1, 1: 0, 2: 1, 3: 3, 4: 3, 5: 3}[kind]
+            n = {0: 1, 1: 0, 2: 1, 3: 3, 4: 3, 5: 3, 6: 5, 7: 3, 8: 3}[kind]
             for _ in range(n):
                 v, at = read_varint(oplist, at); fields.append(v)
             if kind >= 2:
                 at += 32
                 stored = fields[-1]
                 op_data = data[pos:pos + stored]; pos += stored
-                if kind in (4, 5):
-                    patch = bz2.decompress(op_data) if kind == 5 else unzstd(op_data)
-                    patches.append((length, fields[0], fields[1], patch))
+                if kind in (4, 5, 7, 8):
+                    if kind in (7, 8):  # raw LZMA2, 2 MiB dictionary (docs/bundle-format.md)
+                        patch = lzma.decompress(op_data, format=lzma.FORMAT_RAW,
+                                                filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 2 << 20}])
+                    else:
+                        patch = bz2.decompress(op_data) if kind == 5 else unzstd(op_data)
+                    patches.append((length, fields[0], fields[1], patch, kind))
             kinds.append(kind)
         print(f"{name}/{image['name']}: {count} ops, kinds {sorted(set(kinds))}")
 
@@ -133,9 +137,22 @@ def raw_patch(triples, data):
         out += varint(a) + varint(c) + varint((s << 1) ^ (s >> 63) if s >= 0 else ((-s) << 1) - 1)
     return out + data
 
-for i, (length, src, window, patch) in enumerate(patches[:6]):
+def sparse_patch(triples, runs, extra):
+    """The sparse layout (kind 8): control, run count, gaps, lengths, run bytes, extra."""
+    out = raw_patch(triples, b"") + varint(len(runs))
+    for gap, _ in runs:
+        out += varint(gap)
+    for _, data in runs:
+        out += varint(len(data))
+    return out + b"".join(data for _, data in runs) + extra
+
+for i, (length, src, window, patch, kind) in enumerate(patches[:6]):
+    if kind == 8:  # sparse layout: bits 6 and 5 (LZMA2, sparse)
+        open(f"{corpus}/bsdiff_patch/real-sparse-{i}", "wb").write(bsdiff_seed(0x60, length, src, window, patch))
+        continue
     open(f"{corpus}/bsdiff_patch/real-{i}", "wb").write(bsdiff_seed(0, length, src, window, patch))
     open(f"{corpus}/bsdiff_patch/real-bz2-{i}", "wb").write(bsdiff_seed(0x81, length, src, window, patch))
+    open(f"{corpus}/bsdiff_patch/real-lzma2-{i}", "wb").write(bsdiff_seed(0x40, length, src, window, patch))
 hand = {
     "identity": raw_patch([(2048, 0, 0)], bytes(2048)),
     "add-copy-seek": raw_patch([(100, 20, 50), (200, 0, -30), (0, 10, 0)], bytes(range(100)) + bytes(200) + b"x" * 30),
@@ -146,6 +163,12 @@ hand = {
 }
 for name, patch in hand.items():
     open(f"{corpus}/bsdiff_patch/{name}", "wb").write(bsdiff_seed(4 if name == "cross-piece" else 0, 0, 0, 200000, patch))
+sparse_hand = {
+    "sparse-runs": sparse_patch([(100, 20, 50), (200, 0, -30), (0, 10, 0)], [(3, b"\x01\x02"), (250, b"\xff")], b"x" * 30),
+    "sparse-no-runs": sparse_patch([(4096, 0, 0)], [], b""),
+}
+for name, patch in sparse_hand.items():
+    open(f"{corpus}/bsdiff_patch/{name}", "wb").write(bsdiff_seed(0x60, 0, 0, 200000, patch))
 
 # delta_signed, structured: flags 0, base_len (x4), then ops.
 def u32(v): return struct.pack("<I", v)
@@ -155,11 +178,13 @@ zero = lambda length, raw=False: bytes([0x81 if raw else 1]) + u32(length)
 replace = lambda plain: bytes([2]) + blob(plain)
 zref = lambda src, window, plain: bytes([3]) + u32(src) + u32(window) + blob(plain)
 bsd = lambda src, window, patch, bz=False: bytes([5 if bz else 4]) + u32(src) + u32(window) + blob(patch)
+bsd_sparse = lambda src, window, patch: bytes([7]) + u32(src) + u32(window) + blob(patch)
 programs = {
     "copy-zero-replace": copy(4095, 10) + zero(999) + replace(b"hello, replaced world\n" * 20),
     "zstd-ref": zref(131072, 8192, b"ota fuzz base block: the quick brown fox jumps over the lazy dog 0123456789\n" * 30),
     "bsdiff": bsd(0, 4096, raw_patch([(4096, 0, 0)], bytes(4096))),
     "bsdiff-bz2": bsd(1000, 70000, raw_patch([(0, 0, 65000), (2000, 16, 0)], bytes(2000) + b"x" * 16), bz=True),
+    "bsdiff-lzma2-sparse": bsd_sparse(1000, 70000, sparse_patch([(0, 0, 65000), (2000, 16, 0)], [(7, b"\x05\x06")], b"x" * 16)),
     "all-kinds": copy(100, 0) + zero(50) + replace(b"r" * 300) + zref(200000, 4096, b"z" * 1000)
         + bsd(5, 5000, raw_patch([(10, 5, 3), (20, 0, 0)], bytes(30) + b"12345")),
     "raw-fields": copy(1 << 31, 1 << 31, raw=True) + zero(0, raw=True),

@@ -833,3 +833,15 @@ fn op_list_encoding_round_trips_random_ops() {
     assert_eq!(decoded, ops);
     let _ = std::io::sink().write_all(b"");
 }
+
+/// The largest patch an LZMA2 operation may carry (bench/install-rss.sh measures its memory):
+/// it decompresses in full (to exactly the bound) and is then refused as a sparse patch.
+#[test]
+fn largest_lzma2_patch_decompresses_then_is_refused() {
+    let key = SigningKey::generate();
+    let base = firmware(1 << 20, 23);
+    let bundle = hostile_bundles::max_lzma_op(&key, &base, "p", "2.0.0");
+    let e = apply_bytes(&bundle, &base, &key).unwrap_err();
+    assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+    assert!(!e.to_string().contains("decompress"), "{e}");
+}

@@ -586,22 +586,26 @@ fn encode_extent(
     // Already-compressed data (squashfs-xz blocks, media) leaves only exact matches to find:
     // a high level and a wide window cost time there and save nothing (see `QUICK_LEVEL`).
     let quick = zstd::bulk::compress(data, QUICK_LEVEL)?;
-    let incompressible = quick.len() as u64 * 1000 >= len * INCOMPRESSIBLE_PERMILLE;
-    let (level, span, replace) = if incompressible {
-        (QUICK_LEVEL, 2, quick)
+    let quick_len = quick.len();
+    let incompressible = quick_len as u64 * 1000 >= len * INCOMPRESSIBLE_PERMILLE;
+    let (level, span) = if incompressible {
+        (QUICK_LEVEL, 2)
     } else {
-        (level, 4, zstd::bulk::compress(data, level)?)
+        (level, 4)
     };
-    let replace_len = replace.len();
-    let mut best = (
-        Op::Replace {
+    let replace_op = |stored: Vec<u8>| {
+        let op = Op::Replace {
             len,
-            stored: replace.len() as u32,
-            sha256: Sha256Digest::of(&replace),
-        },
-        replace,
-    );
+            stored: stored.len() as u32,
+            sha256: Sha256Digest::of(&stored),
+        };
+        (op, stored)
+    };
+    let mut best = replace_op(quick);
     let Some((src, window_len)) = find_window(data, offset, hint, index, span) else {
+        if !incompressible {
+            best = replace_op(zstd::bulk::compress(data, level)?);
+        }
         return Ok(best);
     };
     let mut window = vec![0u8; window_len as usize];
@@ -623,6 +627,16 @@ fn encode_extent(
                 },
                 stored,
             );
+        }
+    }
+    // `replace` at the bundle's level is the slowest encoder after zstd_ref (level 19: ~1 s
+    // per 2 MiB of code); where bsdiff needs under a third of the quick frame, it cannot win.
+    let mut replace_len = quick_len;
+    if !incompressible && best.1.len() * 3 > quick_len {
+        let replace = zstd::bulk::compress(data, level)?;
+        replace_len = replace.len();
+        if replace.len() < best.1.len() {
+            best = replace_op(replace);
         }
     }
     // Windows are at most 4 × 2 MiB, within what readers allow zstd_ref (MAX_REF_WINDOW).
@@ -654,6 +668,9 @@ fn encode_extent(
     Ok(best)
 }
 
+/// Largest plain patch also tried with zstd when LZMA2 is (delta format 3).
+const ZSTD_PATCH_MAX_WITH_LZMA: usize = 64 << 10;
+
 /// Stores a bsdiff patch with the smallest of zstd, bzip2 and (`lzma_patches`: delta format
 /// 3) LZMA2 in the plain and the sparse layout. bsdiff's diff stream is mostly zeros with
 /// scattered bytes: bzip2's BWT often beats zstd there, and LZMA2 beats both on most code;
@@ -664,10 +681,12 @@ fn encode_patch(
     lzma_patches: bool,
 ) -> io::Result<(PatchCodec, Vec<u8>)> {
     let plain = patch.plain();
-    let mut candidates = vec![
-        (PatchCodec::Zstd, zstd::bulk::compress(&plain, level)?),
-        (PatchCodec::Bzip2, bzip2_compress(&plain)?),
-    ];
+    let mut candidates = vec![(PatchCodec::Bzip2, bzip2_compress(&plain)?)];
+    // zstd at level 19 costs as much as LZMA2 on a large patch and never came out smallest
+    // there beside it (libarrow: 0 of 37 extents); on small ones its small framing can win.
+    if !lzma_patches || plain.len() <= ZSTD_PATCH_MAX_WITH_LZMA {
+        candidates.push((PatchCodec::Zstd, zstd::bulk::compress(&plain, level)?));
+    }
     if lzma_patches {
         let sparse = patch.sparse();
         candidates.push((PatchCodec::Lzma2, lzma::compress(&plain, PLAIN_TUNING)?));

@@ -194,12 +194,10 @@ pub fn huge_zero_op(key: &SigningKey, target: &Target, len: u64) -> Vec<u8> {
 }
 
 /// One 2 MiB `bsdiff` operation in the sparse LZMA2 layout (kind 8) whose data is the largest
-/// patch a reader accepts for it (3 × 2 MiB + 64 KiB of noise, which LZMA2 stores as it is):
+/// patch a reader accepts for it (3 × 2 MiB + 64 KiB of noise in stored LZMA2 chunks):
 /// the most a patch holds while it decompresses (data, the decoder's dictionary, the patch).
 /// The noise is no valid sparse patch: refused once decompressed.
 pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
-    use liblzma::stream::{Filters, LzmaOptions, Stream};
-    use std::io::Write;
     let len = 2u64 << 20;
     let mut x = 0x853c_49e6_748f_ea9bu64;
     let noise: Vec<u8> = (0..ota_core::delta::apply::max_patch_len(len))
@@ -210,16 +208,15 @@ pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) 
             x as u8
         })
         .collect();
-    let mut options = LzmaOptions::new_preset(0).unwrap();
-    options.dict_size(1 << 20);
-    let mut filters = Filters::new();
-    filters.lzma2(&options);
-    let mut enc = liblzma::write::XzEncoder::new_stream(
-        Vec::new(),
-        Stream::new_raw_encoder(&filters).unwrap(),
-    );
-    enc.write_all(&noise).unwrap();
-    let data = enc.finish().unwrap();
+    // A raw LZMA2 stream of stored chunks (control byte 1: stored, dictionary reset, then
+    // 2: stored; a big-endian size - 1; at most 64 KiB each), ended by a 0 byte.
+    let mut data = Vec::with_capacity(noise.len() + noise.len() / 21_000 + 1);
+    for (i, chunk) in noise.chunks(1 << 16).enumerate() {
+        let size = chunk.len() - 1;
+        data.extend_from_slice(&[if i == 0 { 1 } else { 2 }, (size >> 8) as u8, size as u8]);
+        data.extend_from_slice(chunk);
+    }
+    data.push(0);
     let op = Op::Bsdiff {
         codec: PatchCodec::Lzma2Sparse,
         len,
