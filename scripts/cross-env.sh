@@ -1,7 +1,7 @@
 # scripts/cross-env.sh -- sourced (not run) by the scripts that cross-compile for a device target
 # (scripts/dist.sh, qemu/run-tests.sh with ARCH=aarch64): `cross_env TARGET` installs the rustup
 # target when missing and exports the C compiler and linker cargo and cc-rs use for it (the C
-# parts of zstd, bzip2 and ring). Debian packages: musl-tools, gcc-aarch64-linux-gnu,
+# parts of zstd, bzip2, liblzma, zlib and ring). Debian packages: musl-tools, gcc-aarch64-linux-gnu,
 # gcc-arm-linux-gnueabihf.
 cross_env() {
   local target=$1 upper cc linker
