@@ -54,6 +54,11 @@ for what in "${!NEED[@]}"; do
   else command -v "$what" >/dev/null 2>&1 && continue; fi
   missing+=("${NEED[$what]}")
 done
+# The x86-64 initramfs copies /bin/busybox: Debian's dynamic `busybox` (which an image or an
+# earlier install may have brought) cannot run there. busybox-static replaces it (they conflict).
+if [ "${ARCH:-x86_64}" = x86_64 ] && [ -e /bin/busybox ] && ldd /bin/busybox >/dev/null 2>&1; then
+  missing+=(busybox-static)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   [ -z "$foreign" ] || apt_get update -qq
   exit 0
