@@ -145,24 +145,28 @@ pub fn lzma2_fast(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("in memory")
 }
 
+/// Reads a LEB128 varint at `*at` for the reference implementations: at most 10 bytes, its
+/// value within 64 bits; `None` past the end or on overflow.
+fn read_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u128;
+    for shift in (0..70).step_by(7) {
+        let b = *bytes.get(*at)?;
+        *at += 1;
+        v |= u128::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return u64::try_from(v).ok();
+        }
+    }
+    None
+}
+
 /// The plain layout of a sparse-layout bsdiff patch (control block; run count, gaps, lengths,
 /// run bytes; extra bytes), written independently of ota-core as the harnesses' oracle:
 /// `None` when it does not parse. Permissive where the decoder is strict (empty runs, any
 /// run count): an accepted patch must still give what this gives.
 pub fn sparse_to_plain(patch: &[u8]) -> Option<Vec<u8>> {
     let mut at = 0usize;
-    let varint = |at: &mut usize| -> Option<u64> {
-        let mut v = 0u128;
-        for shift in (0..70).step_by(7) {
-            let b = *patch.get(*at)?;
-            *at += 1;
-            v |= u128::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return u64::try_from(v).ok();
-            }
-        }
-        None
-    };
+    let varint = |at: &mut usize| read_varint(patch, at);
     let count = varint(&mut at)?;
     let mut adds = 0u64;
     for _ in 0..count.min(1 << 20) {
@@ -315,18 +319,7 @@ pub const MAX_BASE: usize = 256 << 10;
 /// outputs must be equal.
 pub fn reference_bsdiff(old: &[u8], patch: &[u8], out_len: usize) -> Option<Vec<u8>> {
     let mut at = 0usize;
-    let varint = |at: &mut usize| -> Option<u64> {
-        let mut v = 0u128;
-        for shift in (0..70).step_by(7) {
-            let b = *patch.get(*at)?;
-            *at += 1;
-            v |= u128::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return u64::try_from(v).ok();
-            }
-        }
-        None
-    };
+    let varint = |at: &mut usize| read_varint(patch, at);
     let count = varint(&mut at)?;
     if count > patch.len() as u64 {
         return None;

@@ -193,21 +193,29 @@ pub fn huge_zero_op(key: &SigningKey, target: &Target, len: u64) -> Vec<u8> {
     signed_ops(key, target, &[Op::Zero { len }], &[])
 }
 
-/// One 2 MiB `bsdiff` operation in the sparse LZMA2 layout (kind 8) whose data is the largest
-/// patch a reader accepts for it (3 × 2 MiB + 64 KiB of noise in stored LZMA2 chunks):
-/// the most a patch holds while it decompresses (data, the decoder's dictionary, the patch).
-/// The noise is no valid sparse patch: refused once decompressed.
-pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
-    let len = 2u64 << 20;
-    let mut x = 0x853c_49e6_748f_ea9bu64;
-    let noise: Vec<u8> = (0..ota_core::delta::apply::max_patch_len(len))
+/// `len` incompressible bytes from an xorshift generator seeded with `seed`.
+fn noise(len: u64, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
+        .collect()
+}
+
+/// One 2 MiB `bsdiff` operation in the sparse LZMA2 layout (kind 8) whose data is the largest
+/// patch a reader accepts for it (3 × 2 MiB + 64 KiB of noise in stored LZMA2 chunks):
+/// the most a patch holds while it decompresses (data, the decoder's dictionary, the patch).
+/// The noise is no valid sparse patch: refused once decompressed.
+pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) -> Vec<u8> {
+    let len = 2u64 << 20;
+    let noise = noise(
+        ota_core::delta::apply::max_patch_len(len),
+        0x853c_49e6_748f_ea9b,
+    );
     // A raw LZMA2 stream of stored chunks (control byte 1: stored, dictionary reset, then
     // 2: stored; a big-endian size - 1; at most 64 KiB each), ended by a 0 byte.
     let mut data = Vec::with_capacity(noise.len() + noise.len() / 21_000 + 1);
@@ -238,15 +246,7 @@ pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) 
 /// writing 2 MiB from 2 MiB of incompressible data, and that data.
 fn max_window_parts() -> (Op, Vec<u8>) {
     let len = 2u64 << 20;
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(len, 0x9e37_79b9_7f4a_7c15);
     let data = compress_ops(&mut &noise[..], Some(len), 1).unwrap();
     let op = Op::ZstdRef {
         len,
