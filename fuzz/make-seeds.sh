@@ -106,24 +106,30 @@ for name in ["full", "delta", "delta-full"]:
         pos = 0
         kinds = []
         for _ in range(count):
-            kind = oplist[at]; at += 1
+            flagged = oplist[at]; at += 1
+            # Delta format 4 flags: 0x80 inline data instead of a digest, 0x10 x86 filter
+            # (an `origin` varint after the window).
+            kind, inline, x86 = flagged & 0x0f, flagged & 0x80, flagged & 0x10
             length, at = read_varint(oplist, at)
             fields = []
-            n = {0: 1, 1: 0, 2: 1, 3: 3, 4: 3, 5: 3, 6: 5, 7: 3, 8: 3}[kind]
+            n = {0: 1, 1: 0, 2: 1, 3: 3, 4: 3, 5: 3, 6: 5, 7: 3, 8: 3}[kind] + (1 if x86 else 0)
             for _ in range(n):
                 v, at = read_varint(oplist, at); fields.append(v)
             if kind >= 2:
-                at += 32
                 stored = fields[-1]
-                op_data = data[pos:pos + stored]; pos += stored
-                if kind in (4, 5, 7, 8):
+                if inline:
+                    op_data = oplist[at:at + stored]; at += stored
+                else:
+                    at += 32
+                    op_data = data[pos:pos + stored]; pos += stored
+                if kind in (4, 5, 7, 8) and not x86:
                     if kind in (7, 8):  # raw LZMA2, 2 MiB dictionary (docs/bundle-format.md)
                         patch = lzma.decompress(op_data, format=lzma.FORMAT_RAW,
                                                 filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 2 << 20}])
                     else:
                         patch = bz2.decompress(op_data) if kind == 5 else unzstd(op_data)
                     patches.append((length, fields[0], fields[1], patch, kind))
-            kinds.append(kind)
+            kinds.append(flagged)
         print(f"{name}/{image['name']}: {count} ops, kinds {sorted(set(kinds))}")
 
 # bsdiff_patch: flags, len, src, window, patch. Real patches are against another base, so

@@ -6,18 +6,20 @@
 //!
 //! Input (at most 16 KiB): `flags` (bits 0 and 7: bzip2 instead of zstd, for patches up to
 //! 4 KiB; else bit 6: LZMA2, bit 5 with it: the sparse layout, checked against
-//! `ota_fuzz::sparse_to_plain`; bit 1: take `len` from the input instead of
-//! the patch's own adds + copies), `len` (u32, when bit 1), `src` and `window` (u32 each,
-//! fitted to the base unless bit 2), then the patch (the rest), which the harness compresses
-//! and hashes like the signer would.
+//! `ota_fuzz::sparse_to_plain`; bit 3: the x86 branch filter, its origin the `len` field
+//! read as a signed number, checked against `ota_fuzz::reference_x86`; bit 1: take `len` from
+//! the input instead of the patch's own adds + copies), `len` (u32, when bit 1), `src` and
+//! `window` (u32 each, fitted to the base unless bit 2), then the patch (the rest), which the
+//! harness compresses and hashes like the signer would.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ota_core::delta::apply::apply_op;
-use ota_core::delta::{Op, PatchCodec};
+use ota_core::delta::{BranchFilter, Op, PatchCodec};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
-    base_bytes, bzip2_cached, lzma2_fast, patch_len, reference_bsdiff, sparse_to_plain, zstd1,
+    base_bytes, bzip2_cached, lzma2_fast, patch_len, reference_bsdiff, reference_x86,
+    sparse_to_plain, zstd1,
     Cursor, SliceBase,
     MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
 };
@@ -61,8 +63,16 @@ fuzz_target!(|bytes: &[u8]| {
         PatchCodec::Lzma2 | PatchCodec::Lzma2Sparse => lzma2_fast(patch),
         PatchCodec::Zstd => zstd1(patch),
     };
+    let filter = if flags & 8 != 0 {
+        BranchFilter::X86 {
+            origin: i64::from(given_len as u32 as i32),
+        }
+    } else {
+        BranchFilter::None
+    };
     let op = Op::Bsdiff {
         codec,
+        filter,
         len,
         src,
         window,
@@ -75,19 +85,27 @@ fuzz_target!(|bytes: &[u8]| {
         Ok(())
     });
     if ota_fuzz::debug() {
-        eprintln!("bsdiff len {len} src {src} window {window} {codec:?}: {result:?}");
+        eprintln!("bsdiff len {len} src {src} window {window} {codec:?} {filter:?}: {result:?}");
     }
     if result.is_ok() {
         assert_eq!(out.len() as u64, len, "bsdiff wrote another length");
         // With a window outside the base (bit 2), what lies inside the base is all a
         // successful apply can have read.
         let end = (src + window).min(base_len) as usize;
-        let old = &base[(src as usize).min(end)..end];
-        let reference = if codec == PatchCodec::Lzma2Sparse {
-            sparse_to_plain(patch).and_then(|plain| reference_bsdiff(old, &plain, len as usize))
+        let mut old = base[(src as usize).min(end)..end].to_vec();
+        if let BranchFilter::X86 { .. } = filter {
+            for (n, chunk) in old.chunks_mut(64 << 10).enumerate() {
+                reference_x86(chunk, (n as i64) << 16, true);
+            }
+        }
+        let mut reference = if codec == PatchCodec::Lzma2Sparse {
+            sparse_to_plain(patch).and_then(|plain| reference_bsdiff(&old, &plain, len as usize))
         } else {
-            reference_bsdiff(old, patch, len as usize)
+            reference_bsdiff(&old, patch, len as usize)
         };
+        if let (BranchFilter::X86 { origin }, Some(out)) = (filter, reference.as_mut()) {
+            reference_x86(out, origin, false);
+        }
         assert!(
             reference.as_deref() == Some(&out[..]),
             "bsdiff output differs from the reference"

@@ -4,14 +4,16 @@
 //! discarding sink and an in-memory base, as an updater holding that key would. So the fuzzer
 //! reaches the op list decoder (`open_compressed`, `OpDecoder`), the checks against the image
 //! and the base, and every operation's apply code (copy, zero, replace, zstd_ref, bsdiff with
-//! zstd or bzip2, gzip), which only trusted-key holders can reach on a device.
+//! zstd, bzip2 or LZMA2, x86-filtered or not, gzip, inline or not), which only trusted-key
+//! holders can reach on a device.
 //!
 //! Input (at most 16 KiB): `flags`, `base_len` (u16, x4 bytes of the fixed base), then
 //! - structured (flags & 1 == 0): operations, each a kind byte (low 3 bits: copy, zero,
 //!   replace, zstd_ref, bsdiff with zstd (4), bsdiff with bzip2 (5; for patches up to
 //!   4 KiB, larger ones go with zstd), bsdiff with LZMA2 in the sparse layout (7; kind 8
 //!   on a device), gzip (6: an old gzip file in the base, a fuzzed
-//!   frame); bit 7: take lengths, offsets and windows as given
+//!   frame); bit 5 on a bsdiff kind: the x86 branch filter; bit 6: the data inline in the op
+//!   list (delta format 4); bit 7: take lengths, offsets and windows as given
 //!   instead of fitting them to the base) and its fields. The harness compresses the
 //!   data and fills in every SHA-256, so the fuzzer is not stopped by hashes it cannot forge.
 //!   When every operation was fitted and none is bsdiff, the expected image is known: the
@@ -28,7 +30,7 @@ use ota_core::bundle::{
     BundleReader, DeltaOps, DiscardSink, ImageAction, ImageManifest, Manifest, PayloadKind,
     TrustPolicy,
 };
-use ota_core::delta::{encode_ops, Op, PatchCodec};
+use ota_core::delta::{encode_ops, BranchFilter, Op, PatchCodec, MAX_INLINE};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
     base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, lzma2_fast, patch_len,
@@ -219,8 +221,16 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                     PatchCodec::Zstd => zstd1(patch),
                     _ => lzma2_fast(patch),
                 };
+                let filter = if kind & 0x20 != 0 {
+                    BranchFilter::X86 {
+                        origin: (src as i64).wrapping_sub(len as i64),
+                    }
+                } else {
+                    BranchFilter::None
+                };
                 let op = Op::Bsdiff {
                     codec,
+                    filter,
                     len,
                     src,
                     window,
@@ -234,6 +244,17 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
         if op.is_empty() {
             expected = None;
         }
+        // Bit 6: the operation's data inline in the op list (delta format 4).
+        let stored = op.stored();
+        let op = if kind & 0x40 != 0 && stored > 0 && stored <= MAX_INLINE {
+            let inline = data.split_off(data.len() - stored as usize);
+            Op::Inline {
+                op: Box::new(op),
+                data: inline,
+            }
+        } else {
+            op
+        };
         ops.push(op);
     }
     if ops.is_empty() {

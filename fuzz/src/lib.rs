@@ -201,6 +201,30 @@ pub fn sparse_to_plain(patch: &[u8]) -> Option<Vec<u8>> {
     Some(plain)
 }
 
+/// The x86 branch filter of delta format 4 (docs/delta.md), written independently of
+/// ota-core as the harnesses' oracle: `forward` makes E8/E9 displacements whose top byte is
+/// 00 or FF absolute (adding the position of the next instruction, modulo 2^25, sign
+/// extended), otherwise undoes it; every E8/E9 with 4 bytes after it is skipped whole.
+/// `bytes[0]` is at position `origin`.
+pub fn reference_x86(bytes: &mut [u8], origin: i64, forward: bool) {
+    let mut at = 0;
+    while at + 4 < bytes.len() {
+        if !matches!(bytes[at], 0xE8 | 0xE9) {
+            at += 1;
+            continue;
+        }
+        if matches!(bytes[at + 4], 0x00 | 0xFF) {
+            let field = u32::from_le_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]]);
+            let next = (origin as u64).wrapping_add(at as u64 + 5) as u32;
+            let sum = if forward { field.wrapping_add(next) } else { field.wrapping_sub(next) };
+            let low = sum & 0x01FF_FFFF;
+            let value = if low & 0x0100_0000 != 0 { low | 0xFE00_0000 } else { low };
+            bytes[at + 1..at + 5].copy_from_slice(&value.to_le_bytes());
+        }
+        at += 5;
+    }
+}
+
 /// Reads a LEB128 varint leniently (for harness bookkeeping only, never as an oracle).
 pub fn peek_varint(bytes: &[u8]) -> u64 {
     let mut v = 0u64;

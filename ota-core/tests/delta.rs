@@ -9,7 +9,7 @@ use ota_core::bundle::{
     build_bundle, BuildOptions, BundleError, BundleReader, DeltaOps, FileImageSink, ImageAction,
     ImageInput, ImageSink, Manifest, PayloadKind, TrustPolicy,
 };
-use ota_core::delta::{encode_ops, Op, PatchCodec};
+use ota_core::delta::{encode_ops, BranchFilter, Op, PatchCodec};
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use proptest::prelude::*;
@@ -193,6 +193,26 @@ fn incompressible_data_shifted_by_an_insertion() {
     );
 }
 
+/// A delta from the base file at `base` to `target` at zstd level 3 with the operations of
+/// `format`, and its operation data.
+fn generate_at_level_3(
+    base: &Path,
+    target: &[u8],
+    format: u8,
+) -> (ota_core::delta::generate::GeneratedDelta, Vec<u8>) {
+    let mut data = Vec::new();
+    let delta = ota_core::delta::generate::generate(
+        &File::open(base).unwrap(),
+        &mut Cursor::new(target),
+        3,
+        format,
+        &mut data,
+        &|_| {},
+    )
+    .unwrap();
+    (delta, data)
+}
+
 /// Recompiled code: a 1 MiB pair in which an insertion shifts everything after it and one
 /// pointer-sized word in ~40 changes by a small address offset (the shape bsdiff is for).
 /// Delta format 3 stores the patches with LZMA2 (kinds 7, 8) and is smaller than format 2,
@@ -213,16 +233,7 @@ fn recompiled_code_gets_lzma2_patches_in_delta_format_3_only() {
     let bp = dir.path().join("base");
     std::fs::write(&bp, &base).unwrap();
     let generate = |format: u8| {
-        let mut data = Vec::new();
-        let delta = ota_core::delta::generate::generate(
-            &File::open(&bp).unwrap(),
-            &mut Cursor::new(&target),
-            3,
-            format,
-            &mut data,
-            &|_| {},
-        )
-        .unwrap();
+        let (delta, data) = generate_at_level_3(&bp, &target, format);
         let codecs: Vec<PatchCodec> = delta
             .ops
             .iter()
@@ -242,6 +253,100 @@ fn recompiled_code_gets_lzma2_patches_in_delta_format_3_only() {
     );
     assert!(codecs3.iter().any(lzma), "{codecs3:?}");
     assert!(size3 < size2, "format 3: {size3} bytes, format 2: {size2}");
+    let m = round_trip(&base, &target);
+    assert!(matches!(kinds(&m), PayloadKind::Delta { .. }));
+}
+
+/// An x86-like pair: calls (E8 rel32) every ~600 bytes, 80 % to stubs at the start (like a
+/// PLT), the rest anywhere; the target has 4,000 bytes inserted at 700,000, so every call
+/// after it to a stub changes its displacement while its absolute target does not.
+fn x86_pair() -> (Vec<u8>, Vec<u8>) {
+    let (len, stubs, insert_at) = (2usize << 20, 64usize << 10, 700_000usize);
+    let filler = firmware(len, 21);
+    let inserted = firmware(4000, 22);
+    let mut x = 5u64;
+    let mut next = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) as usize
+    };
+    let mut calls = Vec::new();
+    let mut at = stubs;
+    while at + 700 < len {
+        let site = at + next() % 500;
+        let to = if next() % 5 < 4 {
+            next() % (stubs / 16) * 16
+        } else {
+            stubs + next() % (len - stubs)
+        };
+        if site + 5 <= insert_at || site >= insert_at {
+            calls.push((site, to));
+        }
+        at += 600;
+    }
+    let lay_out = |shift: usize| {
+        let moved = |p: usize| if p >= insert_at { p + shift } else { p };
+        let mut out = filler.clone();
+        if shift > 0 {
+            out.splice(insert_at..insert_at, inserted.iter().copied());
+        }
+        for &(site, to) in &calls {
+            let (site, to) = (moved(site), moved(to));
+            out[site] = 0xE8;
+            let rel = to as i32 - (site + 5) as i32;
+            out[site + 1..site + 5].copy_from_slice(&rel.to_le_bytes());
+        }
+        out
+    };
+    (lay_out(0), lay_out(inserted.len()))
+}
+
+/// Delta format 4 on x86-like code: bsdiff over x86-filtered bytes, and small data inline in
+/// the op list; smaller than format 3, which uses neither; the bundle rebuilds the image.
+#[test]
+fn x86_code_gets_filtered_patches_and_inline_data_in_delta_format_4_only() {
+    let (base, target) = x86_pair();
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("base");
+    std::fs::write(&bp, &base).unwrap();
+    let generate = |format: u8| {
+        let (delta, data) = generate_at_level_3(&bp, &target, format);
+        let inline = delta
+            .ops
+            .iter()
+            .filter(|op| matches!(op, Op::Inline { .. }))
+            .count();
+        let x86 = delta
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::Inline { op, .. } => op,
+                op => op,
+            })
+            .filter(|op| {
+                matches!(
+                    op,
+                    Op::Bsdiff {
+                        filter: BranchFilter::X86 { .. },
+                        ..
+                    }
+                )
+            })
+            .count();
+        (x86, inline, delta.ops_blob.len() + data.len())
+    };
+    let (x86_3, inline_3, size3) = generate(3);
+    let (x86_4, inline_4, size4) = generate(4);
+    eprintln!(
+        "format 3: {size3} bytes; format 4: {size4} bytes, {x86_4} filtered, {inline_4} inline"
+    );
+    assert_eq!((x86_3, inline_3), (0, 0));
+    assert!(x86_4 > 0 && inline_4 > 0, "x86 {x86_4}, inline {inline_4}");
+    assert!(
+        size4 * 10 < size3 * 9,
+        "format 4: {size4} bytes, format 3: {size3}"
+    );
     let m = round_trip(&base, &target);
     assert!(matches!(kinds(&m), PayloadKind::Delta { .. }));
 }
@@ -494,6 +599,7 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     let e = hostile(
         vec![Op::Bsdiff {
             codec: PatchCodec::Zstd,
+            filter: BranchFilter::None,
             len: 10,
             src: 0,
             window: 16,
@@ -519,14 +625,81 @@ fn hostile_op_lists_signed_by_a_trusted_key_fail_cleanly() {
     };
     let op = Op::Bsdiff {
         codec: PatchCodec::Lzma2Sparse,
+        filter: BranchFilter::None,
         len: 100,
         src: 0,
         window: 4096,
         stored: bomb.len() as u32,
         sha256: Sha256Digest::of(&bomb),
     };
-    let e = hostile(vec![op], &bomb, 100, &base);
+    let e = hostile(vec![op.clone()], &bomb, 100, &base);
     assert!(e.to_string().contains("expands past"), "{e}");
+    // The same bomb inline in the op list (delta format 4), under the x86 filter.
+    assert!(
+        bomb.len() as u64 <= ota_core::delta::MAX_INLINE,
+        "{}",
+        bomb.len()
+    );
+    let filtered = |op: Op| match op {
+        Op::Bsdiff {
+            codec,
+            len,
+            src,
+            window,
+            stored,
+            sha256,
+            ..
+        } => Op::Bsdiff {
+            codec,
+            filter: BranchFilter::X86 { origin: -3 },
+            len,
+            src,
+            window,
+            stored,
+            sha256,
+        },
+        other => other,
+    };
+    let inline = Op::Inline {
+        op: Box::new(filtered(op)),
+        data: bomb.clone(),
+    };
+    let e = hostile(vec![inline], &[], 100, &base);
+    assert!(e.to_string().contains("expands past"), "{e}");
+    // Inline data over MAX_INLINE: refused by the op list decoder before it is read.
+    let big = vec![7u8; ota_core::delta::MAX_INLINE as usize + 1];
+    let inline = Op::Inline {
+        op: Box::new(Op::Replace {
+            len: 100,
+            stored: big.len() as u32,
+            sha256: Sha256Digest::of(&big),
+        }),
+        data: big,
+    };
+    let e = hostile(vec![inline], &[], 100, &base);
+    assert!(e.to_string().contains("inline"), "{e}");
+    // An inline x86-filtered patch that seeks to 100, then reads 10 bytes of a 16-byte window.
+    let mut patch = vec![2u8, 0, 0, 0xC8, 0x01, 10, 0, 0];
+    patch.extend_from_slice(&[0u8; 10]);
+    let data = zstd::bulk::compress(&patch, 1).unwrap();
+    let e = hostile(
+        vec![Op::Inline {
+            op: Box::new(Op::Bsdiff {
+                codec: PatchCodec::Zstd,
+                filter: BranchFilter::X86 { origin: 0 },
+                len: 10,
+                src: 0,
+                window: 16,
+                stored: data.len() as u32,
+                sha256: Sha256Digest::of(&data),
+            }),
+            data,
+        }],
+        &[],
+        10,
+        &base,
+    );
+    assert!(e.to_string().contains("outside the window"), "{e}");
     // Valid ops but the image hash is wrong: refused at the end (nothing declared valid).
     let e = hostile(vec![Op::Copy { len: 4096, src: 0 }], &[], 4096, &base);
     assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
@@ -794,7 +967,24 @@ proptest! {
 #[test]
 fn op_list_encoding_round_trips_random_ops() {
     let ops: Vec<Op> = (0..1000u64)
-        .map(|i| match i % 5 {
+        .map(|i| match i % 6 {
+            5 => {
+                // Inline data: the reader fills in the inner digest from the data.
+                let data = i.to_le_bytes()[..(i % 8 + 1) as usize].to_vec();
+                let inner = Op::Gzip {
+                    len: i + 1,
+                    src: 0,
+                    window: 64,
+                    header_len: 10,
+                    raw_len: i,
+                    stored: data.len() as u32,
+                    sha256: Sha256Digest::of(&data),
+                };
+                Op::Inline {
+                    op: Box::new(inner),
+                    data,
+                }
+            }
             0 => Op::Copy {
                 len: i + 1,
                 src: i * 4096,
@@ -818,7 +1008,14 @@ fn op_list_encoding_round_trips_random_ops() {
                     PatchCodec::Bzip2,
                     PatchCodec::Lzma2,
                     PatchCodec::Lzma2Sparse,
-                ][(i / 5 % 4) as usize],
+                ][(i / 6 % 4) as usize],
+                filter: if i % 4 == 0 {
+                    BranchFilter::X86 {
+                        origin: i as i64 - 500,
+                    }
+                } else {
+                    BranchFilter::None
+                },
                 len: i + 1,
                 src: 0,
                 window: 100,

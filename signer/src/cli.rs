@@ -462,10 +462,12 @@ pub struct BundleArgs {
     /// zstd compression level (1..=22).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
     pub level: i32,
-    /// Delta operations to use: 3 (the default) adds bsdiff patches compressed with LZMA2;
-    /// 2 keeps to those of ota-update 2026-12-03 (adds `gzip`, which re-creates changed .gz
-    /// files from their content); 1 to the operations every ota-update applies.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+    /// Delta operations to use: 4 (the default) adds bsdiff over x86-filtered code and small
+    /// operation data inline in the op list; 3 keeps to those of ota-update 2026-12-04
+    /// (adds bsdiff patches compressed with LZMA2); 2 to those of ota-update 2026-12-03
+    /// (adds `gzip`, which re-creates changed .gz files from their content); 1 to the
+    /// operations every ota-update applies.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
     pub delta_format: u8,
     /// Print a JSON summary on stdout.
     #[arg(long)]

@@ -93,10 +93,12 @@ pub struct DeltaOps {
 }
 
 impl DeltaOps {
-    /// Largest decoded op list for `count` operations (kind byte, six 10-byte varints (a
-    /// `gzip` operation's fields), digest).
+    /// Largest decoded op list for `count` operations (kind byte, seven 10-byte varints (a
+    /// filtered `bsdiff` operation's fields, a `gzip` one has six), digest or inline data).
     pub fn max_decoded_len(count: u64) -> u64 {
-        count.saturating_mul(1 + 6 * 10 + 32).saturating_add(10)
+        count
+            .saturating_mul(1 + 7 * 10 + 32.max(crate::delta::MAX_INLINE))
+            .saturating_add(10)
     }
 }
 

@@ -6,9 +6,11 @@
 //!
 //! The caller has already checked the operation data against its SHA-256.
 
+use super::branch::{self, FILTER_CHUNK};
 use super::bsdiff::{self, OldBytes, PatchError, OLD_PIECE};
 use super::generate::window_log;
-use super::{lzma, Op, PatchCodec, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
+use super::{lzma, BranchFilter, Op, PatchCodec, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW};
+use crate::digest::Sha256Digest;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -25,6 +27,33 @@ pub fn max_patch_len(len: u64) -> u64 {
 pub trait BaseRead: Send + Sync {
     /// Fills `buf` from `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+
+    /// The SHA-256 of the first `len` bytes when the caller has just computed it from these
+    /// very bytes (to choose the delta made from them): the reader then does not read and
+    /// hash the whole base a second time. `None` unless known ([`HashedBase`]).
+    fn known_sha256(&self, _len: u64) -> Option<Sha256Digest> {
+        None
+    }
+}
+
+/// A base whose first `len` bytes hash to `sha256`, as its opener computed.
+pub struct HashedBase<B> {
+    /// The base.
+    pub base: B,
+    /// How many bytes were hashed.
+    pub len: u64,
+    /// Their SHA-256.
+    pub sha256: Sha256Digest,
+}
+
+impl<B: BaseRead> BaseRead for HashedBase<B> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.base.read_exact_at(buf, offset)
+    }
+
+    fn known_sha256(&self, len: u64) -> Option<Sha256Digest> {
+        (len == self.len).then_some(self.sha256)
+    }
 }
 
 impl BaseRead for File {
@@ -46,6 +75,7 @@ pub enum ApplyError {
 
 /// Produces the target bytes of `op` from its (verified) `data` and the base, handing them to
 /// `emit` in order. `data` is taken so that it can be freed as soon as it was decompressed.
+/// An inline operation brings its own data (`data` is then unused).
 pub fn apply_op(
     op: &Op,
     data: Vec<u8>,
@@ -54,6 +84,10 @@ pub fn apply_op(
 ) -> Result<(), ApplyError> {
     let emit_err = |e: io::Error| ApplyError::Data(format!("cannot hand on the output: {e}"));
     match *op {
+        Op::Inline {
+            ref op,
+            data: ref inline,
+        } => return apply_op(op, inline.clone(), base, emit),
         Op::Copy { len, src } => {
             let mut done = 0;
             while done < len {
@@ -101,6 +135,7 @@ pub fn apply_op(
             src,
             window,
             codec,
+            filter,
             ..
         } => {
             check_len(len)?;
@@ -109,7 +144,8 @@ pub fn apply_op(
                 .map_err(|e| ApplyError::Data(format!("bsdiff patch does not decompress: {e}")))?;
             drop(data);
             let mut out = vec![0u8; len as usize];
-            let mut old = WindowReader::new(base, src, window);
+            let x86 = matches!(filter, BranchFilter::X86 { .. });
+            let mut old = WindowReader::new(base, src, window, x86);
             let applied = if codec == PatchCodec::Lzma2Sparse {
                 bsdiff::apply_sparse(&mut old, &patch, &mut out)
             } else {
@@ -120,6 +156,9 @@ pub fn apply_op(
                 PatchError::Bad(m) => ApplyError::Data(m),
             })?;
             drop((patch, old));
+            if let BranchFilter::X86 { origin } = filter {
+                branch::unfilter(&mut out, origin);
+            }
             emit(out).map_err(emit_err)?;
         }
         Op::Gzip {
@@ -139,24 +178,50 @@ pub fn apply_op(
 }
 
 /// A window of the base read [`OLD_PIECE`] bytes at a time through a small cache: bsdiff reads
-/// its old bytes mostly forward, so one positioned read serves many control entries.
+/// its old bytes mostly forward, so one positioned read serves many control entries. With the
+/// x86 filter, the cache holds two whole [`FILTER_CHUNK`]s, each filtered on its own.
 struct WindowReader<'a> {
     base: &'a dyn BaseRead,
     src: u64,
     len: u64,
+    x86: bool,
     cache: Vec<u8>,
     cache_at: u64,
 }
 
 impl<'a> WindowReader<'a> {
-    fn new(base: &'a dyn BaseRead, src: u64, len: u64) -> Self {
+    fn new(base: &'a dyn BaseRead, src: u64, len: u64, x86: bool) -> Self {
         Self {
             base,
             src,
             len,
+            x86,
             cache: Vec::new(),
             cache_at: 0,
         }
+    }
+
+    /// Fills the cache with the window bytes from `at` (a chunk start when filtered).
+    fn fill(&mut self, at: u64) -> io::Result<()> {
+        let span = if self.x86 {
+            2 * FILTER_CHUNK
+        } else {
+            OLD_PIECE
+        };
+        let fill = (self.len - at).min(span as u64) as usize;
+        self.cache.resize(fill, 0);
+        let offset = self
+            .src
+            .checked_add(at)
+            .ok_or_else(|| io::Error::other("window offset overflows"))?;
+        self.base.read_exact_at(&mut self.cache, offset)?;
+        self.cache_at = at;
+        if self.x86 {
+            for (n, chunk) in self.cache.chunks_mut(FILTER_CHUNK).enumerate() {
+                branch::filter(chunk, (at + (n * FILTER_CHUNK) as u64) as i64);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -172,14 +237,13 @@ impl OldBytes for WindowReader<'_> {
             .ok_or_else(|| io::Error::other("read outside the window"))?;
         let cached_end = self.cache_at + self.cache.len() as u64;
         if at < self.cache_at || end > cached_end {
-            let fill = (self.len - at).min(OLD_PIECE as u64) as usize;
-            self.cache.resize(fill, 0);
-            let offset = self
-                .src
-                .checked_add(at)
-                .ok_or_else(|| io::Error::other("window offset overflows"))?;
-            self.base.read_exact_at(&mut self.cache, offset)?;
-            self.cache_at = at;
+            // Filtered chunks start at multiples of FILTER_CHUNK; two hold any n ≤ OLD_PIECE.
+            let from = if self.x86 {
+                at - at % FILTER_CHUNK as u64
+            } else {
+                at
+            };
+            self.fill(from)?;
         }
         let start = (at - self.cache_at) as usize;
         Ok(&self.cache[start..start + n])

@@ -19,7 +19,8 @@ use super::fshints::FsHints;
 use super::index::{block_key, for_each_anchor, read_full, BaseIndex};
 use super::lzma::{self, PLAIN_TUNING, SPARSE_TUNINGS};
 use super::{
-    bsdiff, encode_ops, Op, PatchCodec, BLOCK, MAX_DATA_OP_LEN, MAX_REF_WINDOW, MAX_WINDOW,
+    branch, bsdiff, encode_ops, BranchFilter, Op, PatchCodec, BLOCK, MAX_DATA_OP_LEN, MAX_INLINE,
+    MAX_REF_WINDOW, MAX_WINDOW,
 };
 use crate::digest::Sha256Digest;
 use rayon::prelude::*;
@@ -63,9 +64,9 @@ impl GeneratedDelta {
                 Some(k) => {
                     k.1 += 1;
                     k.2 += op.len();
-                    k.3 += op.stored();
+                    k.3 += op.data_len();
                 }
-                None => by_kind.push((op.kind_name(), 1, op.len(), op.stored())),
+                None => by_kind.push((op.kind_name(), 1, op.len(), op.data_len())),
             }
         }
         by_kind
@@ -117,8 +118,12 @@ pub fn generate<T: Read + Seek>(
     };
     target.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
-    let mut ops: Vec<Op> = Vec::new();
-    let mut data_size = 0u64;
+    let mut sink = DataOps {
+        ops: Vec::new(),
+        data_size: 0,
+        inline_left: if delta_format >= 4 { INLINE_BUDGET } else { 0 },
+        data_out,
+    };
     let mut offset = 0u64;
     let mut segment = vec![0u8; SEGMENT];
     loop {
@@ -141,7 +146,7 @@ pub fn generate<T: Read + Seek>(
                     base,
                     &index,
                     zstd_level,
-                    delta_format >= 3,
+                    delta_format,
                 )
                 .map(Some),
                 _ => Ok(None),
@@ -149,22 +154,16 @@ pub fn generate<T: Read + Seek>(
             .collect::<io::Result<_>>()?;
         for (run, enc) in runs.into_iter().zip(encoded) {
             match (run, enc) {
-                (Run::Zero(len), _) => push_op(&mut ops, Op::Zero { len }),
-                (Run::Copy { len, src }, _) => push_op(&mut ops, Op::Copy { len, src }),
+                (Run::Zero(len), _) => push_op(&mut sink.ops, Op::Zero { len }),
+                (Run::Copy { len, src }, _) => push_op(&mut sink.ops, Op::Copy { len, src }),
                 (Run::Gzip { index, .. }, _) => {
                     let (op, data) = gzip_ops[index]
                         .1
                         .take()
                         .ok_or_else(|| io::Error::other("gzip operation used twice"))?;
-                    data_out.write_all(&data)?;
-                    data_size += data.len() as u64;
-                    ops.push(op);
+                    sink.push(op, data)?;
                 }
-                (Run::New { .. }, Some((op, data))) => {
-                    data_out.write_all(&data)?;
-                    data_size += data.len() as u64;
-                    ops.push(op);
-                }
+                (Run::New { .. }, Some((op, data))) => sink.push(op, data)?,
                 (Run::New { .. }, None) => return Err(io::Error::other("extent was not encoded")),
             }
         }
@@ -174,6 +173,7 @@ pub fn generate<T: Read + Seek>(
             break;
         }
     }
+    let DataOps { ops, data_size, .. } = sink;
     let encoded = encode_ops(&ops);
     let ops_blob = super::compress_ops(&mut &encoded[..], Some(encoded.len() as u64), 19)?;
     Ok(GeneratedDelta {
@@ -185,6 +185,40 @@ pub fn generate<T: Read + Seek>(
         base_size: index.size,
         base_sha256: index.sha256,
     })
+}
+
+/// Most inline data one image's op list carries ([`Op::Inline`], delta format 4): readers
+/// hold the compressed list in memory (at most [`super::MAX_OPS_STORED`]).
+const INLINE_BUDGET: u64 = 256 << 10;
+
+/// The operations made so far and where their data goes.
+struct DataOps<'a> {
+    ops: Vec<Op>,
+    /// Data bytes written to `data_out`.
+    data_size: u64,
+    /// Inline data bytes the op list may still take.
+    inline_left: u64,
+    data_out: &'a mut dyn Write,
+}
+
+impl DataOps<'_> {
+    /// Appends a data operation: inline while its data is at most [`MAX_INLINE`] bytes and
+    /// the budget lasts (it then costs no digest of its own), else with its data written out.
+    fn push(&mut self, op: Op, data: Vec<u8>) -> io::Result<()> {
+        let len = data.len() as u64;
+        if len <= MAX_INLINE && len <= self.inline_left {
+            self.inline_left -= len;
+            self.ops.push(Op::Inline {
+                op: Box::new(op),
+                data,
+            });
+            return Ok(());
+        }
+        self.data_out.write_all(&data)?;
+        self.data_size += len;
+        self.ops.push(op);
+        Ok(())
+    }
 }
 
 /// Appends an op, extending the previous one when they continue each other (across segments).
@@ -580,8 +614,9 @@ fn encode_extent(
     base: &File,
     index: &BaseIndex,
     level: i32,
-    lzma_patches: bool,
+    delta_format: u8,
 ) -> io::Result<(Op, Vec<u8>)> {
+    let lzma_patches = delta_format >= 3;
     let len = data.len() as u64;
     // Already-compressed data (squashfs-xz blocks, media) leaves only exact matches to find:
     // a high level and a wide window cost time there and save nothing (see `QUICK_LEVEL`).
@@ -619,6 +654,7 @@ fn encode_extent(
             best = (
                 Op::Bsdiff {
                     codec,
+                    filter: BranchFilter::None,
                     len,
                     src,
                     window: window_len,
@@ -627,6 +663,28 @@ fn encode_extent(
                 },
                 stored,
             );
+        }
+    }
+    drop(patch);
+    let mut x86_len = 0;
+    if delta_format >= 4 && !incompressible && best.1.len() * X86_TRY_BELOW < data.len() {
+        // The displacement moved by hint (file placement) and by where the window starts.
+        let origin = (offset as i64) + hint.unwrap_or(0) - src as i64;
+        if let Some((codec, stored)) = encode_x86(data, &window, origin, level)? {
+            tried.push("bsdiff-x86");
+            x86_len = stored.len();
+            if stored.len() < best.1.len() {
+                let op = Op::Bsdiff {
+                    codec,
+                    filter: BranchFilter::X86 { origin },
+                    len,
+                    src,
+                    window: window_len,
+                    stored: stored.len() as u32,
+                    sha256: Sha256Digest::of(&stored),
+                };
+                best = (op, stored);
+            }
         }
     }
     // `replace` at the bundle's level is the slowest encoder after zstd_ref (level 19: ~1 s
@@ -659,13 +717,48 @@ fn encode_extent(
     }
     if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
         eprintln!(
-            "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}{}: tried {tried:?}, replace {replace_len}, chose {} {}",
+            "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}{}: tried {tried:?}, replace {replace_len}, x86 {x86_len}, chose {} {}",
             if incompressible { " (incompressible)" } else { "" },
             best.0.kind_name(),
             best.1.len()
         );
     }
     Ok(best)
+}
+
+/// The x86-filtered bsdiff is tried only for extents whose best encoding so far is under
+/// 1/`X86_TRY_BELOW` of their length: code that barely changed, where moved `call` targets are
+/// most of what is left. There it paid on every extent of the numpy pair (−10 %); on libarrow,
+/// whose patches are 0.7–4 % of their extents, it won 6.6 KB of 1.5 MB (0.4 %) for twice the
+/// generation time (docs/delta.md).
+const X86_TRY_BELOW: usize = 256;
+
+/// Fewest `call`/`jmp` displacements the x86 filter must convert per MiB of an extent for
+/// the filtered bsdiff to be tried: x86-64 code has thousands (libarrow, numpy: ~20,000 per
+/// MiB); other bytes have about 60 by chance.
+const X86_CONVERSIONS_PER_MIB: usize = 1000;
+
+/// The extent's bsdiff patch over x86-filtered bytes (output byte `j` at window position
+/// `origin + j`), when the extent looks like x86 code.
+fn encode_x86(
+    data: &[u8],
+    window: &[u8],
+    origin: i64,
+    level: i32,
+) -> io::Result<Option<(PatchCodec, Vec<u8>)>> {
+    let mut new = data.to_vec();
+    let converted = branch::filter(&mut new, origin);
+    if converted * (1 << 20) < X86_CONVERSIONS_PER_MIB * data.len() {
+        return Ok(None);
+    }
+    let mut old = window.to_vec();
+    branch::filter_window(&mut old);
+    let patch = bsdiff::diff(&old, &new)?;
+    drop((old, new));
+    if patch.plain_len() as u64 > super::apply::max_patch_len(data.len() as u64) {
+        return Ok(None);
+    }
+    encode_patch(&patch, level, true).map(Some)
 }
 
 /// Largest plain patch also tried with zstd when LZMA2 is (delta format 3).
@@ -701,12 +794,22 @@ fn encode_patch(
             .collect();
         eprintln!("bsdiff patch {}: {}", plain.len(), sizes.join(", "));
     }
+    // bzip2 is the slowest to decode (libarrow: 11 bzip2 patches took 20 % of the apply time,
+    // 26 LZMA2 ones 14 %): beside LZMA2 it must save 1/BZIP2_MARGIN of the size to be kept.
+    let cost = |(codec, stored): &(PatchCodec, Vec<u8>)| match codec {
+        PatchCodec::Bzip2 if lzma_patches => stored.len() + stored.len() / BZIP2_MARGIN,
+        _ => stored.len(),
+    };
     let smallest = candidates
         .into_iter()
-        .min_by_key(|(_, stored)| stored.len())
+        .min_by_key(cost)
         .ok_or_else(|| io::Error::other("no patch encoding"))?;
     Ok(smallest)
 }
+
+/// See [`encode_patch`]: on libarrow this margin gave up 9.1 KB (0.6 %) to decode 9 of its
+/// 11 bzip2 patches with LZMA2 instead.
+const BZIP2_MARGIN: usize = 8;
 
 fn bzip2_compress(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());

@@ -7,7 +7,7 @@
 //! - `replace`: zstd-compressed new bytes;
 //! - `zstd_ref`: zstd with a window of the base as prefix (like `zstd --patch-from`, bounded);
 //! - `bsdiff`: a raw bsdiff patch against a window of the base, compressed with zstd, bzip2
-//!   or LZMA2 ([`PatchCodec`]);
+//!   or LZMA2 ([`PatchCodec`]), optionally over x86-filtered bytes ([`BranchFilter`]);
 //! - `gzip`: a gzip file re-created bit for bit from its content, carried as a zstd delta
 //!   against the old file's content ([`gzip`]).
 //!
@@ -18,6 +18,7 @@
 //! [`apply`] applies one operation; `docs/delta.md` explains the algorithm and its measurements.
 
 pub mod apply;
+mod branch;
 mod bsdiff;
 pub mod ext4;
 mod fshints;
@@ -35,9 +36,10 @@ pub use oplist::{
 use crate::digest::Sha256Digest;
 
 /// The newest set of delta operations: 1 = copy, zero, replace, zstd_ref, bsdiff with zstd or
-/// bzip2 (every ota-update); 2 = also `gzip`; 3 = also bsdiff with LZMA2, plain or sparse
+/// bzip2 (every ota-update); 2 = also `gzip`; 3 = also bsdiff with LZMA2, plain or sparse;
+/// 4 = also bsdiff over x86-filtered bytes, and small operation data inline in the op list
 /// (each: ota-update from the release that added it).
-pub const DELTA_FORMAT_LATEST: u8 = 3;
+pub const DELTA_FORMAT_LATEST: u8 = 4;
 
 /// Block size of the source index and of block classification.
 pub const BLOCK: usize = 4096;
@@ -89,10 +91,13 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
-    /// Applies a raw bsdiff patch, stored as `codec` says, to `base[src..src+window]`.
+    /// Applies a raw bsdiff patch, stored as `codec` says, to `base[src..src+window]`
+    /// (filtered as `filter` says, the output unfiltered).
     Bsdiff {
         /// How the patch is compressed and laid out (the operation's kind).
         codec: PatchCodec,
+        /// The filter the patch was computed over (a flag of the kind).
+        filter: BranchFilter,
         /// Target bytes written.
         len: u64,
         /// Window start in the base.
@@ -123,7 +128,20 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
+    /// A data operation whose data travels inside the op list (delta format 4): the list's
+    /// signed SHA-256 covers it, so it costs no digest of its own (32 bytes per small
+    /// operation; most of a small delta's overhead). The inner operation's `stored` is the
+    /// data's length and its `sha256` the data's digest (computed by the reader).
+    Inline {
+        /// The data operation (never `copy`, `zero` or another `Inline`).
+        op: Box<Op>,
+        /// Its data, at most [`MAX_INLINE`] bytes.
+        data: Vec<u8>,
+    },
 }
+
+/// Most data bytes of one inline operation ([`Op::Inline`]).
+pub const MAX_INLINE: u64 = 16 << 10;
 
 /// How a `bsdiff` operation's patch is stored: each is its own operation kind. The generator
 /// keeps the smallest; which wins depends on the code (measured in docs/delta.md).
@@ -137,6 +155,19 @@ pub enum PatchCodec {
     Lzma2,
     /// Kind 8 (delta format 3): sparse layout (the diff's non-zero runs), raw LZMA2.
     Lzma2Sparse,
+}
+
+/// The filter a `bsdiff` operation's window and output go through ([`branch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BranchFilter {
+    /// The bytes as they are.
+    None,
+    /// Kind flag [`KIND_X86_FILTER`] (delta format 4): x86 `call`/`jmp` displacements made
+    /// absolute; window byte `i` is at position `i`, output byte `j` at `origin + j`.
+    X86 {
+        /// Position of the output's first byte relative to the window's.
+        origin: i64,
+    },
 }
 
 impl PatchCodec {
@@ -169,6 +200,12 @@ const KIND_BSDIFF_BZ2: u8 = 5;
 const KIND_GZIP: u8 = 6;
 const KIND_BSDIFF_LZMA2: u8 = 7;
 const KIND_BSDIFF_LZMA2_SPARSE: u8 = 8;
+/// Flag on a data operation's kind (delta format 4): its data follows its fields in the op
+/// list instead of a digest ([`Op::Inline`]).
+const KIND_INLINE: u8 = 0x80;
+/// Flag on a bsdiff kind (delta format 4): the patch is over x86-filtered bytes; a zigzag
+/// varint `origin` follows the window length.
+const KIND_X86_FILTER: u8 = 0x10;
 
 impl Op {
     /// Target bytes this operation writes.
@@ -180,6 +217,7 @@ impl Op {
             | Op::ZstdRef { len, .. }
             | Op::Bsdiff { len, .. }
             | Op::Gzip { len, .. } => len,
+            Op::Inline { ref op, .. } => op.len(),
         }
     }
 
@@ -188,7 +226,15 @@ impl Op {
         self.len() == 0
     }
 
-    /// Payload bytes this operation consumes (0 for copy and zero).
+    /// Data bytes this operation carries, in the payload or inline.
+    pub fn data_len(&self) -> u64 {
+        match self {
+            Op::Inline { data, .. } => data.len() as u64,
+            _ => self.stored(),
+        }
+    }
+
+    /// Payload bytes this operation consumes (0 for copy, zero and inline operations).
     pub fn stored(&self) -> u64 {
         match *self {
             Op::Replace { stored, .. }
@@ -208,6 +254,7 @@ impl Op {
             Op::ZstdRef { .. } => "zstd_ref",
             Op::Bsdiff { .. } => "bsdiff",
             Op::Gzip { .. } => "gzip",
+            Op::Inline { op, .. } => op.kind_name(),
         }
     }
 }
@@ -226,76 +273,103 @@ pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
     let mut out = Vec::with_capacity(ops.len() * 16);
     put_varint(&mut out, ops.len() as u64);
     for op in ops {
-        match op {
-            Op::Copy { len, src } => {
-                out.push(KIND_COPY);
-                put_varint(&mut out, *len);
-                put_varint(&mut out, *src);
-            }
-            Op::Zero { len } => {
-                out.push(KIND_ZERO);
-                put_varint(&mut out, *len);
-            }
-            Op::Replace {
-                len,
-                stored,
-                sha256,
-            } => {
-                out.push(KIND_REPLACE);
-                put_varint(&mut out, *len);
-                put_varint(&mut out, u64::from(*stored));
-                out.extend_from_slice(&sha256.0);
-            }
-            Op::ZstdRef {
-                len,
-                src,
-                window,
-                stored,
-                sha256,
-            }
-            | Op::Bsdiff {
-                len,
-                src,
-                window,
-                stored,
-                sha256,
-                ..
-            } => {
-                out.push(match op {
-                    Op::Bsdiff { codec, .. } => codec.kind(),
-                    _ => KIND_ZSTD_REF,
-                });
-                put_varint(&mut out, *len);
-                put_varint(&mut out, *src);
-                put_varint(&mut out, *window);
-                put_varint(&mut out, u64::from(*stored));
-                out.extend_from_slice(&sha256.0);
-            }
-            Op::Gzip {
-                len,
-                src,
-                window,
-                header_len,
-                raw_len,
-                stored,
-                sha256,
-            } => {
-                out.push(KIND_GZIP);
-                for v in [
-                    *len,
-                    *src,
-                    *window,
-                    *header_len,
-                    *raw_len,
-                    u64::from(*stored),
-                ] {
-                    put_varint(&mut out, v);
-                }
-                out.extend_from_slice(&sha256.0);
-            }
-        }
+        encode_op(op, &mut out);
     }
     out
+}
+
+/// Appends one operation: kind byte, varint fields, digest (or, inline, the data).
+fn encode_op(op: &Op, out: &mut Vec<u8>) {
+    match op {
+        Op::Copy { len, src } => {
+            out.push(KIND_COPY);
+            put_varint(out, *len);
+            put_varint(out, *src);
+        }
+        Op::Zero { len } => {
+            out.push(KIND_ZERO);
+            put_varint(out, *len);
+        }
+        Op::Replace {
+            len,
+            stored,
+            sha256,
+        } => {
+            out.push(KIND_REPLACE);
+            put_varint(out, *len);
+            put_varint(out, u64::from(*stored));
+            out.extend_from_slice(&sha256.0);
+        }
+        Op::ZstdRef {
+            len,
+            src,
+            window,
+            stored,
+            sha256,
+        }
+        | Op::Bsdiff {
+            len,
+            src,
+            window,
+            stored,
+            sha256,
+            ..
+        } => {
+            out.push(match op {
+                Op::Bsdiff {
+                    codec,
+                    filter: BranchFilter::X86 { .. },
+                    ..
+                } => codec.kind() | KIND_X86_FILTER,
+                Op::Bsdiff { codec, .. } => codec.kind(),
+                _ => KIND_ZSTD_REF,
+            });
+            put_varint(out, *len);
+            put_varint(out, *src);
+            put_varint(out, *window);
+            if let Op::Bsdiff {
+                filter: BranchFilter::X86 { origin },
+                ..
+            } = op
+            {
+                put_varint(out, ((origin << 1) ^ (origin >> 63)) as u64);
+            }
+            put_varint(out, u64::from(*stored));
+            out.extend_from_slice(&sha256.0);
+        }
+        Op::Gzip {
+            len,
+            src,
+            window,
+            header_len,
+            raw_len,
+            stored,
+            sha256,
+        } => {
+            out.push(KIND_GZIP);
+            for v in [
+                *len,
+                *src,
+                *window,
+                *header_len,
+                *raw_len,
+                u64::from(*stored),
+            ] {
+                put_varint(out, v);
+            }
+            out.extend_from_slice(&sha256.0);
+        }
+        Op::Inline { op, data } => {
+            // The inner encoding, its kind flagged and its digest replaced by the data.
+            // Only data operations have a digest to replace (the generator inlines no other).
+            debug_assert!(op.stored() > 0, "inline {op:?}");
+            let start = out.len();
+            encode_op(op, out);
+            out[start] |= KIND_INLINE;
+            out.truncate(out.len() - 32);
+            out.extend_from_slice(data);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -323,6 +397,16 @@ mod tests {
             },
             Op::Bsdiff {
                 codec: PatchCodec::Bzip2,
+                filter: BranchFilter::None,
+                len: 1,
+                src: 100,
+                window: 200,
+                stored: 9,
+                sha256: Sha256Digest::of(b"b"),
+            },
+            Op::Bsdiff {
+                codec: PatchCodec::Lzma2Sparse,
+                filter: BranchFilter::X86 { origin: -77 },
                 len: 1,
                 src: 100,
                 window: 200,
@@ -345,20 +429,20 @@ mod tests {
     fn op_list_round_trip() {
         let ops = sample();
         let bytes = encode_ops(&ops);
-        assert_eq!(decode_ops(&bytes, 8192 + 191, 16384, 48).unwrap(), ops);
+        assert_eq!(decode_ops(&bytes, 8192 + 192, 16384, 57).unwrap(), ops);
     }
 
     #[test]
     fn hostile_lists_are_refused() {
         let bytes = encode_ops(&sample());
         // Wrong target size, base too small for the copy, wrong data size, truncation, trailing.
-        assert!(decode_ops(&bytes, 8192 + 190, 16384, 48).is_err());
-        assert!(decode_ops(&bytes, 8192 + 191, 8192, 48).is_err());
-        assert!(decode_ops(&bytes, 8192 + 191, 16384, 47).is_err());
-        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 191, 16384, 48).is_err());
+        assert!(decode_ops(&bytes, 8192 + 191, 16384, 57).is_err());
+        assert!(decode_ops(&bytes, 8192 + 192, 8192, 48).is_err());
+        assert!(decode_ops(&bytes, 8192 + 192, 16384, 56).is_err());
+        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 192, 16384, 57).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_ops(&longer, 8192 + 191, 16384, 48).is_err());
+        assert!(decode_ops(&longer, 8192 + 192, 16384, 57).is_err());
         let huge = encode_ops(&[Op::Copy {
             len: 10,
             src: u64::MAX - 5,

@@ -6,8 +6,8 @@
 
 use super::gzip::{MAX_GZIP_HEADER, MAX_GZIP_RAW};
 use super::{
-    Op, PatchCodec, KIND_COPY, KIND_GZIP, KIND_REPLACE, KIND_ZERO, KIND_ZSTD_REF, MAX_DATA_OP_LEN,
-    MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
+    BranchFilter, Op, PatchCodec, KIND_COPY, KIND_GZIP, KIND_INLINE, KIND_REPLACE, KIND_X86_FILTER,
+    KIND_ZERO, KIND_ZSTD_REF, MAX_DATA_OP_LEN, MAX_INLINE, MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
 };
 use crate::bundle::zstd_compress_bound;
 use crate::digest::Sha256Digest;
@@ -277,9 +277,57 @@ fn stored_u32(v: u64) -> Result<u32, OpListError> {
     u32::try_from(v).or_else(|_| bad(format!("operation data size {v} is impossible")))
 }
 
-/// Reads operation `index` (kind, length and the kind's fields).
+/// Reads operation `index` (kind, length and the kind's fields; inline, its data).
 fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
     let kind = byte(input)?;
+    if kind & KIND_INLINE == 0 {
+        return decode_fields(input, index, kind, false);
+    }
+    let mut op = decode_fields(input, index, kind & !KIND_INLINE, true)?;
+    let stored = op.stored();
+    if matches!(op, Op::Copy { .. } | Op::Zero { .. }) || stored == 0 || stored > MAX_INLINE {
+        return bad(format!(
+            "operation {index} is an inline {} with {stored} bytes of data (1..={MAX_INLINE} \
+             allowed, data operations only)",
+            op.kind_name()
+        ));
+    }
+    // At most MAX_INLINE bytes (checked above).
+    let mut data = vec![0u8; stored as usize];
+    input.read_exact(&mut data).map_err(stream_error)?;
+    if let Op::Replace { sha256, .. }
+    | Op::ZstdRef { sha256, .. }
+    | Op::Bsdiff { sha256, .. }
+    | Op::Gzip { sha256, .. } = &mut op
+    {
+        *sha256 = Sha256Digest::of(&data);
+    }
+    Ok(Op::Inline {
+        op: Box::new(op),
+        data,
+    })
+}
+
+/// The digest that ends a data operation's fields; an inline operation has none (its data
+/// follows instead, and the caller fills in its digest).
+fn digest_unless_inline(
+    input: &mut impl BufRead,
+    inline: bool,
+) -> Result<Sha256Digest, OpListError> {
+    if inline {
+        Ok(Sha256Digest([0; 32]))
+    } else {
+        digest(input)
+    }
+}
+
+/// Reads the length and the fields of an operation of `kind`.
+fn decode_fields(
+    input: &mut impl BufRead,
+    index: u64,
+    kind: u8,
+    inline: bool,
+) -> Result<Op, OpListError> {
     let len = varint(input)?;
     Ok(match kind {
         KIND_COPY => Op::Copy {
@@ -292,7 +340,7 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
             Op::Replace {
                 len,
                 stored,
-                sha256: digest(input)?,
+                sha256: digest_unless_inline(input, inline)?,
             }
         }
         KIND_ZSTD_REF => Op::ZstdRef {
@@ -300,7 +348,7 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
             src: varint(input)?,
             window: varint(input)?,
             stored: stored_u32(varint(input)?)?,
-            sha256: digest(input)?,
+            sha256: digest_unless_inline(input, inline)?,
         },
         KIND_GZIP => Op::Gzip {
             len,
@@ -309,17 +357,30 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
             header_len: varint(input)?,
             raw_len: varint(input)?,
             stored: stored_u32(varint(input)?)?,
-            sha256: digest(input)?,
+            sha256: digest_unless_inline(input, inline)?,
         },
-        other => match PatchCodec::of_kind(other) {
-            Some(codec) => Op::Bsdiff {
-                codec,
-                len,
-                src: varint(input)?,
-                window: varint(input)?,
-                stored: stored_u32(varint(input)?)?,
-                sha256: digest(input)?,
-            },
+        other => match PatchCodec::of_kind(other & !KIND_X86_FILTER) {
+            Some(codec) => {
+                let src = varint(input)?;
+                let window = varint(input)?;
+                let filter = if other & KIND_X86_FILTER != 0 {
+                    let zz = varint(input)?;
+                    BranchFilter::X86 {
+                        origin: ((zz >> 1) as i64) ^ -((zz & 1) as i64),
+                    }
+                } else {
+                    BranchFilter::None
+                };
+                Op::Bsdiff {
+                    codec,
+                    filter,
+                    len,
+                    src,
+                    window,
+                    stored: stored_u32(varint(input)?)?,
+                    sha256: digest_unless_inline(input, inline)?,
+                }
+            }
             None => {
                 return bad(format!(
                     "operation {index} has unknown kind {other} (made by a newer ota-sign? \
@@ -333,6 +394,9 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
 /// Checks one operation on its own: it writes something, reads only inside the base, and a
 /// data operation writes at most [`MAX_DATA_OP_LEN`] bytes from a possible amount of data.
 fn check_op(op: &Op, index: u64, limits: &OpLimits) -> Result<(), OpListError> {
+    if let Op::Inline { op, .. } = op {
+        return check_op(op, index, limits);
+    }
     let len = op.len();
     if len == 0 {
         return bad(format!("operation {index} writes nothing"));

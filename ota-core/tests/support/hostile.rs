@@ -9,7 +9,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use ota_core::bundle::{DeltaOps, Header, ImageManifest, Manifest, PayloadKind};
-use ota_core::delta::{compress_ops, encode_ops, Op, PatchCodec};
+use ota_core::delta::{compress_ops, encode_ops, BranchFilter, Op, PatchCodec};
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
 use std::io::Read;
@@ -179,6 +179,7 @@ pub fn control_triple_bomb(key: &SigningKey, target: &Target, len: u64) -> Vec<u
     let data = compress_ops(&mut &patch[..], Some(patch.len() as u64), 3).unwrap();
     let op = Op::Bsdiff {
         codec: PatchCodec::Zstd,
+        filter: BranchFilter::None,
         len,
         src: 0,
         window: target.base.len().min(1 << 20) as u64,
@@ -227,6 +228,7 @@ pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) 
     data.push(0);
     let op = Op::Bsdiff {
         codec: PatchCodec::Lzma2Sparse,
+        filter: BranchFilter::None,
         len,
         src: 0,
         window: (base.len() as u64).min(1 << 20),

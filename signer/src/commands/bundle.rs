@@ -250,4 +250,26 @@ mod tests {
         assert!(parse_size("5G").is_err());
         assert!(parse_size("M").is_err());
     }
+
+    #[test]
+    fn default_delta_format_is_the_newest() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "ota-sign",
+            "bundle",
+            "--product",
+            "p",
+            "--version",
+            "1.0.0",
+            "--image",
+            "a=b",
+            "-o",
+            "c",
+        ])
+        .unwrap();
+        let crate::cli::Command::Bundle(args) = cli.command else {
+            panic!("not the bundle command");
+        };
+        assert_eq!(args.delta_format, ota_core::delta::DELTA_FORMAT_LATEST);
+    }
 }
