@@ -27,9 +27,11 @@ use crate::slot::{device_size, hash_prefix, SlotImageSink, SlotName};
 use crate::source::BundleSource;
 use crate::state::ImageRecord;
 use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind, Resume};
-use ota_core::delta::apply::BaseRead;
+use ota_core::delta::apply::{BaseRead, HashedBase};
 use ota_core::release::{choose_payloads, manifest_offers, ReleaseInfo};
+use ota_core::Sha256Digest;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Options of `ota-update install`.
 #[derive(Debug, Clone, Default)]
@@ -125,7 +127,7 @@ pub fn install_on(
 ) -> Result<InstallReport> {
     // Said before reading the bundle: nothing can be installed until a trial ends.
     device.ensure_installable()?;
-    let (reader, chosen) = match accept(device, source, options) {
+    let (reader, chosen, hashed) = match accept(device, source, options) {
         Ok(accepted) => accepted,
         Err((version, err)) => {
             device.record_refusal(version.as_ref(), &err.to_string());
@@ -156,7 +158,10 @@ pub fn install_on(
     let written = match resume {
         // Every image is already in place, verified: nothing left to read.
         None => Ok(()),
-        Some(resume) => write_images(device, reader, &chosen, resume, journal, events),
+        Some(resume) => {
+            let chosen = (chosen.as_slice(), &hashed);
+            write_images(device, reader, chosen, resume, journal, events)
+        }
     };
     if let Err(err) = written {
         device.record_install_failure(Some(&manifest.version), &err.to_string());
@@ -193,7 +198,11 @@ pub fn install_on(
     })
 }
 
-type Accepted = (BundleReader<BundleSource>, Vec<usize>);
+type Accepted = (BundleReader<BundleSource>, Vec<usize>, BaseHashes);
+
+/// The SHA-256 of each active-slot prefix hashed to choose the deltas, by image and length:
+/// the bundle reader then does not hash the base a second time.
+type BaseHashes = BTreeMap<(String, u64), Sha256Digest>;
 
 /// Signatures, then compatibility: the bundle is accepted for this device, or refused with
 /// the version it claims (when its manifest could be trusted) and why.
@@ -206,7 +215,7 @@ fn accept(
         BundleReader::open(source, &device.config().trust).map_err(|e| (None, e.into()))?;
     let version = reader.manifest().version.clone();
     match check_compatible(device, reader.manifest(), options) {
-        Ok(chosen) => Ok((reader, chosen)),
+        Ok((chosen, hashed)) => Ok((reader, chosen, hashed)),
         Err(err) => Err((Some(version), err)),
     }
 }
@@ -305,7 +314,7 @@ fn plan_for(
 fn write_images(
     device: &Device,
     reader: BundleReader<BundleSource>,
-    chosen: &[usize],
+    (chosen, hashed): (&[usize], &BaseHashes),
     resume: Option<Resume>,
     journal: JournalWriter,
     events: &dyn Fn(InstallEvent),
@@ -331,11 +340,19 @@ fn write_images(
                 .get(&image.name)
                 .ok_or_else(|| std::io::Error::other("image has no device"))?;
             let base = match image.payload {
-                PayloadKind::Delta { .. } => {
+                PayloadKind::Delta { base_size, .. } => {
                     let active = active_devices
                         .get(&image.name)
                         .ok_or_else(|| std::io::Error::other("image has no active device"))?;
-                    Some(Box::new(std::fs::File::open(active)?) as Box<dyn BaseRead>)
+                    let file = std::fs::File::open(active)?;
+                    Some(match hashed.get(&(image.name.clone(), base_size)) {
+                        Some(sha256) => Box::new(HashedBase {
+                            base: file,
+                            len: base_size,
+                            sha256: *sha256,
+                        }) as Box<dyn BaseRead>,
+                        None => Box::new(file) as Box<dyn BaseRead>,
+                    })
                 }
                 PayloadKind::Full => None,
             };
@@ -370,12 +387,12 @@ fn write_images(
 
 /// Product, version and image layout checks, all before any write. Returns the manifest
 /// entries to install: per image, the delta whose base is exactly what the active slot holds,
-/// else the full image.
+/// else the full image; and the active-slot prefixes it hashed to decide.
 fn check_compatible(
     device: &Device,
     manifest: &Manifest,
     options: &InstallOptions,
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, BaseHashes)> {
     let config = device.config();
     let (booted, target) = (device.booted(), device.other());
     if manifest.product != config.product {
@@ -405,8 +422,11 @@ fn check_compatible(
         )));
     }
     let active = &config.slots[booted];
+    let mut hashed = BaseHashes::new();
     let chosen = choose_payloads(&manifest_offers(manifest), &slot_names, |name, len| {
-        hash_prefix(active.get(name)?, len).ok()
+        let sha256 = hash_prefix(active.get(name)?, len).ok()?;
+        hashed.insert((name.to_owned(), len), sha256);
+        Some(sha256)
     })
     .map_err(|e| {
         UpdateError::Incompatible(format!(
@@ -433,5 +453,5 @@ fn check_compatible(
             )));
         }
     }
-    Ok(chosen.values().map(|c| c.index).collect())
+    Ok((chosen.values().map(|c| c.index).collect(), hashed))
 }

@@ -22,9 +22,13 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     if let Some(path) = &args.provenance {
         check_provenance(&manifest, path)?;
     }
-    let chosen = choose_entries(&manifest, &bases)?;
+    let (chosen, hashed) = choose_entries(&manifest, &bases)?;
     check_extract_chosen(&manifest, &extract, &chosen)?;
     let signed_by: Vec<String> = reader.signed_by().iter().map(|id| id.to_string()).collect();
+    let bases = Bases {
+        paths: &bases,
+        hashed: &hashed,
+    };
     let unchecked_images = stream_images(reader, &chosen, &bases, &extract, args.progress)?;
     if args.json {
         let result = serde_json::json!({
@@ -124,7 +128,7 @@ fn check_extract_chosen(
 fn stream_images<R: std::io::Read>(
     reader: BundleReader<R>,
     chosen: &[usize],
-    bases: &BTreeMap<String, (PathBuf, u64)>,
+    bases: &Bases<'_>,
     extract: &BTreeMap<String, PathBuf>,
     progress: ProgressMode,
 ) -> Result<Vec<String>> {
@@ -139,9 +143,10 @@ fn stream_images<R: std::io::Read>(
                 }
                 return Ok(ImageAction::Check);
             }
-            let base = match bases.get(&image.name) {
-                Some((path, _)) if is_delta => Some(Box::new(std::fs::File::open(path)?)
-                    as Box<dyn ota_core::delta::apply::BaseRead>),
+            let base = match (&image.payload, bases.paths.get(&image.name)) {
+                (PayloadKind::Delta { base_size, .. }, Some((path, _))) => {
+                    Some(bases.open(&image.name, path, *base_size)?)
+                }
                 _ => None,
             };
             let sink: Box<dyn ota_core::bundle::ImageSink + Send> = match extract.get(&image.name) {
@@ -192,15 +197,46 @@ fn print_report(
     }
 }
 
+/// The `--base` files, and the SHA-256 of each prefix hashed to choose the entries.
+struct Bases<'a> {
+    paths: &'a BTreeMap<String, (PathBuf, u64)>,
+    hashed: &'a BaseHashes,
+}
+
+/// The SHA-256 of each base prefix hashed to choose the entries, by image and length.
+type BaseHashes = BTreeMap<(String, u64), Sha256Digest>;
+
+impl Bases<'_> {
+    /// Opens image `name`'s base for a delta made from its first `len` bytes, with their hash
+    /// when `choose_entries` computed it (the reader then does not hash them again).
+    fn open(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        len: u64,
+    ) -> std::io::Result<Box<dyn ota_core::delta::apply::BaseRead>> {
+        let file = std::fs::File::open(path)?;
+        Ok(match self.hashed.get(&(name.to_owned(), len)) {
+            Some(sha256) => Box::new(ota_core::delta::apply::HashedBase {
+                base: file,
+                len,
+                sha256: *sha256,
+            }),
+            None => Box::new(file),
+        })
+    }
+}
+
 /// Per image name, which manifest entry to apply ([`choose_payloads`], the rule the device
 /// uses): the delta whose base hash matches the given base, else the full image. A base given
 /// for an image that matches none of its deltas is an error (exit 7) even when a full image is
 /// there too: the caller said which base the device runs. Images with only deltas and no base
 /// given are checked as far as possible, not applied.
+/// Also returns the base prefixes it hashed.
 fn choose_entries(
     manifest: &ota_core::bundle::Manifest,
     bases: &BTreeMap<String, (std::path::PathBuf, u64)>,
-) -> Result<Vec<usize>> {
+) -> Result<(Vec<usize>, BaseHashes)> {
     let offers = manifest_offers(manifest);
     let mut names: Vec<&str> = offers
         .iter()
@@ -210,11 +246,14 @@ fn choose_entries(
     names.sort_unstable();
     names.dedup();
     let mut read_error = None;
+    let mut hashed = BTreeMap::new();
     let chosen = choose_payloads(&offers, &names, |name, len| {
         let (path, _) = bases.get(name)?;
-        hash_prefix(path, len)
+        let sha256 = hash_prefix(path, len)
             .map_err(|e| read_error.get_or_insert(e))
-            .ok()
+            .ok()?;
+        hashed.insert((name.to_owned(), len), sha256);
+        Some(sha256)
     });
     if let Some(e) = read_error {
         return Err(e);
@@ -230,7 +269,7 @@ fn choose_entries(
             return Err(wrong_base(name).into());
         }
     }
-    Ok(chosen.values().map(|c| c.index).collect())
+    Ok((chosen.values().map(|c| c.index).collect(), hashed))
 }
 
 /// SHA-256 of the first `len` bytes of a file (all of it when shorter: then it cannot match).
