@@ -728,14 +728,14 @@ fn encode_extent(
 
 /// The x86-filtered bsdiff is tried only for extents whose best encoding so far is under
 /// 1/`X86_TRY_BELOW` of their length: code that barely changed, where moved `call` targets are
-/// most of what is left. There it paid on every extent of the numpy pair (−10 %); on libarrow,
+/// most of what is left. There it paid on every code extent of the numpy pair (−9 %); on libarrow,
 /// whose patches are 0.7–4 % of their extents, it won 6.6 KB of 1.5 MB (0.4 %) for twice the
 /// generation time (docs/delta.md).
 const X86_TRY_BELOW: usize = 256;
 
 /// Fewest `call`/`jmp` displacements the x86 filter must convert per MiB of an extent for
-/// the filtered bsdiff to be tried: x86-64 code has thousands (libarrow, numpy: ~20,000 per
-/// MiB); other bytes have about 60 by chance.
+/// the filtered bsdiff to be tried: x86-64 code has thousands (numpy's and libarrow's code
+/// extents: over 10,000 per MiB); other bytes have about 64 by chance (1 in 2^14).
 const X86_CONVERSIONS_PER_MIB: usize = 1000;
 
 /// The extent's bsdiff patch over x86-filtered bytes (output byte `j` at window position
