@@ -175,6 +175,10 @@ sparse_hand = {
 }
 for name, patch in sparse_hand.items():
     open(f"{corpus}/bsdiff_patch/{name}", "wb").write(bsdiff_seed(0x60, 0, 0, 200000, patch))
+# Delta format 4: flag bit 3 filters the window and unfilters the output (x86), here over the
+# sparse layout; the `len` field is the filter's origin.
+open(f"{corpus}/bsdiff_patch/sparse-x86", "wb").write(
+    bsdiff_seed(0x68, 4096, 0, 200000, sparse_hand["sparse-runs"]))
 
 # delta_signed, structured: flags 0, base_len (x4), then ops.
 def u32(v): return struct.pack("<I", v)
@@ -194,6 +198,9 @@ programs = {
     "all-kinds": copy(100, 0) + zero(50) + replace(b"r" * 300) + zref(200000, 4096, b"z" * 1000)
         + bsd(5, 5000, raw_patch([(10, 5, 3), (20, 0, 0)], bytes(30) + b"12345")),
     "raw-fields": copy(1 << 31, 1 << 31, raw=True) + zero(0, raw=True),
+    # Delta format 4: kind bit 5 = x86-filtered bsdiff, bit 6 = data inline in the op list.
+    "bsdiff-x86-inline": bytes([4 | 0x20 | 0x40]) + u32(0) + u32(4096) + blob(raw_patch([(4096, 0, 0)], bytes(4096)))
+        + bytes([2 | 0x40]) + blob(b"inline replace " * 8),
 }
 for name, prog in programs.items():
     open(f"{corpus}/delta_signed/{name}", "wb").write(bytes([0]) + struct.pack("<H", 65535) + prog)
