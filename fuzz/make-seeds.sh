@@ -49,7 +49,9 @@ EOF
 common=(--product fuzz-device --key "$keys/bundle.key" --chunk-size 4K --level 19)
 "$sign" bundle "${common[@]}" --version 1.0.0 --image rootfs="$work/v1.img" --image kernel="$work/kernel.img" -o "$work/full.bundle" >/dev/null
 "$sign" bundle "${common[@]}" --version 2.0.0 --image rootfs="$work/v2.img" --base rootfs="$work/v1.img" -o "$work/delta.bundle" >/dev/null
-"$sign" bundle "${common[@]}" --version 2.0.1 --image rootfs="$work/v2.img" --base rootfs="$work/v1.img" --with-full --image kernel="$work/kernel.img" -o "$work/delta-full.bundle" >/dev/null
+# delta.bundle has the newest delta format (one inline sparse LZMA2 patch on these images);
+# delta-full.bundle keeps to format 2, whose digest-carrying zstd/bzip2 patches seed the rest.
+"$sign" bundle "${common[@]}" --version 2.0.1 --image rootfs="$work/v2.img" --base rootfs="$work/v1.img" --with-full --image kernel="$work/kernel.img" --delta-format 2 -o "$work/delta-full.bundle" >/dev/null
 for b in full delta delta-full; do cp "$work/$b.bundle" "$corpus/bundle_manifest/$b.bundle"; done
 
 # Manifests alone, op lists and operation data out of the delta bundle (for the delta and
