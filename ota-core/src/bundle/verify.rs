@@ -939,3 +939,45 @@ fn write_images(rx: mpsc::Receiver<Piece>) -> Result<(), BundleError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delta::apply::HashedBase;
+
+    struct Bytes(Vec<u8>);
+
+    impl BaseRead for Bytes {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let start = offset as usize;
+            let src = self
+                .0
+                .get(start..start + buf.len())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_known_base_hash_is_trusted_only_for_its_length_and_value() {
+        let right = Sha256Digest::of(&[7u8; 1000]);
+        let hashed = |bytes: Vec<u8>, len: u64, sha256: Sha256Digest| HashedBase {
+            base: Bytes(bytes),
+            len,
+            sha256,
+        };
+        // The caller's hash of these very bytes: accepted without reading them again.
+        assert!(check_base(&hashed(vec![7u8; 1000], 1000, right), 1000, &right, "r").is_ok());
+        // A known hash of another length or value is ignored: the base is hashed, and a
+        // wrong base is refused as before.
+        let wrong_base = vec![8u8; 1000];
+        for (len, sha256) in [(999, right), (1000, Sha256Digest::of(b"other"))] {
+            let e = check_base(&hashed(wrong_base.clone(), len, sha256), 1000, &right, "r");
+            assert!(matches!(e, Err(BundleError::WrongBase { .. })), "{e:?}");
+        }
+        // And a right base with a stale known hash still passes on its own bytes.
+        let stale = hashed(vec![7u8; 1000], 1000, Sha256Digest::of(b"stale"));
+        assert!(check_base(&stale, 1000, &right, "r").is_ok());
+    }
+}
