@@ -27,7 +27,7 @@ use crate::slot::{device_size, hash_prefix, SlotImageSink, SlotName};
 use crate::source::BundleSource;
 use crate::state::ImageRecord;
 use ota_core::bundle::{BundleError, BundleReader, ImageAction, Manifest, PayloadKind, Resume};
-use ota_core::delta::apply::{BaseRead, HashedBase};
+use ota_core::delta::apply::HashedBase;
 use ota_core::release::{choose_payloads, manifest_offers, ReleaseInfo};
 use ota_core::Sha256Digest;
 use serde::Serialize;
@@ -345,14 +345,8 @@ fn write_images(
                         .get(&image.name)
                         .ok_or_else(|| std::io::Error::other("image has no active device"))?;
                     let file = std::fs::File::open(active)?;
-                    Some(match hashed.get(&(image.name.clone(), base_size)) {
-                        Some(sha256) => Box::new(HashedBase {
-                            base: file,
-                            len: base_size,
-                            sha256: *sha256,
-                        }) as Box<dyn BaseRead>,
-                        None => Box::new(file) as Box<dyn BaseRead>,
-                    })
+                    let known = hashed.get(&(image.name.clone(), base_size)).copied();
+                    Some(HashedBase::boxed(file, base_size, known))
                 }
                 PayloadKind::Full => None,
             };

@@ -46,6 +46,16 @@ pub struct HashedBase<B> {
     pub sha256: Sha256Digest,
 }
 
+impl<B: BaseRead + 'static> HashedBase<B> {
+    /// `base`, with the SHA-256 of its first `len` bytes when the caller has it.
+    pub fn boxed(base: B, len: u64, sha256: Option<Sha256Digest>) -> Box<dyn BaseRead> {
+        match sha256 {
+            Some(sha256) => Box::new(HashedBase { base, len, sha256 }),
+            None => Box::new(base),
+        }
+    }
+}
+
 impl<B: BaseRead> BaseRead for HashedBase<B> {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.base.read_exact_at(buf, offset)

@@ -645,45 +645,36 @@ fn encode_extent(
     };
     let mut window = vec![0u8; window_len as usize];
     base.read_exact_at(&mut window, src)?;
+    let bsdiff_op = |codec, filter, stored: Vec<u8>| {
+        let op = Op::Bsdiff {
+            codec,
+            filter,
+            len,
+            src,
+            window: window_len,
+            stored: stored.len() as u32,
+            sha256: Sha256Digest::of(&stored),
+        };
+        (op, stored)
+    };
     let mut tried = vec!["replace"];
-    let patch = bsdiff::diff(&window, data)?;
-    if (patch.plain_len() as u64) <= super::apply::max_patch_len(len) {
+    let plain = BranchFilter::None;
+    if let Some((codec, stored)) = encode_bsdiff(data, &window, plain, level, lzma_patches)? {
         tried.push("bsdiff");
-        let (codec, stored) = encode_patch(&patch, level, lzma_patches)?;
         if stored.len() < best.1.len() {
-            best = (
-                Op::Bsdiff {
-                    codec,
-                    filter: BranchFilter::None,
-                    len,
-                    src,
-                    window: window_len,
-                    stored: stored.len() as u32,
-                    sha256: Sha256Digest::of(&stored),
-                },
-                stored,
-            );
+            best = bsdiff_op(codec, plain, stored);
         }
     }
-    drop(patch);
-    let mut x86_len = 0;
     if delta_format >= 4 && !incompressible && best.1.len() * X86_TRY_BELOW < data.len() {
-        // The displacement moved by hint (file placement) and by where the window starts.
-        let origin = (offset as i64) + hint.unwrap_or(0) - src as i64;
-        if let Some((codec, stored)) = encode_x86(data, &window, origin, level)? {
+        // Positions in the code's own address space: the window's, shifted by where the
+        // extent lies (and, for a paired file, by the file's move: the hint).
+        let x86 = BranchFilter::X86 {
+            origin: (offset as i64) + hint.unwrap_or(0) - src as i64,
+        };
+        if let Some((codec, stored)) = encode_bsdiff(data, &window, x86, level, true)? {
             tried.push("bsdiff-x86");
-            x86_len = stored.len();
             if stored.len() < best.1.len() {
-                let op = Op::Bsdiff {
-                    codec,
-                    filter: BranchFilter::X86 { origin },
-                    len,
-                    src,
-                    window: window_len,
-                    stored: stored.len() as u32,
-                    sha256: Sha256Digest::of(&stored),
-                };
-                best = (op, stored);
+                best = bsdiff_op(codec, x86, stored);
             }
         }
     }
@@ -717,7 +708,7 @@ fn encode_extent(
     }
     if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
         eprintln!(
-            "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}{}: tried {tried:?}, replace {replace_len}, x86 {x86_len}, chose {} {}",
+            "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}{}: tried {tried:?}, replace {replace_len}, chose {} {}",
             if incompressible { " (incompressible)" } else { "" },
             best.0.kind_name(),
             best.1.len()
@@ -738,27 +729,33 @@ const X86_TRY_BELOW: usize = 256;
 /// extents: over 10,000 per MiB); other bytes have about 64 by chance (1 in 2^14).
 const X86_CONVERSIONS_PER_MIB: usize = 1000;
 
-/// The extent's bsdiff patch over x86-filtered bytes (output byte `j` at window position
-/// `origin + j`), when the extent looks like x86 code.
-fn encode_x86(
+/// The extent's bsdiff patch against the window, stored by [`encode_patch`]; `None` when the
+/// patch is over what readers accept, or, with the x86 filter (output byte `j` at window
+/// position `origin + j`), when the extent does not look like x86 code.
+fn encode_bsdiff(
     data: &[u8],
     window: &[u8],
-    origin: i64,
+    filter: BranchFilter,
     level: i32,
+    lzma_patches: bool,
 ) -> io::Result<Option<(PatchCodec, Vec<u8>)>> {
-    let mut new = data.to_vec();
-    let converted = branch::filter(&mut new, origin);
-    if converted * (1 << 20) < X86_CONVERSIONS_PER_MIB * data.len() {
-        return Ok(None);
-    }
-    let mut old = window.to_vec();
-    branch::filter_window(&mut old);
-    let patch = bsdiff::diff(&old, &new)?;
-    drop((old, new));
+    let patch = match filter {
+        BranchFilter::None => bsdiff::diff(window, data)?,
+        BranchFilter::X86 { origin } => {
+            let mut new = data.to_vec();
+            let converted = branch::filter(&mut new, origin);
+            if converted * (1 << 20) < X86_CONVERSIONS_PER_MIB * data.len() {
+                return Ok(None);
+            }
+            let mut old = window.to_vec();
+            branch::filter_window(&mut old);
+            bsdiff::diff(&old, &new)?
+        }
+    };
     if patch.plain_len() as u64 > super::apply::max_patch_len(data.len() as u64) {
         return Ok(None);
     }
-    encode_patch(&patch, level, true).map(Some)
+    encode_patch(&patch, level, lzma_patches).map(Some)
 }
 
 /// Largest plain patch also tried with zstd when LZMA2 is (delta format 3).

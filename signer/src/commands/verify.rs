@@ -216,14 +216,8 @@ impl Bases<'_> {
         len: u64,
     ) -> std::io::Result<Box<dyn ota_core::delta::apply::BaseRead>> {
         let file = std::fs::File::open(path)?;
-        Ok(match self.hashed.get(&(name.to_owned(), len)) {
-            Some(sha256) => Box::new(ota_core::delta::apply::HashedBase {
-                base: file,
-                len,
-                sha256: *sha256,
-            }),
-            None => Box::new(file),
-        })
+        let known = self.hashed.get(&(name.to_owned(), len)).copied();
+        Ok(ota_core::delta::apply::HashedBase::boxed(file, len, known))
     }
 }
 
