@@ -606,7 +606,8 @@ const INCOMPRESSIBLE_PERMILLE: u64 = 970;
 /// `zstd_ref` is tried only when bsdiff saved less than half of `replace`: where bsdiff wins
 /// big (recompiled code, whose bytes mostly differ by shifted addresses) zstd with a prefix
 /// never came close in our measurements, and it is the slowest encoder (≈ 5 s per 2 MiB extent
-/// with an 8 MiB window at level 19).
+/// with an 8 MiB window at level 19). Incompressible extents are the exception (see
+/// [`REF_SCREEN_LEVEL`]).
 fn encode_extent(
     data: &[u8],
     offset: u64,
@@ -616,65 +617,50 @@ fn encode_extent(
     level: i32,
     delta_format: u8,
 ) -> io::Result<(Op, Vec<u8>)> {
-    let lzma_patches = delta_format >= 3;
     let len = data.len() as u64;
     // Already-compressed data (squashfs-xz blocks, media) leaves only exact matches to find:
     // a high level and a wide window cost time there and save nothing (see `QUICK_LEVEL`).
     let quick = zstd::bulk::compress(data, QUICK_LEVEL)?;
     let quick_len = quick.len();
     let incompressible = quick_len as u64 * 1000 >= len * INCOMPRESSIBLE_PERMILLE;
-    let (level, span) = if incompressible {
+    let (patch_level, span) = if incompressible {
         (QUICK_LEVEL, 2)
     } else {
         (level, 4)
     };
-    let replace_op = |stored: Vec<u8>| {
-        let op = Op::Replace {
-            len,
-            stored: stored.len() as u32,
-            sha256: Sha256Digest::of(&stored),
-        };
-        (op, stored)
-    };
-    let mut best = replace_op(quick);
+    let mut best = (Encoding::Replace, quick);
     let Some((src, window_len)) = find_window(data, offset, hint, index, span) else {
         if !incompressible {
-            best = replace_op(zstd::bulk::compress(data, level)?);
+            best.1 = zstd::bulk::compress(data, level)?;
         }
-        return Ok(best);
+        return Ok(best.0.op(len, (0, 0), best.1));
     };
     let mut window = vec![0u8; window_len as usize];
     base.read_exact_at(&mut window, src)?;
-    let bsdiff_op = |codec, filter, stored: Vec<u8>| {
-        let op = Op::Bsdiff {
-            codec,
-            filter,
-            len,
-            src,
-            window: window_len,
-            stored: stored.len() as u32,
-            sha256: Sha256Digest::of(&stored),
-        };
-        (op, stored)
-    };
     let mut tried = vec!["replace"];
-    let plain = BranchFilter::None;
-    if let Some((codec, stored)) = encode_bsdiff(data, &window, plain, level, lzma_patches)? {
-        tried.push("bsdiff");
-        if stored.len() < best.1.len() {
-            best = bsdiff_op(codec, plain, stored);
-        }
-    }
-    if delta_format >= 4 && !incompressible && best.1.len() * X86_TRY_BELOW < data.len() {
+    let mut filters = vec![BranchFilter::None];
+    if delta_format >= 4 && !incompressible {
         // Positions in the code's own address space: the window's, shifted by where the
         // extent lies (and, for a paired file, by the file's move: the hint).
-        let x86 = BranchFilter::X86 {
-            origin: (offset as i64) + hint.unwrap_or(0) - src as i64,
-        };
-        if let Some((codec, stored)) = encode_bsdiff(data, &window, x86, level, true)? {
-            tried.push("bsdiff-x86");
+        let origin = (offset as i64) + hint.unwrap_or(0) - src as i64;
+        filters.push(BranchFilter::X86 { origin });
+    }
+    for filter in filters {
+        // The filtered try only where the plain patch is already tiny (`X86_TRY_BELOW`).
+        if filter != BranchFilter::None && best.1.len() * X86_TRY_BELOW >= data.len() {
+            continue;
+        }
+        let lzma_patches = delta_format >= 3;
+        if let Some((codec, stored)) =
+            encode_bsdiff(data, &window, filter, patch_level, lzma_patches)?
+        {
+            tried.push(if filter == BranchFilter::None {
+                "bsdiff"
+            } else {
+                "bsdiff-x86"
+            });
             if stored.len() < best.1.len() {
-                best = bsdiff_op(codec, x86, stored);
+                best = (Encoding::Bsdiff(codec, filter), stored);
             }
         }
     }
@@ -685,36 +671,99 @@ fn encode_extent(
         let replace = zstd::bulk::compress(data, level)?;
         replace_len = replace.len();
         if replace.len() < best.1.len() {
-            best = replace_op(replace);
+            best = (Encoding::Replace, replace);
         }
     }
     // Windows are at most 4 × 2 MiB, within what readers allow zstd_ref (MAX_REF_WINDOW).
-    if best.1.len() * 2 > replace_len && window_len <= MAX_REF_WINDOW {
+    if window_len <= MAX_REF_WINDOW && (incompressible || best.1.len() * 2 > replace_len) {
         tried.push("zstd_ref");
-        if let Ok(stored) = compress_with_prefix(data, &window, level) {
-            if stored.len() < best.1.len() {
-                best = (
-                    Op::ZstdRef {
-                        len,
-                        src,
-                        window: window_len,
-                        stored: stored.len() as u32,
-                        sha256: Sha256Digest::of(&stored),
-                    },
-                    stored,
-                );
-            }
+        // An incompressible extent (changed blocks of compressed data beside old ones) has
+        // only short matches left to find (≥ 12 bytes: archive headers, lightly edited stored
+        // files), which zstd codes in a few bytes and bsdiff's control triples do not pay
+        // for: a quick look first, the full level only where it already won.
+        let first_level = if incompressible {
+            REF_SCREEN_LEVEL
+        } else {
+            level
+        };
+        if let Some(stored) = zstd_ref_below(data, &window, [first_level, level], best.1.len()) {
+            best = (Encoding::ZstdRef, stored);
         }
     }
+    let (op, stored) = best.0.op(len, (src, window_len), best.1);
     if std::env::var_os("OTA_DELTA_DEBUG").is_some() {
         eprintln!(
             "extent @{offset} len {len} hint {hint:?} window {src}+{window_len}{}: tried {tried:?}, replace {replace_len}, chose {} {}",
             if incompressible { " (incompressible)" } else { "" },
-            best.0.kind_name(),
-            best.1.len()
+            op.kind_name(),
+            stored.len()
         );
     }
-    Ok(best)
+    Ok((op, stored))
+}
+
+/// The encoding [`encode_extent`] chose for an extent, before its operation is made.
+#[derive(Clone, Copy)]
+enum Encoding {
+    Replace,
+    Bsdiff(PatchCodec, BranchFilter),
+    ZstdRef,
+}
+
+impl Encoding {
+    /// The operation writing `len` bytes from `stored` (and the base window `(src, len)`).
+    fn op(self, len: u64, (src, window): (u64, u64), stored: Vec<u8>) -> (Op, Vec<u8>) {
+        let sha256 = Sha256Digest::of(&stored);
+        let stored_len = stored.len() as u32;
+        let op = match self {
+            Encoding::Replace => Op::Replace {
+                len,
+                stored: stored_len,
+                sha256,
+            },
+            Encoding::Bsdiff(codec, filter) => Op::Bsdiff {
+                codec,
+                filter,
+                len,
+                src,
+                window,
+                stored: stored_len,
+                sha256,
+            },
+            Encoding::ZstdRef => Op::ZstdRef {
+                len,
+                src,
+                window,
+                stored: stored_len,
+                sha256,
+            },
+        };
+        (op, stored)
+    }
+}
+
+/// zstd level of the first `zstd_ref` try on an incompressible extent (≈ 0.07 s per 2 MiB
+/// extent with a 4 MiB window, against ≈ 0.8 s at level 19). On the squashfs-xz pair it beat
+/// bsdiff on 7 of 31 extents, all near the image's end; level 19 on those 7 saved 70 KB (0.7 %)
+/// where level 9 saved 58 KB (docs/delta.md).
+const REF_SCREEN_LEVEL: i32 = 9;
+
+/// `data` compressed by zstd with `window` as its prefix at `levels[0]` and, where that is
+/// under `to_beat` bytes and the levels differ, again at `levels[1]`: the smaller of them,
+/// when it is under `to_beat`. A failed compression is only a candidate less.
+fn zstd_ref_below(data: &[u8], window: &[u8], levels: [i32; 2], to_beat: usize) -> Option<Vec<u8>> {
+    let first = compress_with_prefix(data, window, levels[0]).ok()?;
+    if first.len() >= to_beat {
+        return None;
+    }
+    if levels[1] != levels[0] {
+        if let Ok(full) = compress_with_prefix(data, window, levels[1]) {
+            if full.len() < first.len() {
+                return Some(full);
+            }
+        }
+    }
+    Some(first)
 }
 
 /// The x86-filtered bsdiff is tried only for extents whose best encoding so far is under
