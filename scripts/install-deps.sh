@@ -20,6 +20,7 @@ declare -A NEED=(
   [man]=man-db                 # scripts/test-packages.sh, tests/cli_docs.rs: the generated man pages render
   [zsh]=zsh                    # tests/cli_docs.rs: the generated zsh completions parse
   [fish]=fish                  # ... and the fish ones
+  [mksquashfs]=squashfs-tools  # ota-core/tests/delta.rs: squashfs-xz pairs made by squashfs-tools itself
   [g++]=g++                    # fuzz/run.sh: libfuzzer-sys compiles libFuzzer (C++); nightly and cargo-fuzz come from rustup and crates.io
 )
 missing=()

@@ -4,7 +4,7 @@
 //! discarding sink and an in-memory base, as an updater holding that key would. So the fuzzer
 //! reaches the op list decoder (`open_compressed`, `OpDecoder`), the checks against the image
 //! and the base, and every operation's apply code (copy, zero, replace, zstd_ref, bsdiff with
-//! zstd, bzip2 or LZMA2, x86-filtered or not, gzip, inline or not), which only trusted-key
+//! zstd, bzip2 or LZMA2, x86-filtered or not, gzip, xz, inline or not), which only trusted-key
 //! holders can reach on a device.
 //!
 //! Input (at most 16 KiB): `flags`, `base_len` (u16, x4 bytes of the fixed base), then
@@ -12,7 +12,7 @@
 //!   replace, zstd_ref, bsdiff with zstd (4), bsdiff with bzip2 (5; for patches up to
 //!   4 KiB, larger ones go with zstd), bsdiff with LZMA2 in the sparse layout (7; kind 8
 //!   on a device), gzip (6: an old gzip file in the base, a fuzzed
-//!   frame); bit 5 on a bsdiff kind: the x86 branch filter; bit 6: the data inline in the op
+//!   frame; with bit 3, `xz` instead: the base's xz streams, fuzzed settings); bit 5 on a bsdiff kind: the x86 branch filter; bit 6: the data inline in the op
 //!   list (delta format 4); bit 7: take lengths, offsets and windows as given
 //!   instead of fitting them to the base) and its fields. The harness compresses the
 //!   data and fills in every SHA-256, so the fuzzer is not stopped by hashes it cannot forge.
@@ -30,12 +30,14 @@ use ota_core::bundle::{
     BundleReader, DeltaOps, DiscardSink, ImageAction, ImageManifest, Manifest, PayloadKind,
     TrustPolicy,
 };
+use ota_core::delta::xz::XzSettings;
 use ota_core::delta::{encode_ops, BranchFilter, Op, PatchCodec, MAX_INLINE};
 use ota_core::Sha256Digest;
 use ota_fuzz::{
     base_bytes, base_sha256, bundle_key, bundle_public, bzip2_cached, lzma2_fast, patch_len,
     peek_varint,
-    signed_bundle, zstd1, Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
+    signed_bundle, xz_streams, zstd1, Cursor, SliceBase, MAX_BASE, MAX_BZIP2_INPUT, MAX_DELTA_INPUT,
+    XZ_STREAMS_AT,
 };
 use std::io::Read;
 use std::sync::OnceLock;
@@ -162,6 +164,10 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
                 data.extend_from_slice(&stored);
                 op
             }
+            6 if kind & 0x08 != 0 => {
+                expected = None;
+                xz_op(input, base_len, raw, &mut data)
+            }
             6 => {
                 // gzip: an old "gzip file" somewhere in the (fuzzed) base, a fuzzed frame.
                 let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
@@ -264,6 +270,42 @@ fn structured(input: &mut Cursor<'_>, base: &[u8]) -> Built {
         ops,
         data,
         expected,
+    }
+}
+
+/// An `xz` operation (delta format 5): fitted, the old streams are the base's
+/// ([`ota_fuzz::XZ_STREAMS_AT`]) and the stream lengths split the fuzzed frame; settings are
+/// fuzzed (some refused by the decoder: preset over 9, unknown checks, odd dictionaries).
+fn xz_op(input: &mut Cursor<'_>, base_len: u64, raw: bool, data: &mut Vec<u8>) -> Op {
+    let (src, window) = (u64::from(input.u32()), u64::from(input.u32()));
+    let settings = XzSettings {
+        preset: u32::from(input.u8() % 12) | u32::from(input.u8() & 0x80) << 24,
+        dict_size: 4096 << (input.u8() % 10),
+        check: [1, 0, 4, 10, 3][usize::from(input.u8() % 5)],
+    };
+    let pieces = 1 + u64::from(input.u8() % 4);
+    let frame = input.blob();
+    let streams_end = (XZ_STREAMS_AT + xz_streams().len()) as u64;
+    let (src, window, raw_lens) = if raw || base_len < streams_end {
+        let lens = (0..pieces).map(|_| u64::from(input.u16())).collect();
+        (src, window, lens)
+    } else {
+        let content = frame.len() as u64;
+        let mut lens: Vec<u64> = (1..pieces).map(|_| content / pieces).collect();
+        lens.push(content - content / pieces * (pieces - 1));
+        (XZ_STREAMS_AT as u64, xz_streams().len() as u64, lens)
+    };
+    let len = u64::from(input.u32()) % (1 << 21);
+    let stored = zstd1(frame);
+    data.extend_from_slice(&stored);
+    Op::Xz {
+        len,
+        src,
+        window,
+        settings,
+        raw_lens,
+        stored: stored.len() as u32,
+        sha256: Sha256Digest::of(&stored),
     }
 }
 

@@ -320,15 +320,42 @@ pub fn signed_bundle(manifest: &Manifest, key: &SigningKey, payload: &[u8]) -> V
 pub fn base_bytes() -> &'static [u8] {
     static CELL: OnceLock<Vec<u8>> = OnceLock::new();
     CELL.get_or_init(|| {
-        // Half random, then a quarter of a repeating text, then zeros: matchable content for
-        // copies, zstd prefixes and bsdiff alike.
+        // Half random, then a quarter of a repeating text, then xz streams of text (old
+        // streams for `xz` operations, XZ_STREAMS_AT..+xz_streams_len()), then zeros:
+        // matchable content for copies, zstd prefixes, bsdiff and xz alike.
         let mut b = pattern(MAX_BASE / 2, 0x5eed);
         let text = b"ota fuzz base block: the quick brown fox jumps over the lazy dog 0123456789\n";
-        while b.len() < MAX_BASE * 3 / 4 {
+        while b.len() < XZ_STREAMS_AT {
             b.extend_from_slice(text);
         }
+        b.truncate(XZ_STREAMS_AT);
+        b.extend_from_slice(xz_streams());
         b.resize(MAX_BASE, 0);
         b
+    })
+}
+
+/// Where [`base_bytes`] holds back-to-back xz streams (as squashfs-tools writes them).
+pub const XZ_STREAMS_AT: usize = MAX_BASE * 3 / 4;
+
+/// The xz streams of [`base_bytes`]: two text blocks, preset 6, 128 KiB dictionary, CRC32.
+pub fn xz_streams() -> &'static [u8] {
+    static CELL: OnceLock<Vec<u8>> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let settings = ota_core::delta::xz::XzSettings {
+            preset: 6,
+            dict_size: 128 << 10,
+            check: 1,
+        };
+        let mut out = Vec::new();
+        for n in 0..2u32 {
+            let content: Vec<u8> = (0..200u32)
+                .flat_map(|i| format!("xz block {n} line {i}: {}\n", i * 37 % 101).into_bytes())
+                .collect();
+            // A few KiB of text compress far below the 64 KiB limit.
+            let _ = ota_core::delta::xz::encode_stream(&content, settings, &mut out, 64 << 10);
+        }
+        out
     })
 }
 

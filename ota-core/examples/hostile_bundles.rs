@@ -13,7 +13,8 @@
 //! `zstd_ref` operations with 8 MiB windows: BASE must be 8 MiB or more), and
 //! `max-memory.bundle`: the same after an op list needing the largest zstd window (4 MiB) from
 //! a compressed list near its 1 MiB bound, and `max-lzma.bundle`: one 2 MiB bsdiff operation
-//! whose LZMA2 data decompresses to the largest patch a reader accepts.
+//! whose LZMA2 data decompresses to the largest patch a reader accepts, and `max-xz.bundle`
+//! with its own base `max-xz.base`: the most memory an `xz` operation may take.
 #![allow(clippy::unwrap_used)]
 
 #[path = "../tests/support/hostile.rs"]
@@ -71,4 +72,7 @@ fn main() {
     for (name, bytes) in bundles {
         std::fs::write(out.join(name), bytes).unwrap();
     }
+    let (xz_base, xz_bundle) = hostile::max_xz_op(&key, product, version);
+    std::fs::write(out.join("max-xz.base"), xz_base).unwrap();
+    std::fs::write(out.join("max-xz.bundle"), xz_bundle).unwrap();
 }

@@ -9,6 +9,7 @@ use ota_core::bundle::{
     build_bundle, BuildOptions, BundleError, BundleReader, DeltaOps, FileImageSink, ImageAction,
     ImageInput, ImageSink, Manifest, PayloadKind, TrustPolicy,
 };
+use ota_core::delta::xz::{XzSettings, PRESET_EXTREME};
 use ota_core::delta::{encode_ops, BranchFilter, Op, PatchCodec};
 use ota_core::keys::SigningKey;
 use ota_core::Sha256Digest;
@@ -39,11 +40,22 @@ fn options(dir: &Path) -> BuildOptions {
         temp_dir: dir.to_owned(),
         provenance: None,
         delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+        xz_content: false,
     }
 }
 
 /// Builds a delta bundle from `base` to `target` (plain files in `dir`).
 fn build(dir: &Path, base: &Path, target: &Path, key: &SigningKey) -> (Vec<u8>, Manifest) {
+    build_with(&options(dir), base, target, key)
+}
+
+/// [`build`] with other options.
+fn build_with(
+    options: &BuildOptions,
+    base: &Path,
+    target: &Path,
+    key: &SigningKey,
+) -> (Vec<u8>, Manifest) {
     let mut out = Vec::new();
     let images = vec![ImageInput {
         name: "rootfs".into(),
@@ -51,7 +63,7 @@ fn build(dir: &Path, base: &Path, target: &Path, key: &SigningKey) -> (Vec<u8>, 
         base: Some(File::open(base).unwrap()),
     }];
     let m = build_bundle(
-        &options(dir),
+        options,
         images,
         std::slice::from_ref(key),
         &mut tempfile::tempfile().unwrap(),
@@ -238,8 +250,11 @@ fn generate_at_level_3(
     let delta = ota_core::delta::generate::generate(
         &File::open(base).unwrap(),
         &mut Cursor::new(target),
-        3,
-        format,
+        ota_core::delta::generate::DeltaOptions {
+            zstd_level: 3,
+            delta_format: format,
+            xz_content: false,
+        },
         &mut data,
         &|_| {},
     )
@@ -1005,14 +1020,30 @@ fn op_list_encoding_round_trips_random_ops() {
             5 => {
                 // Inline data: the reader fills in the inner digest from the data.
                 let data = i.to_le_bytes()[..(i % 8 + 1) as usize].to_vec();
-                let inner = Op::Gzip {
-                    len: i + 1,
-                    src: 0,
-                    window: 64,
-                    header_len: 10,
-                    raw_len: i,
-                    stored: data.len() as u32,
-                    sha256: Sha256Digest::of(&data),
+                let inner = if i % 12 == 5 {
+                    Op::Gzip {
+                        len: i + 1,
+                        src: 0,
+                        window: 64,
+                        header_len: 10,
+                        raw_len: i,
+                        stored: data.len() as u32,
+                        sha256: Sha256Digest::of(&data),
+                    }
+                } else {
+                    Op::Xz {
+                        len: i + 1,
+                        src: i,
+                        window: 64 + i,
+                        settings: XzSettings {
+                            preset: (i % 10) as u32 | if i % 4 == 1 { PRESET_EXTREME } else { 0 },
+                            dict_size: 4096 << (i % 9),
+                            check: [0, 1, 4, 10][(i / 6 % 4) as usize],
+                        },
+                        raw_lens: (0..i % 7 + 1).map(|n| n * i).collect(),
+                        stored: data.len() as u32,
+                        sha256: Sha256Digest::of(&data),
+                    }
                 };
                 Op::Inline {
                     op: Box::new(inner),
@@ -1075,4 +1106,292 @@ fn largest_lzma2_patch_decompresses_then_is_refused() {
     let e = apply_bytes(&bundle, &base, &key).unwrap_err();
     assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
     assert!(!e.to_string().contains("decompress"), "{e}");
+}
+
+/// How squashfs-tools compresses a block: liblzma's buffer encoder, preset 6, the block size
+/// as dictionary (128 KiB by default), CRC32.
+const SQUASHFS_XZ: XzSettings = XzSettings {
+    preset: 6,
+    dict_size: 128 << 10,
+    check: 1,
+};
+
+/// Text-like bytes: numbered lines.
+fn lines(count: u32, salt: u32) -> Vec<u8> {
+    (0..count)
+        .flat_map(|i| {
+            format!(
+                "{i:06} entry {} of table {salt}\n",
+                u64::from(i) * 2654435761 % 9973
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// A delta of `target` against the file `base` with the options of the `xz` tests, or why not.
+fn generate_xz(
+    base: &Path,
+    target: &[u8],
+    delta_format: u8,
+    xz_content: bool,
+) -> std::io::Result<ota_core::delta::generate::GeneratedDelta> {
+    ota_core::delta::generate::generate(
+        &File::open(base).unwrap(),
+        &mut Cursor::new(target),
+        ota_core::delta::generate::DeltaOptions {
+            zstd_level: 3,
+            delta_format,
+            xz_content,
+        },
+        &mut Vec::new(),
+        &|_| {},
+    )
+}
+
+fn count_kind(delta: &ota_core::delta::generate::GeneratedDelta, kind: &str) -> usize {
+    delta
+        .stats()
+        .iter()
+        .find(|k| k.0 == kind)
+        .map_or(0, |k| k.1)
+}
+
+/// Builds with `--xz-content`'s options, applies, and compares with `target`.
+fn round_trip_xz(dir: &Path, base: &Path, target: &[u8]) {
+    let tp = dir.join("target");
+    std::fs::write(&tp, target).unwrap();
+    let key = SigningKey::generate();
+    let options = BuildOptions {
+        xz_content: true,
+        ..options(dir)
+    };
+    let (bundle, _) = build_with(&options, base, &tp, &key);
+    assert!(
+        apply(&bundle, base, &key).unwrap() == target,
+        "round trip differs"
+    );
+}
+
+/// squashfs-tools' own images: the changed blocks become `xz` operations (only when asked:
+/// they cost the device a re-compression), far smaller than the generic engine's encoding,
+/// and the image re-creates exactly. Fails if this liblzma stops re-creating mksquashfs's
+/// blocks bit for bit.
+#[test]
+fn squashfs_xz_pairs_get_xz_operations_only_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = |name: &str, edit: bool| {
+        let root = dir.path().join(name);
+        std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(root.join("usr/share/doc")).unwrap();
+        let mut lib = firmware(900 << 10, 41);
+        let mut text = lines(40_000, 7);
+        if edit {
+            for at in (1000..lib.len()).step_by(150_000) {
+                lib[at..at + 8].copy_from_slice(b"CHANGED!");
+            }
+            lib.splice(300_000..300_000, firmware(700, 9));
+            text.splice(500_000..500_000, lines(300, 8));
+            std::fs::write(root.join("usr/share/doc/NEWS"), lines(2000, 3)).unwrap();
+        }
+        std::fs::write(root.join("usr/lib/libfoo.so.1"), lib).unwrap();
+        std::fs::write(root.join("usr/share/doc/changelog"), text).unwrap();
+        let image = dir.path().join(format!("{name}.sqfs"));
+        let status = std::process::Command::new("mksquashfs")
+            .arg(&root)
+            .arg(&image)
+            .args(["-comp", "xz", "-noappend", "-no-xattrs", "-all-root"])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("mksquashfs (squashfs-tools; scripts/install-deps.sh installs it)");
+        assert!(status.success());
+        image
+    };
+    let (base, target) = (tree("a", false), tree("b", true));
+    let target = std::fs::read(target).unwrap();
+    let generic = generate_xz(&base, &target, 5, false).unwrap();
+    let with_xz = generate_xz(&base, &target, 5, true).unwrap();
+    assert_eq!(count_kind(&generic, "xz"), 0);
+    assert!(count_kind(&with_xz, "xz") > 0, "{:?}", with_xz.stats());
+    let stored = |d: &ota_core::delta::generate::GeneratedDelta| {
+        d.ops_blob.len() as u64 + d.stats().iter().map(|k| k.3).sum::<u64>()
+    };
+    assert!(
+        stored(&with_xz) * 2 < stored(&generic),
+        "xz operations: {} bytes, generic: {} bytes",
+        stored(&with_xz),
+        stored(&generic)
+    );
+    // Formats before 5 have no xz operation: asking for them there is an error.
+    assert!(generate_xz(&base, &target, 4, true).is_err());
+    round_trip_xz(dir.path(), &base, &target);
+}
+
+/// Streams re-created by this module's encoder become `xz` operations wherever they sit (odd
+/// offsets, raw bytes between them); streams another encoder made (here liblzma's streaming
+/// encoder, whose block headers carry no sizes) stay with the generic engine. Both exact.
+#[test]
+fn xz_streams_are_re_created_only_when_liblzma_makes_the_same_bytes() {
+    let squashfs_like = |content: &[u8], raw_every: usize| {
+        let mut out = b"header".to_vec();
+        for (n, block) in content.chunks(128 << 10).enumerate() {
+            if n % raw_every == raw_every - 1 {
+                out.extend_from_slice(&block[..1000]); // an uncompressed block
+            } else {
+                let limit = out.len() + 2 * block.len() + 4096;
+                ota_core::delta::xz::encode_stream(block, SQUASHFS_XZ, &mut out, limit).unwrap();
+            }
+        }
+        out
+    };
+    let streaming = |content: &[u8]| {
+        let mut out = b"header".to_vec();
+        for block in content.chunks(128 << 10) {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
+            e.write_all(block).unwrap();
+            out.extend(e.finish().unwrap());
+        }
+        out
+    };
+    let old = lines(60_000, 1);
+    let mut new = old.clone();
+    new.splice(700_000..700_000, lines(500, 2));
+    new[1_500_000..1_500_010].copy_from_slice(b"0123456789");
+    let dir = tempfile::tempdir().unwrap();
+    let bp = dir.path().join("base");
+    for (make, expect_xz) in [
+        (&squashfs_like as &dyn Fn(&[u8], usize) -> Vec<u8>, true),
+        (&|c: &[u8], _| streaming(c), false),
+    ] {
+        std::fs::write(&bp, make(&old, 5)).unwrap();
+        let target = make(&new, 7);
+        let delta = generate_xz(&bp, &target, 5, true).unwrap();
+        assert_eq!(
+            count_kind(&delta, "xz") > 0,
+            expect_xz,
+            "{:?}",
+            delta.stats()
+        );
+        round_trip_xz(dir.path(), &bp, &target);
+    }
+}
+
+#[test]
+fn hostile_xz_operations_fail_cleanly() {
+    // Content zstd stores in fewer bytes than its xz stream (operations are bounded by that).
+    let new_content = b"thirteen byte".repeat(20_000);
+    let mut new_stream = Vec::new();
+    ota_core::delta::xz::encode_stream(&new_content, SQUASHFS_XZ, &mut new_stream, 1 << 20)
+        .unwrap();
+    let old_content = lines(3000, 4);
+    let mut old_stream = Vec::new();
+    ota_core::delta::xz::encode_stream(&old_content, SQUASHFS_XZ, &mut old_stream, 1 << 20)
+        .unwrap();
+    let data = zstd::bulk::compress(&new_content, 3).unwrap();
+    let op = |window: u64, settings: XzSettings, raw_lens: Vec<u64>| Op::Xz {
+        len: new_stream.len() as u64,
+        src: 0,
+        window,
+        settings,
+        raw_lens,
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(&data),
+    };
+    let len = new_stream.len() as u64;
+    let honest = vec![new_content.len() as u64];
+    let window = old_stream.len() as u64;
+    // The base holds no xz streams at the window.
+    let e = hostile(
+        vec![op(100, SQUASHFS_XZ, honest.clone())],
+        &data,
+        len,
+        &firmware(8192, 3),
+    );
+    assert!(e.to_string().contains("holds no xz streams"), "{e}");
+    // An xz bomb in the base: 64 MiB of zeros in ~10 KB; refused at the 4 MiB cap.
+    let mut bomb = Vec::new();
+    ota_core::delta::xz::encode_stream(&vec![0u8; 64 << 20], SQUASHFS_XZ, &mut bomb, 1 << 20)
+        .unwrap();
+    let e = hostile(
+        vec![op(bomb.len() as u64, SQUASHFS_XZ, honest.clone())],
+        &data,
+        len,
+        &bomb,
+    );
+    assert!(e.to_string().contains("more than 4194304 bytes"), "{e}");
+    // Settings, stream counts and content lengths past the bounds: refused by the decoder.
+    let too_many = vec![1u64; 1025];
+    for (settings, raw_lens, reason) in [
+        (
+            XzSettings {
+                preset: 12,
+                ..SQUASHFS_XZ
+            },
+            honest.clone(),
+            "unknown xz preset",
+        ),
+        (
+            XzSettings {
+                check: 3,
+                ..SQUASHFS_XZ
+            },
+            honest.clone(),
+            "unknown xz check",
+        ),
+        (
+            XzSettings {
+                dict_size: 64 << 20,
+                ..SQUASHFS_XZ
+            },
+            honest.clone(),
+            "dictionary",
+        ),
+        (SQUASHFS_XZ, vec![], "0 xz streams"),
+        (SQUASHFS_XZ, too_many, "1025 xz streams"),
+        (
+            SQUASHFS_XZ,
+            vec![4 << 20, 1],
+            "more than 4194304 bytes of xz content",
+        ),
+    ] {
+        let e = hostile(
+            vec![op(window, settings, raw_lens)],
+            &data,
+            len,
+            &old_stream,
+        );
+        assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+        assert!(e.to_string().contains(reason), "{reason}: {e}");
+    }
+    // Other settings than the stream's: other bytes or another length, never this image.
+    let other = XzSettings {
+        preset: 0,
+        ..SQUASHFS_XZ
+    };
+    let e = hostile(
+        vec![op(window, other, honest.clone())],
+        &data,
+        len,
+        &old_stream,
+    );
+    assert!(
+        e.to_string().contains("re-create") || matches!(e, BundleError::ImageHashMismatch { .. }),
+        "{e}"
+    );
+    // Content lengths that do not add up to the frame's content.
+    let e = hostile(
+        vec![op(window, SQUASHFS_XZ, vec![100])],
+        &data,
+        len,
+        &old_stream,
+    );
+    assert!(matches!(e, BundleError::Corrupt(_)), "{e}");
+    // The same honest operation applies (the hostile cases fail for their reason only).
+    let e = hostile(
+        vec![op(window, SQUASHFS_XZ, honest)],
+        &data,
+        len,
+        &old_stream,
+    );
+    assert!(matches!(e, BundleError::ImageHashMismatch { .. }), "{e}");
 }

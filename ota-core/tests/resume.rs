@@ -105,6 +105,7 @@ fn fixture() -> Fixture {
         temp_dir: dir.path().to_owned(),
         provenance: None,
         delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+        xz_content: false,
     };
     let images = vec![
         ImageInput {

@@ -462,13 +462,20 @@ pub struct BundleArgs {
     /// zstd compression level (1..=22).
     #[arg(long, default_value_t = DEFAULT_ZSTD_LEVEL)]
     pub level: i32,
-    /// Delta operations to use: 4 (the default) adds bsdiff over x86-filtered code and small
-    /// operation data inline in the op list; 3 keeps to those of ota-update 2026-12-04
-    /// (adds bsdiff patches compressed with LZMA2); 2 to those of ota-update 2026-12-03
-    /// (adds `gzip`, which re-creates changed .gz files from their content); 1 to the
-    /// operations every ota-update applies.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=4))]
+    /// Delta operations to use: 5 (the default) adds `xz` (made only with --xz-content);
+    /// 4 keeps to those of ota-update 2026-12-04 (bsdiff over x86-filtered code, small
+    /// operation data inline in the op list); 3 to those of its earlier release (adds bsdiff
+    /// patches compressed with LZMA2); 2 to those of ota-update 2026-12-03 (adds `gzip`, which
+    /// re-creates changed .gz files from their content); 1 to the operations every ota-update
+    /// applies. Without --xz-content, formats 5 and 4 make the same deltas.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub delta_format: u8,
+    /// Send the content of changed xz streams (squashfs-xz blocks, .xz files) as a delta and
+    /// have the device compress it again, bit for bit: about 4 × smaller deltas of squashfs-xz
+    /// images, but applying them costs ~40 × the CPU (seconds to minutes on a router) and
+    /// needs ota-update with delta format 5. Needs --delta-format 5.
+    #[arg(long)]
+    pub xz_content: bool,
     /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,

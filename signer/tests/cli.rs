@@ -713,6 +713,63 @@ fn delta_bundle_extracts_with_its_base_and_refuses_another() {
     assert_eq!(fs::read(&old_path).expect("old"), old);
 }
 
+/// `--xz-content` through the CLI on squashfs-tools' own images: a delta several times
+/// smaller, extracted exactly; asked for with a delta format that has no `xz` operation, a
+/// usage error.
+#[test]
+fn xz_content_deltas_of_squashfs_images_extract_exactly() {
+    let f = Fixture::new();
+    let squashfs = |name: &str, extra: &[u8]| {
+        let dir = f.path(name);
+        fs::create_dir_all(&dir).expect("dir");
+        let mut text: Vec<u8> = (0..30_000u32)
+            .flat_map(|i| format!("{i} manual line {}\n", i % 97).into_bytes())
+            .collect();
+        text.splice(300_000..300_000, extra.iter().copied());
+        fs::write(dir.join("manual.txt"), text).expect("write");
+        fs::write(dir.join("lib.so"), firmware_like(300_000, 30)).expect("write");
+        let image = f.path(&format!("{name}.sqfs"));
+        let status = Command::new("mksquashfs")
+            .arg(&dir)
+            .arg(&image)
+            .args(["-comp", "xz", "-noappend", "-all-root"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("mksquashfs (squashfs-tools; scripts/install-deps.sh installs it)");
+        assert!(status.success());
+        image
+    };
+    let old = squashfs("old", b"");
+    let new = squashfs("new", b"an added paragraph of the manual\n");
+    let base = format!("rootfs={}", old.display());
+    let plain = f.bundle("plain.bundle", &[("rootfs", &new)], &["--base", &base]);
+    let xz = f.bundle(
+        "xz.bundle",
+        &[("rootfs", &new)],
+        &["--base", &base, "--xz-content"],
+    );
+    let (plain_len, xz_len) = (
+        fs::metadata(&plain).expect("plain").len(),
+        fs::metadata(&xz).expect("xz").len(),
+    );
+    assert!(xz_len * 2 < plain_len, "{xz_len} vs {plain_len} bytes");
+    let out = f.path("new.out");
+    ok(f.verify(&xz)
+        .arg("--base")
+        .arg(&base)
+        .arg("--extract")
+        .arg(format!("rootfs={}", out.display())));
+    assert_eq!(fs::read(&out).expect("out"), fs::read(&new).expect("new"));
+    let mut cmd = ota_sign();
+    cmd.args(["bundle", "--product", "p", "--version", "1.0.0", "--key"])
+        .arg(&f.key)
+        .args(["--image", &format!("rootfs={}", new.display())])
+        .args(["--base", &base, "--xz-content", "--delta-format", "4", "-o"])
+        .arg(f.path("refused.bundle"));
+    assert_eq!(fails(&mut cmd), i32::from(exit::USAGE));
+    assert!(!f.path("refused.bundle").exists());
+}
+
 #[path = "../../ota-core/tests/support/hostile.rs"]
 mod hostile;
 

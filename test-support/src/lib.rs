@@ -105,6 +105,7 @@ pub fn sign_rootfs_bundle_from(
             .to_owned(),
         provenance: None,
         delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+        xz_content: false,
     };
     let images = vec![ImageInput {
         name: "rootfs".into(),

@@ -610,6 +610,7 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
             temp_dir: dir.to_owned(),
             provenance: None,
             delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+            xz_content: false,
         };
         let path = dir.join(name);
         let mut out = fs::File::create(&path).unwrap();
@@ -647,6 +648,68 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
         slot_of(&s, "B")["record"]["images"]["rootfs"]["size"],
         300_000
     );
+}
+
+/// A squashfs-style image (back-to-back xz streams, as squashfs-tools writes its blocks)
+/// updated by a `--xz-content` delta through `ota-update install`: the device decodes the old
+/// streams from slot A, re-compresses the new content bit for bit into slot B, and boots it.
+#[test]
+fn xz_content_delta_installs_exactly() {
+    use ota_core::delta::xz::{encode_stream, XzSettings};
+    let d = Device::new(Backend::File);
+    let squashfs_xz = XzSettings {
+        preset: 6,
+        dict_size: 128 << 10,
+        check: 1,
+    };
+    // A header (the health check looks for GOOD), then the streams.
+    let streams = |text: &[u8]| {
+        let mut out = b"GOOD squashfs-like image\n".to_vec();
+        for block in text.chunks(128 << 10) {
+            encode_stream(block, squashfs_xz, &mut out, 1 << 22).unwrap();
+        }
+        out
+    };
+    let old: Vec<u8> = (0..40_000u32)
+        .flat_map(|i| format!("{i} manual line {}\n", i * 31 % 89).into_bytes())
+        .collect();
+    let mut new = old.clone();
+    new.splice(200_000..200_000, b"a new paragraph\n".repeat(40));
+    let (factory, v2) = (streams(&old), streams(&new));
+    let mut slot_a = d.slot("A");
+    slot_a[..factory.len()].copy_from_slice(&factory);
+    fs::write(d.path("slot-a.rootfs"), slot_a).unwrap();
+    let dir = d.dir.path();
+    fs::write(dir.join("factory.img"), &factory).unwrap();
+    fs::write(dir.join("v2.img"), &v2).unwrap();
+    let options = BuildOptions {
+        product: "acme-router".into(),
+        version: semver::Version::new(2, 0, 0),
+        created: 0,
+        chunk_size: 64 * 1024,
+        zstd_level: 3,
+        temp_dir: dir.to_owned(),
+        provenance: None,
+        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+        xz_content: true,
+    };
+    let path = dir.join("xz.bundle");
+    let images = vec![ImageInput {
+        name: "rootfs".into(),
+        reader: Box::new(fs::File::open(dir.join("v2.img")).unwrap()),
+        base: Some(fs::File::open(dir.join("factory.img")).unwrap()),
+    }];
+    let mut out = fs::File::create(&path).unwrap();
+    let key = std::slice::from_ref(&d.key);
+    let tmp = &mut tempfile::tempfile().unwrap();
+    build_bundle(&options, images, key, tmp, &mut out, &|_| {}).unwrap();
+    let bundle_len = fs::metadata(&path).unwrap().len();
+    assert!(bundle_len * 10 < v2.len() as u64, "{bundle_len} bytes");
+    d.ok(&["install", path.to_str().unwrap()]);
+    assert_eq!(&d.slot("B")[..v2.len()], &v2[..]);
+    d.ok(&["simulate-boot"]);
+    d.ok(&["boot", "--no-reboot"]);
+    assert_eq!(slot_of(&d.status(), "B")["record"]["content"], "good");
 }
 
 #[test]

@@ -93,11 +93,13 @@ pub struct DeltaOps {
 }
 
 impl DeltaOps {
-    /// Largest decoded op list for `count` operations (kind byte, seven 10-byte varints (a
-    /// filtered `bsdiff` operation's fields, a `gzip` one has six), digest or inline data).
+    /// Largest decoded op list for `count` operations: per operation a kind byte, seven
+    /// 10-byte varints (a filtered `bsdiff` operation's fields; an `xz` one's with its stream
+    /// count), an `xz` operation's check byte and stream lengths, then a digest or inline data.
     pub fn max_decoded_len(count: u64) -> u64 {
+        let xz_fields = 1 + 10 * crate::delta::xz::MAX_XZ_STREAMS;
         count
-            .saturating_mul(1 + 7 * 10 + 32.max(crate::delta::MAX_INLINE))
+            .saturating_mul(1 + 7 * 10 + xz_fields + 32.max(crate::delta::MAX_INLINE))
             .saturating_add(10)
     }
 }

@@ -606,7 +606,8 @@ impl<R: Read> BundleReader<R> {
             Op::Replace { stored, sha256, .. }
             | Op::ZstdRef { stored, sha256, .. }
             | Op::Bsdiff { stored, sha256, .. }
-            | Op::Gzip { stored, sha256, .. } => {
+            | Op::Gzip { stored, sha256, .. }
+            | Op::Xz { stored, sha256, .. } => {
                 // Hashed before it is decompressed or applied.
                 let data =
                     self.read_verified(*stored as usize, sha256, || BundleError::OpHashMismatch {

@@ -183,6 +183,18 @@ pub fn apply_op(
             let out = super::gzip::apply(data, base, (src, window), header_len, raw_len, len)?;
             emit(out).map_err(emit_err)?;
         }
+        Op::Xz {
+            len,
+            src,
+            window,
+            settings,
+            ref raw_lens,
+            ..
+        } => {
+            check_len(len)?;
+            let out = super::xz::apply(data, base, (src, window), raw_lens, settings, len)?;
+            emit(out).map_err(emit_err)?;
+        }
     }
     Ok(())
 }

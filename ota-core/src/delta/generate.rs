@@ -31,7 +31,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use zstd::zstd_safe;
 
-const SEGMENT: usize = 32 << 20;
+pub(super) const SEGMENT: usize = 32 << 20;
 /// New extents separated by at most this many bytes of copy/zero are merged: one operation
 /// with context compresses better than two without, and costs one op-list entry less.
 const MERGE_GAP: u64 = 256 << 10;
@@ -79,8 +79,8 @@ enum Run {
         len: u64,
         src: u64,
     },
-    /// A gzip file re-created by the `gzip` operation `index` of the pre-pass.
-    Gzip {
+    /// A gzip file or xz streams re-created by the pre-pass operation `index`.
+    Prepass {
         index: usize,
         len: u64,
     },
@@ -96,26 +96,50 @@ enum Run {
 /// diffed against one base window.
 const SPLIT_DIAG: i64 = 64 << 10;
 
+/// How [`generate`] encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeltaOptions {
+    /// zstd level of the operation data (1..=22).
+    pub zstd_level: i32,
+    /// The operations it may use ([`super::DELTA_FORMAT_LATEST`]).
+    pub delta_format: u8,
+    /// Re-create changed xz streams from their content (`xz` operations, delta format 5):
+    /// far smaller deltas of squashfs-xz images, for ~40 × the apply CPU (docs/delta.md).
+    pub xz_content: bool,
+}
+
 /// Generates a delta from `base` to `target`, writing operation data to `data_out` in
-/// operation order, with the operations of `delta_format` ([`super::DELTA_FORMAT_LATEST`]).
-/// `progress` gets target bytes processed.
-pub fn generate<T: Read + Seek>(
+/// operation order, as `options` say. `progress` gets target bytes processed.
+pub fn generate<T: Read + Seek + Send>(
     base: &File,
     target: &mut T,
-    zstd_level: i32,
-    delta_format: u8,
+    options: DeltaOptions,
     data_out: &mut dyn Write,
     progress: &(dyn Fn(u64) + Sync),
 ) -> io::Result<GeneratedDelta> {
+    let DeltaOptions {
+        zstd_level,
+        delta_format,
+        xz_content,
+    } = options;
+    if xz_content && delta_format < 5 {
+        return Err(io::Error::other(format!(
+            "xz operations need delta format 5 or later (asked for {delta_format})"
+        )));
+    }
     let mut base_reader = base;
     base_reader.seek(SeekFrom::Start(0))?;
     let index = BaseIndex::build(&mut base_reader)?;
     let hints = filesystem_hints(base, index.size, target)?;
-    let mut gzip_ops = if delta_format >= 2 {
+    let mut prepass = if delta_format >= 2 {
         encode_gzip_files(base, target, &hints, zstd_level)?
     } else {
         Vec::new()
     };
+    if xz_content {
+        let xz_ops = super::xzpass::encode_xz_streams(base, target, zstd_level)?;
+        prepass = merge_prepass(prepass, xz_ops);
+    }
     target.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let mut sink = DataOps {
@@ -133,7 +157,7 @@ pub fn generate<T: Read + Seek>(
         }
         let seg = &segment[..n];
         hasher.update(seg);
-        let classified = classify(seg, offset, base, &index, &gzip_ops)?;
+        let classified = classify(seg, offset, base, &index, &prepass)?;
         let runs = split_by_hints(merge_new_runs(classified), offset, &hints);
         // Encode the new extents in parallel; order is kept by collect.
         let encoded: Vec<Option<(Op, Vec<u8>)>> = runs
@@ -156,11 +180,11 @@ pub fn generate<T: Read + Seek>(
             match (run, enc) {
                 (Run::Zero(len), _) => push_op(&mut sink.ops, Op::Zero { len }),
                 (Run::Copy { len, src }, _) => push_op(&mut sink.ops, Op::Copy { len, src }),
-                (Run::Gzip { index, .. }, _) => {
-                    let (op, data) = gzip_ops[index]
+                (Run::Prepass { index, .. }, _) => {
+                    let (op, data) = prepass[index]
                         .1
                         .take()
-                        .ok_or_else(|| io::Error::other("gzip operation used twice"))?;
+                        .ok_or_else(|| io::Error::other("pre-pass operation used twice"))?;
                     sink.push(op, data)?;
                 }
                 (Run::New { .. }, Some((op, data))) => sink.push(op, data)?,
@@ -237,52 +261,44 @@ fn push_op(ops: &mut Vec<Op>, op: Op) {
 }
 
 /// Classifies each block of a segment (at target offset `seg_offset`) and collapses
-/// neighbours into runs. A gzip file of the pre-pass that lies wholly in the segment becomes
-/// one run; the rest of its last block is classified on its own.
+/// neighbours into runs. A pre-pass operation that lies wholly in the segment becomes one run;
+/// the bytes from its end to the next block boundary (or the next such operation: xz streams
+/// follow each other at any offset) are classified on their own.
 fn classify(
     seg: &[u8],
     seg_offset: u64,
     base: &File,
     index: &BaseIndex,
-    gzip_ops: &[GzipOp],
+    prepass: &[PrepassOp],
 ) -> io::Result<Vec<Run>> {
     let mut runs: Vec<Run> = Vec::new();
     let mut check = vec![0u8; BLOCK];
-    let mut next_gzip = gzip_ops.partition_point(|g| g.0 < seg_offset);
+    let mut next_prepass = prepass.partition_point(|g| g.0 < seg_offset);
     let mut start = 0usize;
     while start < seg.len() {
         let at = seg_offset + start as u64;
-        while gzip_ops.get(next_gzip).is_some_and(|g| g.0 < at) {
-            next_gzip += 1;
+        while prepass.get(next_prepass).is_some_and(|g| g.0 < at) {
+            next_prepass += 1;
         }
-        if let Some((g_at, Some((op, _)))) = gzip_ops.get(next_gzip) {
-            let end = start as u64 + op.len();
-            if *g_at == at && end <= seg.len() as u64 {
-                runs.push(Run::Gzip {
-                    index: next_gzip,
-                    len: op.len(),
-                });
-                next_gzip += 1;
-                // The rest of the file's last block (zeros in a fresh image).
-                let end = end as usize;
-                let tail_end = end.next_multiple_of(BLOCK).min(seg.len());
-                if tail_end > end {
-                    let tail = &seg[end..tail_end];
-                    runs.push(if tail.iter().all(|&b| b == 0) {
-                        Run::Zero(tail.len() as u64)
-                    } else {
-                        Run::New {
-                            start: end,
-                            len: tail.len(),
-                            hint: None,
-                        }
-                    });
-                }
-                start = tail_end;
-                continue;
-            }
+        // The next pre-pass operation, if it lies wholly in the segment: (start, length).
+        let next_op = prepass.get(next_prepass).and_then(|(g_at, g)| {
+            let len = g.as_ref()?.0.len();
+            let op_start = g_at - seg_offset;
+            (op_start + len <= seg.len() as u64).then_some((op_start as usize, len))
+        });
+        if let Some((_, len)) = next_op.filter(|(op_start, _)| *op_start == start) {
+            runs.push(Run::Prepass {
+                index: next_prepass,
+                len,
+            });
+            next_prepass += 1;
+            start += len as usize;
+            continue;
         }
-        let block = &seg[start..(start + BLOCK).min(seg.len())];
+        let block_end = ((start / BLOCK + 1) * BLOCK)
+            .min(seg.len())
+            .min(next_op.map_or(usize::MAX, |(op_start, _)| op_start));
+        let block = &seg[start..block_end];
         let run = classify_block(block, start, base, index, &mut check)?;
         start += block.len();
         match (runs.last_mut(), run) {
@@ -333,9 +349,35 @@ fn classify_block(
     })
 }
 
-/// A `gzip` operation made before the target is read in segments: its target offset, and
-/// the operation with its data until a segment uses it.
-type GzipOp = (u64, Option<(Op, Vec<u8>)>);
+/// A `gzip` or `xz` operation made before the target is read in segments: its target
+/// offset, and the operation with its data until a segment uses it.
+pub(super) type PrepassOp = (u64, Option<(Op, Vec<u8>)>);
+
+/// Both pre-passes' operations in target order; an `xz` operation overlapping a `gzip` one
+/// (xz magic inside a .gz file that happened to decode) is dropped.
+fn merge_prepass(gzip: Vec<PrepassOp>, xz: Vec<PrepassOp>) -> Vec<PrepassOp> {
+    let mut all: Vec<(PrepassOp, bool)> = gzip
+        .into_iter()
+        .map(|p| (p, true))
+        .chain(xz.into_iter().map(|p| (p, false)))
+        .collect();
+    all.sort_by_key(|(p, is_gzip)| (p.0, !*is_gzip));
+    let mut out: Vec<PrepassOp> = Vec::with_capacity(all.len());
+    let end = |p: &PrepassOp| p.0 + p.1.as_ref().map_or(0, |(op, _)| op.len());
+    for (p, is_gzip) in all {
+        if let Some(last) = out.last() {
+            if p.0 < end(last) {
+                if is_gzip {
+                    out.pop();
+                } else {
+                    continue;
+                }
+            }
+        }
+        out.push(p);
+    }
+    out
+}
 
 /// Encodes the paired gzip files the filesystem hints found, where the `gzip` operation
 /// re-creates them exactly and is smaller than zstd with the old file as prefix (what the
@@ -346,12 +388,12 @@ fn encode_gzip_files<T: Read + Seek>(
     target: &mut T,
     hints: &FsHints,
     level: i32,
-) -> io::Result<Vec<GzipOp>> {
+) -> io::Result<Vec<PrepassOp>> {
     let mut out = Vec::new();
     let mut batch: Vec<(u64, Vec<u8>, u64, Vec<u8>)> = Vec::new();
     let mut batch_bytes = 0u64;
-    let flush = |batch: &mut Vec<(u64, Vec<u8>, u64, Vec<u8>)>, out: &mut Vec<GzipOp>| {
-        let encoded: Vec<Option<GzipOp>> = batch
+    let flush = |batch: &mut Vec<(u64, Vec<u8>, u64, Vec<u8>)>, out: &mut Vec<PrepassOp>| {
+        let encoded: Vec<Option<PrepassOp>> = batch
             .par_iter()
             .map(|(at, new, src, old)| encode_gzip_file(*at, new, *src, old, level))
             .collect();
@@ -392,7 +434,7 @@ fn encode_gzip_files<T: Read + Seek>(
     Ok(out)
 }
 
-fn encode_gzip_file(at: u64, new: &[u8], src: u64, old: &[u8], level: i32) -> Option<GzipOp> {
+fn encode_gzip_file(at: u64, new: &[u8], src: u64, old: &[u8], level: i32) -> Option<PrepassOp> {
     let old_raw = super::gzip::inflate(old).ok()?;
     let (stored, header_len, raw_len) = super::gzip::encode(new, &old_raw, level)?;
     let generic = compress_with_prefix(new, old, level).ok()?;
@@ -425,7 +467,7 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
                 let gap = match runs[j] {
                     Run::Zero(l) | Run::Copy { len: l, .. } => l,
                     // Merging across a re-created gzip file would encode its bytes again.
-                    Run::New { .. } | Run::Gzip { .. } => break,
+                    Run::New { .. } | Run::Prepass { .. } => break,
                 };
                 let Run::New {
                     start: next,
@@ -458,7 +500,7 @@ fn merge_new_runs(runs: Vec<Run>) -> Vec<Run> {
             out.push(match runs[i] {
                 Run::Zero(l) => Run::Zero(l),
                 Run::Copy { len, src } => Run::Copy { len, src },
-                Run::Gzip { index, len } => Run::Gzip { index, len },
+                Run::Prepass { index, len } => Run::Prepass { index, len },
                 Run::New { .. } => unreachable!("handled above"),
             });
             i += 1;
@@ -903,7 +945,7 @@ mod tests {
             .map(|r| match r {
                 Run::Zero(l) => ('z', *l),
                 Run::Copy { len, .. } => ('c', *len),
-                Run::Gzip { len, .. } => ('g', *len),
+                Run::Prepass { len, .. } => ('g', *len),
                 Run::New { len, .. } => ('n', *len as u64),
             })
             .collect()
@@ -919,7 +961,7 @@ mod tests {
         assert_eq!(shape(&merge_new_runs(runs)), vec![('n', 12288)]);
         let runs = vec![
             new(0, 4096),
-            Run::Gzip {
+            Run::Prepass {
                 index: 0,
                 len: 4096,
             },

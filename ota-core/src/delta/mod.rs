@@ -9,7 +9,9 @@
 //! - `bsdiff`: a raw bsdiff patch against a window of the base, compressed with zstd, bzip2
 //!   or LZMA2 ([`PatchCodec`]), optionally over x86-filtered bytes ([`BranchFilter`]);
 //! - `gzip`: a gzip file re-created bit for bit from its content, carried as a zstd delta
-//!   against the old file's content ([`gzip`]).
+//!   against the old file's content ([`gzip`]);
+//! - `xz`: back-to-back xz streams (squashfs-xz blocks) re-created bit for bit from their
+//!   content, carried as a zstd delta against old streams' content ([`xz`]).
 //!
 //! Data-carrying operations have their SHA-256 in the (hash-verified) op list, checked before
 //! the data is decompressed or applied. Sizes are bounded ([`MAX_DATA_OP_LEN`], [`MAX_WINDOW`],
@@ -27,6 +29,8 @@ pub mod gzip;
 mod index;
 mod lzma;
 mod oplist;
+pub mod xz;
+mod xzpass;
 
 pub use oplist::{
     compress_ops, decode_ops, max_stored, open_compressed, OpDecoder, OpLimits, OpListError,
@@ -38,8 +42,9 @@ use crate::digest::Sha256Digest;
 /// The newest set of delta operations: 1 = copy, zero, replace, zstd_ref, bsdiff with zstd or
 /// bzip2 (every ota-update); 2 = also `gzip`; 3 = also bsdiff with LZMA2, plain or sparse;
 /// 4 = also bsdiff over x86-filtered bytes, and small operation data inline in the op list
-/// (each: ota-update from the release that added it).
-pub const DELTA_FORMAT_LATEST: u8 = 4;
+/// (each: ota-update from the release that added it); 5 = also `xz`, made only on request
+/// (`ota-sign bundle --xz-content`).
+pub const DELTA_FORMAT_LATEST: u8 = 5;
 
 /// Block size of the source index and of block classification.
 pub const BLOCK: usize = 4096;
@@ -128,6 +133,26 @@ pub enum Op {
         /// SHA-256 of the compressed bytes.
         sha256: Sha256Digest,
     },
+    /// Re-creates `raw_lens.len()` back-to-back xz streams: `stored` bytes of zstd data (the
+    /// new streams' contents, one after the other) with the content of the old streams
+    /// `base[src..src+window]` as prefix, each content compressed again with `settings`
+    /// ([`xz`], delta format 5).
+    Xz {
+        /// Target bytes written (the streams).
+        len: u64,
+        /// Where the old streams start in the base.
+        src: u64,
+        /// Length of the old streams.
+        window: u64,
+        /// How every new stream is compressed.
+        settings: xz::XzSettings,
+        /// Content length of each new stream.
+        raw_lens: Vec<u64>,
+        /// Compressed length in the payload.
+        stored: u32,
+        /// SHA-256 of the compressed bytes.
+        sha256: Sha256Digest,
+    },
     /// A data operation whose data travels inside the op list (delta format 4): the list's
     /// signed SHA-256 covers it, so it costs no digest of its own (32 bytes per small
     /// operation; most of a small delta's overhead). The inner operation's `stored` is the
@@ -200,6 +225,7 @@ const KIND_BSDIFF_BZ2: u8 = 5;
 const KIND_GZIP: u8 = 6;
 const KIND_BSDIFF_LZMA2: u8 = 7;
 const KIND_BSDIFF_LZMA2_SPARSE: u8 = 8;
+const KIND_XZ: u8 = 9;
 /// Flag on a data operation's kind (delta format 4): its data follows its fields in the op
 /// list instead of a digest ([`Op::Inline`]).
 const KIND_INLINE: u8 = 0x80;
@@ -216,7 +242,8 @@ impl Op {
             | Op::Replace { len, .. }
             | Op::ZstdRef { len, .. }
             | Op::Bsdiff { len, .. }
-            | Op::Gzip { len, .. } => len,
+            | Op::Gzip { len, .. }
+            | Op::Xz { len, .. } => len,
             Op::Inline { ref op, .. } => op.len(),
         }
     }
@@ -240,7 +267,8 @@ impl Op {
             Op::Replace { stored, .. }
             | Op::ZstdRef { stored, .. }
             | Op::Bsdiff { stored, .. }
-            | Op::Gzip { stored, .. } => u64::from(stored),
+            | Op::Gzip { stored, .. }
+            | Op::Xz { stored, .. } => u64::from(stored),
             _ => 0,
         }
     }
@@ -254,6 +282,7 @@ impl Op {
             Op::ZstdRef { .. } => "zstd_ref",
             Op::Bsdiff { .. } => "bsdiff",
             Op::Gzip { .. } => "gzip",
+            Op::Xz { .. } => "xz",
             Op::Inline { op, .. } => op.kind_name(),
         }
     }
@@ -359,6 +388,28 @@ fn encode_op(op: &Op, out: &mut Vec<u8>) {
             }
             out.extend_from_slice(&sha256.0);
         }
+        Op::Xz {
+            len,
+            src,
+            window,
+            settings,
+            raw_lens,
+            stored,
+            sha256,
+        } => {
+            out.push(KIND_XZ);
+            for v in [*len, *src, *window, u64::from(settings.preset)] {
+                put_varint(out, v);
+            }
+            put_varint(out, u64::from(settings.dict_size));
+            out.push(settings.check);
+            put_varint(out, raw_lens.len() as u64);
+            for n in raw_lens {
+                put_varint(out, *n);
+            }
+            put_varint(out, u64::from(*stored));
+            out.extend_from_slice(&sha256.0);
+        }
         Op::Inline { op, data } => {
             // The inner encoding, its kind flagged and its digest replaced by the data.
             // Only data operations have a digest to replace (the generator inlines no other).
@@ -422,6 +473,19 @@ mod tests {
                 stored: 12,
                 sha256: Sha256Digest::of(b"g"),
             },
+            Op::Xz {
+                len: 40,
+                src: 400,
+                window: 64,
+                settings: xz::XzSettings {
+                    preset: 6 | xz::PRESET_EXTREME,
+                    dict_size: 1 << 17,
+                    check: 10,
+                },
+                raw_lens: vec![1000, 0, 3000],
+                stored: 8,
+                sha256: Sha256Digest::of(b"x"),
+            },
         ]
     }
 
@@ -429,20 +493,20 @@ mod tests {
     fn op_list_round_trip() {
         let ops = sample();
         let bytes = encode_ops(&ops);
-        assert_eq!(decode_ops(&bytes, 8192 + 192, 16384, 57).unwrap(), ops);
+        assert_eq!(decode_ops(&bytes, 8192 + 232, 16384, 65).unwrap(), ops);
     }
 
     #[test]
     fn hostile_lists_are_refused() {
         let bytes = encode_ops(&sample());
         // Wrong target size, base too small for the copy, wrong data size, truncation, trailing.
-        assert!(decode_ops(&bytes, 8192 + 191, 16384, 57).is_err());
-        assert!(decode_ops(&bytes, 8192 + 192, 8192, 48).is_err());
-        assert!(decode_ops(&bytes, 8192 + 192, 16384, 56).is_err());
-        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 192, 16384, 57).is_err());
+        assert!(decode_ops(&bytes, 8192 + 231, 16384, 65).is_err());
+        assert!(decode_ops(&bytes, 8192 + 232, 8192, 56).is_err());
+        assert!(decode_ops(&bytes, 8192 + 232, 16384, 64).is_err());
+        assert!(decode_ops(&bytes[..bytes.len() - 1], 8192 + 232, 16384, 65).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode_ops(&longer, 8192 + 192, 16384, 57).is_err());
+        assert!(decode_ops(&longer, 8192 + 232, 16384, 65).is_err());
         let huge = encode_ops(&[Op::Copy {
             len: 10,
             src: u64::MAX - 5,

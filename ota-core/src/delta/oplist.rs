@@ -5,9 +5,11 @@
 //! operation. Nothing proportional to the operation count is ever held.
 
 use super::gzip::{MAX_GZIP_HEADER, MAX_GZIP_RAW};
+use super::xz::{XzSettings, MAX_XZ_RAW, MAX_XZ_STREAMS};
 use super::{
     BranchFilter, Op, PatchCodec, KIND_COPY, KIND_GZIP, KIND_INLINE, KIND_REPLACE, KIND_X86_FILTER,
-    KIND_ZERO, KIND_ZSTD_REF, MAX_DATA_OP_LEN, MAX_INLINE, MAX_OPS, MAX_REF_WINDOW, MAX_WINDOW,
+    KIND_XZ, KIND_ZERO, KIND_ZSTD_REF, MAX_DATA_OP_LEN, MAX_INLINE, MAX_OPS, MAX_REF_WINDOW,
+    MAX_WINDOW,
 };
 use crate::bundle::zstd_compress_bound;
 use crate::digest::Sha256Digest;
@@ -298,7 +300,8 @@ fn decode_op(input: &mut impl BufRead, index: u64) -> Result<Op, OpListError> {
     if let Op::Replace { sha256, .. }
     | Op::ZstdRef { sha256, .. }
     | Op::Bsdiff { sha256, .. }
-    | Op::Gzip { sha256, .. } = &mut op
+    | Op::Gzip { sha256, .. }
+    | Op::Xz { sha256, .. } = &mut op
     {
         *sha256 = Sha256Digest::of(&data);
     }
@@ -359,6 +362,7 @@ fn decode_fields(
             stored: stored_u32(varint(input)?)?,
             sha256: digest_unless_inline(input, inline)?,
         },
+        KIND_XZ => decode_xz(input, index, len, inline)?,
         other => match PatchCodec::of_kind(other & !KIND_X86_FILTER) {
             Some(codec) => {
                 let src = varint(input)?;
@@ -388,6 +392,55 @@ fn decode_fields(
                 ))
             }
         },
+    })
+}
+
+/// Reads the fields of an `xz` operation, refusing more streams or content than an operation
+/// may re-create before holding their lengths.
+fn decode_xz(
+    input: &mut impl BufRead,
+    index: u64,
+    len: u64,
+    inline: bool,
+) -> Result<Op, OpListError> {
+    let src = varint(input)?;
+    let window = varint(input)?;
+    let narrow =
+        |v: u64| u32::try_from(v).or_else(|_| bad(format!("xz setting {v} is impossible")));
+    let settings = XzSettings {
+        preset: narrow(varint(input)?)?,
+        dict_size: narrow(varint(input)?)?,
+        check: byte(input)?,
+    };
+    if let Some(problem) = settings.problem() {
+        return bad(format!("operation {index} names {problem}"));
+    }
+    let count = varint(input)?;
+    if !(1..=MAX_XZ_STREAMS).contains(&count) {
+        return bad(format!(
+            "operation {index} re-creates {count} xz streams (1..={MAX_XZ_STREAMS} allowed)"
+        ));
+    }
+    let mut raw_lens = Vec::with_capacity(count as usize);
+    let mut total = 0u64;
+    for _ in 0..count {
+        let n = varint(input)?;
+        total = total.saturating_add(n);
+        if total > MAX_XZ_RAW {
+            return bad(format!(
+                "operation {index} re-creates more than {MAX_XZ_RAW} bytes of xz content"
+            ));
+        }
+        raw_lens.push(n);
+    }
+    Ok(Op::Xz {
+        len,
+        src,
+        window,
+        settings,
+        raw_lens,
+        stored: stored_u32(varint(input)?)?,
+        sha256: digest_unless_inline(input, inline)?,
     })
 }
 
@@ -436,6 +489,13 @@ fn check_op(op: &Op, index: u64, limits: &OpLimits) -> Result<(), OpListError> {
                 "operation {index} declares a gzip header of {header_len} bytes, {raw_len} bytes \
                  of content and {stored} bytes of data (header 10..={MAX_GZIP_HEADER}, content \
                  ≤ {MAX_GZIP_RAW})"
+            ));
+        }
+        Op::Xz { src, window, .. }
+            if !(32..=MAX_REF_WINDOW).contains(&window) || !in_base(src, window) =>
+        {
+            return bad(format!(
+                "operation {index} has invalid old xz streams {src}+{window}"
             ));
         }
         Op::ZstdRef { window, .. } if window > MAX_REF_WINDOW => {

@@ -244,6 +244,53 @@ pub fn max_lzma_op(key: &SigningKey, base: &[u8], product: &str, version: &str) 
     signed_ops(key, &target, &[op], &data)
 }
 
+/// The most memory an `xz` operation may take, with its base: old streams decoding to the
+/// largest content (4 MiB of noise, one stream with a 1 MiB dictionary), a frame of 4 MiB of
+/// content (2 MiB of noise, then zeros) and the heaviest encoder (preset 9 extreme, 1 MiB
+/// dictionary: 12.6 MiB). The content does not fit the 2 MiB the operation writes, so it is
+/// refused once the encoder has done its work. Returns (base, bundle).
+pub fn max_xz_op(key: &SigningKey, product: &str, version: &str) -> (Vec<u8>, Vec<u8>) {
+    use ota_core::delta::xz::{encode_stream, XzSettings, MAX_XZ_DICT, MAX_XZ_RAW, PRESET_EXTREME};
+    let settings = XzSettings {
+        preset: 9 | PRESET_EXTREME,
+        dict_size: MAX_XZ_DICT,
+        check: 10,
+    };
+    let mut base = Vec::new();
+    let old = noise(MAX_XZ_RAW, 0x2545_f491_4f6c_dd1d);
+    encode_stream(
+        &old,
+        XzSettings {
+            preset: 0,
+            ..settings
+        },
+        &mut base,
+        8 << 20,
+    )
+    .unwrap();
+    let mut content = noise(MAX_XZ_RAW / 2, 0x9e37_79b9_7f4a_7c15);
+    content.resize(MAX_XZ_RAW as usize, 0);
+    let data = compress_ops(&mut &content[..], Some(MAX_XZ_RAW), 1).unwrap();
+    let len = 2u64 << 20;
+    let op = Op::Xz {
+        len,
+        src: 0,
+        window: base.len() as u64,
+        settings,
+        raw_lens: vec![MAX_XZ_RAW],
+        stored: data.len() as u32,
+        sha256: Sha256Digest::of(&data),
+    };
+    let target = Target {
+        product,
+        version,
+        base: &base,
+        image_size: len,
+    };
+    let bundle = signed_ops(key, &target, &[op], &data);
+    (base, bundle)
+}
+
 /// A `zstd_ref` operation with the largest window (8 MiB, so the base must be that long)
 /// writing 2 MiB from 2 MiB of incompressible data, and that data.
 fn max_window_parts() -> (Op, Vec<u8>) {

@@ -50,6 +50,14 @@ fn build_options(args: &BundleArgs) -> Result<BuildOptions> {
             args.release_version
         ))
     })?;
+    if args.xz_content && args.delta_format < 5 {
+        return Err(UsageError(format!(
+            "--xz-content makes `xz` operations, which need --delta-format 5 (got {}): drop one \
+             of the two",
+            args.delta_format
+        ))
+        .into());
+    }
     Ok(BuildOptions {
         product: args.product.clone(),
         version,
@@ -59,6 +67,7 @@ fn build_options(args: &BundleArgs) -> Result<BuildOptions> {
         temp_dir: output_dir(&args.out),
         provenance: read_provenance(args.provenance.as_deref())?,
         delta_format: args.delta_format,
+        xz_content: args.xz_content,
     })
 }
 
