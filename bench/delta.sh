@@ -5,7 +5,8 @@
 # PAIR is one of ext4 ext4-trixie sqfs arrow numpy (default: all but ext4-trixie, which
 # bench/make-ext4-pair.sh DATA_DIR/trixie makes). For each pair, in one run:
 #   ota-sign bundle --base (the whole signed bundle: manifest, signature, op list, data), and
-#   on ext4 pairs also with OTA_DELTA_NO_FS_HINTS=1 (the generic engine alone)
+#   on ext4 pairs also with OTA_DELTA_NO_FS_HINTS=1 (the generic engine alone), on the
+#   squashfs pair also with --xz-content (xz blocks re-created from their content)
 #   bsdiff (Debian; killed after $BSDIFF_TIMEOUT s, default 600), xdelta3 -9 -S lzma,
 #   zstd -19 --long=31 --patch-from, zstd --ultra -22 --long=31 --patch-from
 # and reports size, generation wall/CPU time and peak RSS, apply wall time and peak RSS, and
@@ -79,6 +80,17 @@ for pair in "${PAIRS[@]}"; do
     OK[generic]=$(check "$OUT/$pair.ours")
     tools+=(generic)
   fi
+  # On squashfs images, also --xz-content: changed xz blocks re-created from their content.
+  if [ "$pair" = sqfs ]; then
+    g=$(run "$OUT/g.log" "$SIGN" bundle --product bench --version 2.0.0 --image rootfs="$new" \
+        --base rootfs="$old" --key "$OUT/k" --xz-content -o "$OUT/$pair.xz.bundle")
+    rm -f "$OUT/$pair.ours"
+    a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
+        --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.xz.bundle")
+    SIZE[xz]=$(stat -c %s "$OUT/$pair.xz.bundle"); GEN[xz]=$g; APPLY[xz]=$a
+    OK[xz]=$(check "$OUT/$pair.ours")
+    tools+=(xz)
+  fi
 
   g=$(run "$OUT/g.log" timeout "$BSDIFF_TIMEOUT" bsdiff "$old" "$new" "$OUT/$pair.bsdiff")
   if [ "${g##* }" = 0 ]; then
@@ -111,6 +123,7 @@ for pair in "${PAIRS[@]}"; do
     label=$t; [ $t = zstd-19 ] && label="zstd -19 --long=31 --patch-from"; [ $t = zstd-22 ] && label="zstd --ultra -22 --long=31 --patch-from"
     [ $t = xdelta3 ] && label="xdelta3 -9 -S lzma"
     [ $t = generic ] && label="ota-sign, generic engine (OTA_DELTA_NO_FS_HINTS=1)"
+    [ $t = xz ] && label="ota-sign --xz-content"
     echo "| $pair | $size | $label | ${SIZE[$t]} | $ratio | $gw | $gc | $gr | $aw | $ar | ${OK[$t]} |"
   done
   unset SIZE GEN APPLY OK

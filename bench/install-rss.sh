@@ -12,7 +12,8 @@
 # operation, 2^63-byte image) and on the most memory a valid signed delta may take
 # (max-window: zstd_ref operations with 8 MiB windows; max-memory: the same after an op list
 # needing the largest zstd window from a list near its 1 MiB bound; max-lzma: a bsdiff whose
-# LZMA2 data decompresses to the largest patch allowed), each run also under
+# LZMA2 data decompresses to the largest patch allowed; max-xz: an xz operation with the
+# largest old and new content and the heaviest encoder, on its own base), each run also under
 # `ulimit -v 131072`: exit code (124: stopped after 120 s), the device's last result, peak
 # RSS, wall time.
 #
@@ -133,16 +134,19 @@ PY
   echo "| bundle | size | command | limit | exit | last result | peak RSS | wall |"
   echo "|---|---:|---|---|---:|---|---:|---:|"
   local b size r code rss wall
-  for b in oplist-bomb control-bomb zero-op zero-image max-window max-memory max-lzma delta; do
+  for b in oplist-bomb control-bomb zero-op zero-image max-window max-memory max-lzma max-xz delta; do
     size=$(stat -c %s "$OUT/repo/$b.bundle")
+    # max-xz brings its own base (xz streams): measured with ota-sign verify only.
+    base=$OUT/base.img; [ "$b" = max-xz ] && base=$OUT/repo/max-xz.base
     for LIMIT in 0 1; do
       read -r code rss wall < <(LIMIT=$LIMIT measure "$BIN/ota-sign" verify \
-        --trusted "$OUT/vendor.key.pub" --base "rootfs=$OUT/base.img" "$OUT/repo/$b.bundle")
+        --trusted "$OUT/vendor.key.pub" --base "rootfs=$base" "$OUT/repo/$b.bundle")
       echo "| $b | $size | ota-sign verify --base | $([ $LIMIT = 1 ] && echo 128M || echo none) | $code | | $(mib "$rss") | $wall |"
     done
     # The legitimate delta is installed once, last (it leaves the device waiting for a reboot).
     for LIMIT in 1 0; do
       [ "$b" = delta ] && [ "$LIMIT" = 1 ] && continue
+      [ "$b" = max-xz ] && continue
       read -r code rss wall < <(LIMIT=$LIMIT measure "$BIN/ota-update" --config "$dev/updater.toml" \
         install "$BASE/$b.bundle")
       r=$(last_result "$dev")
