@@ -59,38 +59,27 @@ for pair in "${PAIRS[@]}"; do
   declare -A SIZE=() GEN=() APPLY=() OK=()
   check() { cmp -s "$1" "$new" && echo yes || echo NO; }
 
-  # ota-sign: the whole signed bundle is what a device downloads.
-  g=$(run "$OUT/g.log" "$SIGN" bundle --product bench --version 2.0.0 --image rootfs="$new" \
-      --base rootfs="$old" --key "$OUT/k" -o "$OUT/$pair.bundle")
-  rm -f "$OUT/$pair.ours"
-  a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
-      --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.bundle")
-  SIZE[ota-sign]=$(stat -c %s "$OUT/$pair.bundle"); GEN[ota-sign]=$g; APPLY[ota-sign]=$a
-  OK[ota-sign]=$(check "$OUT/$pair.ours")
+  # ota-sign: the whole signed bundle is what a device downloads. ours KEY [VAR=VALUE...] --
+  # [BUNDLE OPTION...]: bundle with that environment and those options, then apply.
+  ours() {
+    local key=$1 vars=() bundle="$OUT/$pair.$1.bundle"; shift
+    while [ "$1" != -- ]; do vars+=("$1"); shift; done; shift
+    g=$(run "$OUT/g.log" env "${vars[@]}" "$SIGN" bundle --product bench --version 2.0.0 \
+        --image rootfs="$new" --base rootfs="$old" --key "$OUT/k" "$@" -o "$bundle")
+    rm -f "$OUT/$pair.ours"
+    a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
+        --extract rootfs="$OUT/$pair.ours" "$bundle")
+    SIZE[$key]=$(stat -c %s "$bundle"); GEN[$key]=$g; APPLY[$key]=$a
+    OK[$key]=$(check "$OUT/$pair.ours")
+    tools+=("$key")
+  }
+  tools=()
+  ours ota-sign --
   # On filesystem images, also the generic engine alone: what the ext4 hints and the gzip
   # operations are worth on this pair.
-  tools=(ota-sign)
-  if [ "${pair%%-*}" = ext4 ]; then
-    g=$(run "$OUT/g.log" env OTA_DELTA_NO_FS_HINTS=1 "$SIGN" bundle --product bench --version 2.0.0 \
-        --image rootfs="$new" --base rootfs="$old" --key "$OUT/k" -o "$OUT/$pair.generic.bundle")
-    rm -f "$OUT/$pair.ours"
-    a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
-        --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.generic.bundle")
-    SIZE[generic]=$(stat -c %s "$OUT/$pair.generic.bundle"); GEN[generic]=$g; APPLY[generic]=$a
-    OK[generic]=$(check "$OUT/$pair.ours")
-    tools+=(generic)
-  fi
+  [ "${pair%%-*}" = ext4 ] && ours generic OTA_DELTA_NO_FS_HINTS=1 --
   # On squashfs images, also --xz-content: changed xz blocks re-created from their content.
-  if [ "$pair" = sqfs ]; then
-    g=$(run "$OUT/g.log" "$SIGN" bundle --product bench --version 2.0.0 --image rootfs="$new" \
-        --base rootfs="$old" --key "$OUT/k" --xz-content -o "$OUT/$pair.xz.bundle")
-    rm -f "$OUT/$pair.ours"
-    a=$(run "$OUT/a.log" "$SIGN" verify --trusted "$OUT/k.pub" --base rootfs="$old" \
-        --extract rootfs="$OUT/$pair.ours" "$OUT/$pair.xz.bundle")
-    SIZE[xz]=$(stat -c %s "$OUT/$pair.xz.bundle"); GEN[xz]=$g; APPLY[xz]=$a
-    OK[xz]=$(check "$OUT/$pair.ours")
-    tools+=(xz)
-  fi
+  [ "$pair" = sqfs ] && ours xz -- --xz-content
 
   g=$(run "$OUT/g.log" timeout "$BSDIFF_TIMEOUT" bsdiff "$old" "$new" "$OUT/$pair.bsdiff")
   if [ "${g##* }" = 0 ]; then

@@ -571,6 +571,21 @@ fn fresh_grubenv_without_ota_variables_boots_slot_a() {
         .contains("ota.slot=A"));
 }
 
+/// Options of the delta bundles these tests build (version 2.0.0, temporary files in `dir`).
+fn delta_options(dir: &std::path::Path, xz_content: bool) -> BuildOptions {
+    BuildOptions {
+        product: "acme-router".into(),
+        version: semver::Version::new(2, 0, 0),
+        created: 0,
+        chunk_size: 64 * 1024,
+        zstd_level: 3,
+        temp_dir: dir.to_owned(),
+        provenance: None,
+        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
+        xz_content,
+    }
+}
+
 #[test]
 fn delta_install_uses_the_delta_matching_the_active_slot() {
     let d = Device::new(Backend::File);
@@ -601,17 +616,7 @@ fn delta_install_uses_the_delta_matching_the_active_slot() {
                 base: None,
             });
         }
-        let options = BuildOptions {
-            product: "acme-router".into(),
-            version: semver::Version::new(2, 0, 0),
-            created: 0,
-            chunk_size: 64 * 1024,
-            zstd_level: 3,
-            temp_dir: dir.to_owned(),
-            provenance: None,
-            delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
-            xz_content: false,
-        };
+        let options = delta_options(dir, false);
         let path = dir.join(name);
         let mut out = fs::File::create(&path).unwrap();
         build_bundle(
@@ -682,17 +687,7 @@ fn xz_content_delta_installs_exactly() {
     let dir = d.dir.path();
     fs::write(dir.join("factory.img"), &factory).unwrap();
     fs::write(dir.join("v2.img"), &v2).unwrap();
-    let options = BuildOptions {
-        product: "acme-router".into(),
-        version: semver::Version::new(2, 0, 0),
-        created: 0,
-        chunk_size: 64 * 1024,
-        zstd_level: 3,
-        temp_dir: dir.to_owned(),
-        provenance: None,
-        delta_format: ota_core::delta::DELTA_FORMAT_LATEST,
-        xz_content: true,
-    };
+    let options = delta_options(dir, true);
     let path = dir.join("xz.bundle");
     let images = vec![ImageInput {
         name: "rootfs".into(),
