@@ -323,6 +323,13 @@ mod tests {
         assert!(short.capacity() < stream.len());
     }
 
+    /// docs/bundle-format.md (kind 9) names the liblzma whose output devices re-create: an
+    /// upgrade of `liblzma-sys` must come with that text and the mksquashfs tests re-checked.
+    #[test]
+    fn the_encoder_is_the_documented_liblzma() {
+        assert_eq!(liblzma_version(), "5.8.4");
+    }
+
     #[test]
     fn hostile_settings_are_refused_before_allocating() {
         for bad in [
