@@ -471,8 +471,8 @@ pub struct BundleArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub delta_format: u8,
     /// Send the content of changed xz streams (squashfs-xz blocks, .xz files) as a delta and
-    /// have the device compress it again, bit for bit: about 4 × smaller deltas of squashfs-xz
-    /// images, but applying them costs ~40 × the CPU (seconds to minutes on a router) and
+    /// have the device compress it again, bit for bit: about 3 × smaller deltas of squashfs-xz
+    /// images, but applying them takes ~50 × as long (seconds to minutes on a router) and
     /// needs ota-update with delta format 5. Needs --delta-format 5.
     #[arg(long)]
     pub xz_content: bool,

@@ -36,7 +36,7 @@ pub struct BuildOptions {
     /// whose updaters predate the `gzip` operation).
     pub delta_format: u8,
     /// Re-create changed xz streams (squashfs-xz blocks) from their content: `xz` operations,
-    /// delta format 5, much smaller deltas for ~40 × the apply CPU (docs/delta.md).
+    /// delta format 5, much smaller deltas for ~50 × the apply time (docs/delta.md).
     pub xz_content: bool,
 }
 

@@ -104,7 +104,7 @@ pub struct DeltaOptions {
     /// The operations it may use ([`super::DELTA_FORMAT_LATEST`]).
     pub delta_format: u8,
     /// Re-create changed xz streams from their content (`xz` operations, delta format 5):
-    /// far smaller deltas of squashfs-xz images, for ~40 × the apply CPU (docs/delta.md).
+    /// far smaller deltas of squashfs-xz images, for ~50 × the apply time (docs/delta.md).
     pub xz_content: bool,
 }
 

@@ -14,7 +14,7 @@
 //! The stored data is one zstd frame of the new streams' contents, one after the other, with
 //! the old streams' content as prefix. The device decodes the old streams from the base
 //! (at most [`MAX_XZ_RAW`] bytes of content), decompresses the frame, and compresses each
-//! stream's content again. Applying costs that compression: about 40 × the CPU of the other
+//! stream's content again. Applying costs that compression: about 50 × the time of the other
 //! operations (docs/delta.md), which is why the generator makes them only when asked.
 
 use super::apply::{decompress_with_prefix, ApplyError, BaseRead};
